@@ -1,0 +1,42 @@
+/* The sub-commands whose machinery later work items build. Each says so and exits 2. */
+#include "cli/cli.h"
+
+int cmd_train(int argc, char **argv) {
+    (void)argc; (void)argv;
+    return cli_not_built("train", "the trainer and checkpointing come with the jobs work item");
+}
+
+int cmd_resume(int argc, char **argv) {
+    (void)argc; (void)argv;
+    return cli_not_built("resume", "the trainer and checkpointing come with the jobs work item");
+}
+
+int cmd_eval(int argc, char **argv) {
+    (void)argc; (void)argv;
+    return cli_not_built("eval", "evaluation comes with the jobs work item");
+}
+
+int cmd_plan(int argc, char **argv) {
+    (void)argc; (void)argv;
+    return cli_not_built("plan", "the memory planner comes with the model and training work items");
+}
+
+int cmd_import_model(int argc, char **argv) {
+    (void)argc; (void)argv;
+    return cli_not_built("import-model", "the model importer comes with the LLaVA-NeXT work item");
+}
+
+int cmd_import_data(int argc, char **argv) {
+    (void)argc; (void)argv;
+    return cli_not_built("import-data", "the data importer comes with the tokenizer/Parquet work item");
+}
+
+int cmd_make_demo(int argc, char **argv) {
+    (void)argc; (void)argv;
+    return cli_not_built("make-demo", "the demo model and data come with the model and data work items");
+}
+
+int cmd_bench(int argc, char **argv) {
+    (void)argc; (void)argv;
+    return cli_not_built("bench", "benchmarks come with the forward pass, training step and importer");
+}

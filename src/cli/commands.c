@@ -1,0 +1,83 @@
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "io/err.h"
+#include "io/log.h"
+
+const cli_command cli_commands[] = {
+    {"train", cmd_train, "start a training job in job.output_dir",
+     "orpo-hpc train JOB.yaml [--restart] [--set key.path=value ...]\n"
+     "  Starts the job; refuses when checkpoints already exist unless --restart."},
+    {"resume", cmd_resume, "continue a job from its newest valid checkpoint (or start it)",
+     "orpo-hpc resume JOB.yaml [--set key.path=value ...]\n"
+     "  What the Slurm script runs: continues from the newest checkpoint that verifies,\n"
+     "  starts fresh when there is none. Exit 75 means: interrupted, checkpointed, requeue me."},
+    {"eval", cmd_eval, "validation loss, preference accuracy and metrics of a checkpoint",
+     "orpo-hpc eval JOB.yaml [--checkpoint FILE] [--set key.path=value ...]"},
+    {"plan", cmd_plan, "memory and time plan of a job (no GPU needed)",
+     "orpo-hpc plan JOB.yaml [--set key.path=value ...]"},
+    {"validate", cmd_validate, "check a job file: types, ranges, unknown keys, files",
+     "orpo-hpc validate JOB.yaml... [--set key.path=value ...]\n"
+     "  Reports every problem as FILE:LINE:COL: key.path: message and exits 2 if there is one.\n"
+     "  --set overrides a key (repeatable); its relative paths resolve against the current directory,\n"
+     "  relative paths inside the job file against the job file's directory."},
+    {"inspect", cmd_inspect, "print the groups, datasets, shapes, dtypes and attributes of an HDF5 file",
+     "orpo-hpc inspect FILE.h5 [--attrs] [--max-depth N]"},
+    {"import-model", cmd_import_model, "HuggingFace LLaVA-NeXT directory -> model.h5 (NF4, bf16 or fp32)",
+     "orpo-hpc import-model --from DIR --out model.h5 [--quant nf4|bf16|fp32] [--quant-scope decoder|all-linear]"},
+    {"import-data", cmd_import_data, "RLAIF-V Parquet files or JSONL+images -> data.h5",
+     "orpo-hpc import-data --model model.h5 --out data.h5 (--parquet FILE... | --jsonl FILE --images DIR)\n"
+     "                     [--max-pairs N] [--val-fraction F] [--seed S] [--max-tokens N]"},
+    {"make-demo", cmd_make_demo, "write the tiny demo model and synthetic preference data",
+     "orpo-hpc make-demo --out DIR"},
+    {"bench", cmd_bench, "benchmarks: forward, step, import-data",
+     "orpo-hpc bench (forward|step|import-data) [options]"},
+    {"device", cmd_device, "show the compute devices this binary can use",
+     "orpo-hpc device [--selftest]\n"
+     "  Lists whether CUDA is built in and which GPUs the driver reports; --selftest runs a\n"
+     "  small kernel on GPU 0 and compares it with the CPU."},
+};
+const int cli_ncommands = (int)(sizeof cli_commands / sizeof cli_commands[0]);
+
+const cli_command *cli_find(const char *name) {
+    for (int i = 0; i < cli_ncommands; i++)
+        if (!strcmp(cli_commands[i].name, name)) return &cli_commands[i];
+    return NULL;
+}
+
+void cli_print_help(FILE *fp) {
+    fprintf(fp,
+            "orpo-hpc %s — ORPO preference alignment of LLaVA-NeXT with QLoRA adapters\n\n"
+            "usage: orpo-hpc COMMAND [ARGS]\n"
+            "       orpo-hpc help COMMAND\n"
+            "       orpo-hpc --version\n\ncommands:\n",
+            ORPO_VERSION);
+    for (int i = 0; i < cli_ncommands; i++)
+        fprintf(fp, "  %-13s %s\n", cli_commands[i].name, cli_commands[i].summary);
+    fprintf(fp,
+            "\nJob commands take --set key.path=value (repeatable) to override a job key.\n"
+            "Exit codes: 0 done, 1 internal error, 2 bad job or arguments, 3 bad model or data file,\n"
+            "            4 I/O failure, 75 interrupted and checkpointed (requeue).\n"
+            "Environment: ORPO_LOG=debug|info|warn|error. Docs: docs/cli.md, docs/jobs.md.\n");
+}
+
+void cli_print_command_help(const cli_command *c, FILE *fp) {
+    fprintf(fp, "orpo-hpc %s — %s\n\nusage: %s\n", c->name, c->summary, c->usage);
+}
+
+int cli_not_built(const char *name, const char *what) {
+    log_error("'%s' is not built yet (%s); nothing was done", name, what);
+    return ERR_ARGS;
+}
+
+int cli_fail(void) {
+    log_error_current();
+    return err_exit_code(err_code());
+}
+
+int cli_wants_help(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 1;
+    return 0;
+}
