@@ -8,9 +8,19 @@
 
 int cmd_device(int argc, char **argv) {
     int selftest = 0;
+    const char *want = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--selftest")) selftest = 1;
+        else if (!strcmp(argv[i], "--want") && i + 1 < argc) want = argv[++i];
         else return err_set(ERR_ARGS, "device: unknown argument '%s'", argv[i]), cli_fail();
+    }
+    if (want) {
+        device_info d;
+        char line[256];
+        if (device_select(want, &d)) return cli_fail();
+        device_describe(&d, line, sizeof line);
+        printf("runtime.device %s -> %s\n", want, line);
+        return 0;
     }
     int n = 0;
     char why[256] = "";

@@ -34,9 +34,10 @@ const cli_command cli_commands[] = {
     {"bench", cmd_bench, "benchmarks: forward, step, import-data",
      "orpo-hpc bench (forward|step|import-data) [options]"},
     {"device", cmd_device, "show the compute devices this binary can use",
-     "orpo-hpc device [--selftest]\n"
+     "orpo-hpc device [--selftest] [--want auto|cpu|cuda]\n"
      "  Lists whether CUDA is built in and which GPUs the driver reports; --selftest runs a\n"
-     "  small kernel on GPU 0 and compares it with the CPU."},
+     "  small kernel on GPU 0 and compares it with the CPU; --want shows what\n"
+     "  runtime.device would pick (exit 2 when cuda is asked for and no GPU is usable)."},
 };
 const int cli_ncommands = (int)(sizeof cli_commands / sizeof cli_commands[0]);
 

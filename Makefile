@@ -1,0 +1,30 @@
+# orpo-hpc — the two set-up commands of the README, and a few conveniences.
+#   make demo    install missing packages, build, run the demo job on the embedded tiny model
+#   make test    install missing packages, build (release + ASan/UBSan), run the whole test suite
+.PHONY: demo test deps build build-asan test-release test-asan clean
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	cmake --preset release >/dev/null
+	cmake --build --preset release
+
+build-asan: deps
+	cmake --preset asan >/dev/null
+	cmake --build --preset asan
+
+demo: build
+	scripts/demo.sh build/release/orpo-hpc
+
+# The sanitizer build runs the unit and oracle tests; the release build runs everything.
+test-asan: build-asan
+	ctest --preset asan -L "unit|oracle"
+
+test-release: build
+	ctest --preset release
+
+test: test-asan test-release
+
+clean:
+	rm -rf build
