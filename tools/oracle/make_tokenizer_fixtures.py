@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""Fixtures for the tokenizer (src/data/tok.c): tests/fixtures/tokenizer/.
+
+Rerunnable and deterministic. Writes
+  tokenizer.model   the Mistral-7B v0.1/v0.2 SentencePiece model (mistral-common's tokenizer.model.v1)
+  tokenizer.json    an HF `tokenizers` file built from the same model the way llava-hf/llava-v1.6-mistral-7b-hf
+                    ships it (transformers 4.x LlamaTokenizerFast, legacy=True): BPE with merges ranked by piece
+                    score, byte_fallback, fuse_unk, normalizer Prepend("▁") + Replace(" ", "▁"), no pre-tokenizer,
+                    added tokens <unk> <s> </s> (special) and <image>=32000, <pad>=32001 (special, not normalized)
+  cases.txt         the corpus and, per string, the ids from
+                      sp  sentencepiece on tokenizer.model, with the segment rule: the text is split at the special
+                          tokens (<unk> <s> </s> <image> <pad>, leftmost-longest) and each remaining segment is
+                          encoded as its own SentencePiece string (own dummy prefix)
+                      hf  tokenizers on tokenizer.json, add_special_tokens=False
+                    and sentencepiece's decode of the ids (when every id < 32000)
+  template.txt      (item 2) LlavaNextProcessor input_ids for prompt/answer pairs
+
+Format of cases.txt (one record per string, fields on their own lines):
+  case <index> <name>
+  text <hex of the UTF-8 bytes>
+  sp <ids...>
+  hf <ids...>             (absent for malformed UTF-8, which Python strings cannot hold)
+  hfbos <ids...>          (tokenizer with add_special_tokens=True)
+  dec <hex of sp.decode(sp ids)>   (absent if an id is >= 32000)
+  end
+"""
+import hashlib
+import json
+import os
+import random
+import sys
+
+import sentencepiece as spm
+from sentencepiece import sentencepiece_model_pb2 as pb
+from tokenizers import AddedToken, Tokenizer, decoders, normalizers, processors
+from tokenizers.models import BPE
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "..", "..", "tests", "fixtures", "tokenizer")
+SPECIALS = {"<unk>": 0, "<s>": 1, "</s>": 2, "<image>": 32000, "<pad>": 32001}
+
+
+def source_model():
+    import mistral_common
+    return os.path.join(os.path.dirname(mistral_common.__file__), "data", "tokenizer.model.v1")
+
+
+def build_hf(model_bytes):
+    """tokenizer.json as transformers 4.x LlamaConverter (legacy) + llava-hf's added tokens."""
+    m = pb.ModelProto()
+    m.ParseFromString(model_bytes)
+    pieces = [(p.piece, p.score) for p in m.pieces]
+    vocab = {p: i for i, (p, _) in enumerate(pieces)}
+    # merges: every split of a piece into two vocab pieces, ordered by the merged piece's score
+    # (descending, stable), within one piece by (id of left, id of right)  -- SentencePieceExtractor 4.x
+    merges = []
+    for piece, score in pieces:
+        local = []
+        for k in range(1, len(piece)):
+            left, right = piece[:k], piece[k:]
+            if left in vocab and right in vocab:
+                local.append((left, right, score))
+        local.sort(key=lambda x: (vocab[x[0]], vocab[x[1]]))
+        merges.extend(local)
+    merges.sort(key=lambda x: x[2], reverse=True)
+    merges = [(a, b) for a, b, _ in merges]
+    tok = Tokenizer(BPE(vocab=vocab, merges=merges, unk_token="<unk>", fuse_unk=True, byte_fallback=True))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    tok.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in ("<unk>", "<s>", "</s>")])
+    tok.add_special_tokens([AddedToken("<image>", normalized=False, special=True),
+                            AddedToken("<pad>", normalized=False, special=True)])
+    assert tok.token_to_id("<image>") == 32000 and tok.token_to_id("<pad>") == 32001
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                       special_tokens=[("<s>", 1)])
+    return tok
+
+
+def split_specials(s):
+    """Leftmost-longest split at the special tokens: list of str (text) or int (id)."""
+    out, i, start = [], 0, 0
+    while i < len(s):
+        best = None
+        for t in SPECIALS:
+            if s.startswith(t, i) and (best is None or len(t) > len(best)):
+                best = t
+        if best is None:
+            i += 1
+            continue
+        if start < i:
+            out.append(s[start:i])
+        out.append(SPECIALS[best])
+        i += len(best)
+        start = i
+    if start < len(s):
+        out.append(s[start:])
+    return out
+
+
+def sp_encode(sp, s):
+    ids = []
+    for part in split_specials(s):
+        ids.extend([part] if isinstance(part, int) else sp.encode(part))
+    return ids
+
+
+def long_text(rng, n_words):
+    words = ("the of and to in is was that for on with as by at from this are be or an it which image shows "
+             "a man woman dog cat sitting standing near table red blue green small large building street car "
+             "picture photo left right behind front background foreground two three several people tree sky "
+             "answer question describe detail color wearing holding looking appears there".split())
+    extra = ["café", "naïve", "Zürich", "日本語", "東京", "😀", "🏽", "—", "«quote»", "3.14159", "2024-05-17",
+             "e-mail", "C++", "x86_64", "ü", "ß", "Ωmega", "¿Qué?", "\t", "\n", "\n\n", "  ", "(", ")", "\"",
+             "1,234,567", "$100", "100%", "Привет", "мир", "مرحبا", "שלום", "नमस्ते", "한국어", "ไทย"]
+    out = []
+    for i in range(n_words):
+        r = rng.random()
+        if r < 0.08:
+            out.append(rng.choice(extra))
+        else:
+            w = rng.choice(words)
+            if rng.random() < 0.1:
+                w = w.capitalize()
+            out.append(w)
+        if rng.random() < 0.07:
+            out.append(rng.choice([".", ",", "!", "?", ":", ";"]))
+    return " ".join(out)
+
+
+def corpus():
+    rng = random.Random(1234)
+    c = [
+        ("empty", ""),
+        ("space", " "),
+        ("two_spaces", "  "),
+        ("many_spaces", " " * 17),
+        ("newline", "\n"),
+        ("newlines", "\n\n\n"),
+        ("tab", "\t"),
+        ("hello", "Hello world"),
+        ("hello_lower", "hello world!"),
+        ("leading_space", " leading space"),
+        ("leading_spaces", "   three leading spaces"),
+        ("trailing_spaces", "trailing spaces   "),
+        ("space_runs", "a  b   c    d     e      f"),
+        ("tabs", "col1\tcol2\t\tcol3\t"),
+        ("newline_mix", "line one\nline two\r\nline three\n\n  indented\n"),
+        ("digits", "0123456789 12345 3.14159 2024-05-17 1,234,567"),
+        ("accents", "café naïve résumé Zürich façade crème brûlée São Paulo"),
+        ("german", "Die Straße ist größer als früher. Übermäßig!"),
+        ("cjk", "日本語のテキストです。中文文本。한국어 텍스트."),
+        ("rare_cjk", "𠀀𠀁𪚥 龘 鱻 麤"),
+        ("emoji", "I love 😀👍🏽🎉🧑‍🚀 and 🇫🇷 flags"),
+        ("cyrillic_arabic", "Привет мир! مرحبا بالعالم שלום עולם"),
+        ("indic_thai", "नमस्ते दुनिया สวัสดีชาวโลก"),
+        ("control_chars", "a\x01b\x02c\x7fd\x1be\x00f"),
+        ("replacement_char", "bad \ufffd char"),
+        ("zero_width", "zero\u200bwidth\u200djoiner\ufeffbom"),
+        ("nbsp", "non\u00a0breaking\u2009thin\u3000ideographic"),
+        ("math", "∑_{i=1}^{n} x_i ≤ ∞ → ∀ε>0 ∃δ; α+β=γ"),
+        ("code", "def f(x):\n    return x ** 2  # square\n\nif __name__ == '__main__':\n\tprint(f(3))"),
+        ("url", "https://example.com/path?query=1&b=two#frag user@example.org"),
+        ("punct", "!!! ??? ... --- *** ''' \"\"\" ``` ~~~ ### @@@ $$$ %%% ^^^ &&& ((( )))"),
+        ("underline_char", "a ▁ b ▁▁ c▁d"),
+        ("byte_piece_text", "<0x0A> <0xFF> <unk"),
+        ("inst_literal", "[INST] What is this? [/INST]"),
+        ("image_prompt", "[INST] <image>\nWhat is shown in this image? [/INST]"),
+        ("image_answer", "[INST] <image>\nWhat is shown in this image? [/INST] The image shows a radar chart.</s>"),
+        ("image_only", "<image>"),
+        ("image_twice", "<image><image>"),
+        ("image_spaces", "  <image>  \n  "),
+        ("bos_eos_literal", "<s>hello</s> world</s>"),
+        ("unk_literal", "this   <unk>   image"),
+        ("pad_literal", "x<pad><pad>y"),
+        ("near_specials", "<im age> <imag <image <s </s <pad <unk> <<s>> </s>>"),
+        ("special_in_word", "foo<image>bar</s>baz"),
+        ("multi_turn", "[INST] <image>\nQ1 [/INST] A1</s> [INST] Q2 [/INST]"),
+        ("sys_prompt", "<<SYS>>\nYou are helpful.\n<</SYS>>\n\n[INST] hi [/INST]"),
+        ("long_word", "Pneumonoultramicroscopicsilicovolcanoconiosis antidisestablishmentarianism"),
+        ("repeated", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+        ("repeated_mix", "abababababababababab ab ab ab abab abba"),
+        ("paragraph", long_text(rng, 300)),
+    ]
+    # random strings over a mixed alphabet: stresses merges, bytes, spaces
+    alphabet = list("abcdefghijklmnopqrstuvwxyzABCDEF  0123456789.,!?'\"-\n\t") + \
+        ["é", "ü", "ñ", "日", "本", "語", "😀", "🏽", "𠀀", "\x01", "▁", "<", ">", "/", "s", "<image>", "</s>", "<s>"]
+    for k in range(40):
+        n = rng.randint(1, 60)
+        c.append(("random_%02d" % k, "".join(rng.choice(alphabet) for _ in range(n))))
+    c.append(("long_text", long_text(rng, 4000)))
+    # malformed UTF-8 (bytes, sentencepiece only: each bad byte becomes U+FFFD)
+    c += [("bad_utf8_ff", b"a\xffb"), ("bad_utf8_lone_lead", b"\xc3"), ("bad_utf8_truncated", b"ok\xf0\x9f\x98"),
+          ("bad_utf8_surrogate", b"x\xed\xa0\x80y"), ("bad_utf8_overlong", b"\xc0\xaf \xe0\x80\xaf"),
+          ("bad_utf8_too_big", b"\xf4\x90\x80\x80 \xf8\x88\x80\x80\x80"), ("bad_utf8_cont", b"\x80\x80 z \xbf")]
+    return c
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    model_bytes = open(source_model(), "rb").read()
+    assert len(model_bytes) == 493443, len(model_bytes)
+    with open(os.path.join(OUT, "tokenizer.model"), "wb") as f:
+        f.write(model_bytes)
+    hf = build_hf(model_bytes)
+    hf.save(os.path.join(OUT, "tokenizer.json"), pretty=False)
+    hf = Tokenizer.from_file(os.path.join(OUT, "tokenizer.json"))  # what the C test reads
+    sp = spm.SentencePieceProcessor(model_proto=model_bytes)
+    assert sp.get_piece_size() == 32000
+
+    n_diff = 0
+    lines = ["# generated by tools/oracle/make_tokenizer_fixtures.py; sentencepiece %s" % spm.__version__]
+    for idx, (name, s) in enumerate(corpus()):
+        if isinstance(s, bytes):  # malformed UTF-8: sentencepiece only
+            ids_sp = sp.encode(s)
+            lines += ["case %d %s" % (idx, name), "text " + s.hex(), "sp " + " ".join(map(str, ids_sp)),
+                      "dec " + sp.decode(ids_sp).encode("utf-8").hex(), "end"]
+            continue
+        ids_sp = sp_encode(sp, s)
+        ids_hf = hf.encode(s, add_special_tokens=False).ids
+        ids_hfb = hf.encode(s, add_special_tokens=True).ids
+        if ids_sp != ids_hf:
+            n_diff += 1
+            print("sp != hf for %s: %r\n  sp %s\n  hf %s" % (name, s[:80], ids_sp[:40], ids_hf[:40]), file=sys.stderr)
+        lines.append("case %d %s" % (idx, name))
+        lines.append("text " + s.encode("utf-8").hex())
+        lines.append("sp " + " ".join(map(str, ids_sp)))
+        lines.append("hf " + " ".join(map(str, ids_hf)))
+        lines.append("hfbos " + " ".join(map(str, ids_hfb)))
+        if all(i < 32000 for i in ids_sp):
+            lines.append("dec " + sp.decode(ids_sp).encode("utf-8").hex())
+        lines.append("end")
+    with open(os.path.join(OUT, "cases.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("cases: %d strings, %d differ between sp and hf" % (len(corpus()), n_diff))
+    for fn in ("tokenizer.model", "tokenizer.json", "cases.txt"):
+        p = os.path.join(OUT, fn)
+        print("%-16s %8d bytes sha256 %s" % (fn, os.path.getsize(p), hashlib.sha256(open(p, "rb").read()).hexdigest()[:16]))
+
+
+if __name__ == "__main__":
+    main()
