@@ -1,0 +1,29 @@
+/* cpu_ops — the op table of the fp32 CPU reference. */
+#include "backend/cpu/cpu_ops.h"
+
+static const ops g_cpu_ops = {
+    .name = "cpu",
+    .linear_fwd = cpu_linear_fwd,
+    .linear_bwd = cpu_linear_bwd,
+    .rmsnorm_fwd = cpu_rmsnorm_fwd,
+    .rmsnorm_bwd = cpu_rmsnorm_bwd,
+    .layernorm_fwd = cpu_layernorm_fwd,
+    .layernorm_bwd = cpu_layernorm_bwd,
+    .rope_fwd = cpu_rope_fwd,
+    .rope_bwd = cpu_rope_bwd,
+    .attn_fwd = cpu_attn_fwd,
+    .attn_bwd = cpu_attn_bwd,
+    .gelu_fwd = cpu_gelu_fwd,
+    .gelu_bwd = cpu_gelu_bwd,
+    .quick_gelu_fwd = cpu_quick_gelu_fwd,
+    .quick_gelu_bwd = cpu_quick_gelu_bwd,
+    .swiglu_fwd = cpu_swiglu_fwd,
+    .swiglu_bwd = cpu_swiglu_bwd,
+    .add_inplace = cpu_add_inplace,
+    .embed_fwd = cpu_embed_fwd,
+    .embed_bwd = cpu_embed_bwd,
+    .logprob_fwd = cpu_logprob_fwd,
+    .logprob_bwd = cpu_logprob_bwd,
+};
+
+const ops *ops_cpu(void) { return &g_cpu_ops; }
