@@ -1,0 +1,100 @@
+/* llava — the LLaVA-NeXT graph (CLIP vision tower, 2-layer GELU projector, anyres packing with
+ * unpad and image_newline, Mistral decoder) written once against the op table (backend/ops.h).
+ *
+ *   llava_config_from_hf(json_path, &cfg)        read a HuggingFace config.json (llava_next); ERR_DATA on
+ *                                                an unknown architecture or a bad value, naming the key
+ *   llava_config_describe(&cfg, buf, n)          one line for logs
+ *   lin_f32(&w, scratch)                         the fp32 weight of a linear (NF4 dequantized into scratch)
+ *   llava_ws_size(&cfg, max_tok, max_tiles)      bytes of workspace a forward needs
+ *   llava_vision_forward(...)                    tiles [P,3,T,T] -> selected features [P, np, Dv] (CLS dropped)
+ *   llava_project(...)                           features -> projector output [P*np, D]
+ *   llava_pack_image(...)                        one image's tiles -> [n_img, D]: base, unpadded grid rows + newline
+ *   llava_embed(...)                             token embeddings with image features spliced at <image> ids
+ *   llava_decoder_forward(...)                   packed sequences -> final-norm hidden states [ntok, D]
+ *   llava_lm_head(...)                           logits of selected rows only
+ */
+#ifndef ORPO_LLAVA_H
+#define ORPO_LLAVA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/ops.h"
+#include "data/anyres.h"
+
+typedef struct llava_config {
+    /* vision tower (CLIP ViT) */
+    int v_hidden, v_inter, v_layers, v_heads, v_image, v_patch;
+    int v_feature_layer;  /* as in config (-2) */
+    int v_run_layers;     /* layers actually run: the one whose output is selected */
+    float v_eps;
+    /* projector */
+    int proj_bias;
+    /* Mistral decoder */
+    int t_hidden, t_inter, t_layers, t_heads, t_kv_heads, t_head_dim, vocab;
+    float t_eps, rope_theta;
+    int image_token, pad_token, bos, eos;
+    anyres_config anyres; /* tile = v_image, patch = v_patch, pinpoints in (height, width) */
+} llava_config;
+
+/* A linear layer's weight [out, in] (+ optional fp32 bias [out]). dtype DT_F32 today; DT_NF4 and
+ * DT_BF16 weights are expanded by lin_f32 into a per-layer scratch buffer. */
+typedef struct lin_w {
+    int dtype;
+    const void *w;
+    const float *b;
+    int64_t out, in;
+} lin_w;
+
+typedef struct vis_layer {
+    const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
+    lin_w q, k, v, o, fc1, fc2;
+} vis_layer;
+
+typedef struct dec_layer {
+    const float *in_norm, *post_norm;
+    lin_w q, k, v, o, gate, up, down;
+} dec_layer;
+
+typedef struct llava_weights {
+    const float *patch_w;  /* [Dv, 3, p, p] (no bias) */
+    const float *cls, *pos; /* [Dv], [np+1, Dv] */
+    const float *pre_ln_w, *pre_ln_b;
+    vis_layer *vis;         /* v_run_layers entries */
+    lin_w proj1, proj2;
+    const float *newline;   /* [D] */
+    const float *embed;     /* [vocab, D] */
+    dec_layer *dec;         /* t_layers entries */
+    const float *norm;      /* [D] */
+    lin_w lm_head;          /* [vocab, D] */
+} llava_weights;
+
+int llava_config_from_hf(const char *json_path, llava_config *cfg);
+void llava_config_describe(const llava_config *cfg, char *buf, size_t n);
+
+const float *lin_f32(const lin_w *w, float *scratch);
+
+size_t llava_ws_size(const llava_config *cfg, int64_t max_tok, int max_tiles);
+
+/* pixels: [P, 3, T, T] normalised; out: [P, np, Dv]; ws: llava_ws_size bytes */
+void llava_vision_forward(const ops *o, opctx *c, const llava_config *cfg, const llava_weights *w,
+                          const float *pixels, int P, float *out, void *ws);
+/* feats: [rows, Dv] -> out [rows, D] */
+void llava_project(const ops *o, opctx *c, const llava_config *cfg, const llava_weights *w,
+                   const float *feats, int64_t rows, float *out, void *ws);
+/* proj: [P, np, D] of one image of original size (h, w); writes n_img rows into out (NULL: count only).
+ * Returns the number of rows (anyres_num_image_tokens), or -1 when P does not match the grid. */
+int64_t llava_pack_image(const llava_config *cfg, const llava_weights *w, const float *proj, int P,
+                         int h, int wd, float *out);
+/* ids[ntok]; image rows (concatenated over images in order) replace the <image> ids.
+ * ERR_DATA when the count of <image> ids differs from n_image_rows. */
+int llava_embed(const ops *o, opctx *c, const llava_config *cfg, const llava_weights *w, const int32_t *ids,
+                int64_t ntok, const float *image_rows, int64_t n_image_rows, float *out);
+/* x: [ntok, D] input embeddings, overwritten with the final-norm hidden states. pos[ntok]. */
+void llava_decoder_forward(const ops *o, opctx *c, const llava_config *cfg, const llava_weights *w, float *x,
+                           const int32_t *pos, const seq_desc *seqs, int nseq, int64_t ntok, void *ws);
+/* logits[nrows, vocab] for hidden rows rows[i] of h */
+void llava_lm_head(const ops *o, opctx *c, const llava_config *cfg, const llava_weights *w, const float *h,
+                   const int64_t *rows, int64_t nrows, float *logits, void *ws);
+
+#endif

@@ -1,0 +1,48 @@
+/* llava_params — the parameter list of a LLaVA-NeXT config, checkpoint name mapping, and an fp32 model
+ * loaded from a HuggingFace directory (the CPU reference's way in; model.h5 import builds on it).
+ *
+ *   llava_canonical_name(name, out, n)   map any supported checkpoint name to the llava-hf legacy name:
+ *                                        transformers 4.x (language_model.model.*, vision_tower.vision_model.*),
+ *                                        transformers 5.x (model.language_model.*, model.vision_tower.*, lm_head.*,
+ *                                        vision_tower.embeddings.* without vision_model), and the original
+ *                                        liuhaotian layout (model.layers.*, model.mm_projector.{0,2}.*,
+ *                                        model.vision_tower.vision_tower.vision_model.*); 0 when it maps
+ *   llava_params_build(cfg, w, &list, &n)  every tensor the model needs: canonical name, shape, and the
+ *                                        slot of llava_weights it fills (vision layers only up to v_run_layers)
+ *   llava_model_load_hf(dir, &m)         config.json + *.safetensors (sharded or not) -> fp32 model;
+ *                                        ERR_DATA naming the tensor on a missing tensor or a shape mismatch
+ *   llava_model_free(&m)
+ */
+#ifndef ORPO_LLAVA_PARAMS_H
+#define ORPO_LLAVA_PARAMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/llava.h"
+
+typedef struct llava_param {
+    char name[128];
+    int ndim;
+    int64_t shape[4];
+    int64_t numel;
+    const void **slot; /* where the data pointer goes */
+    int is_linear;     /* a [out, in] weight of a linear layer (NF4 candidate) */
+    int is_decoder;    /* belongs to the Mistral decoder layers */
+} llava_param;
+
+typedef struct llava_model {
+    llava_config cfg;
+    llava_weights w;
+    vis_layer *vis;
+    dec_layer *dec;
+    float *arena;       /* every parameter, fp32, one allocation */
+    size_t arena_floats;
+} llava_model;
+
+int llava_canonical_name(const char *name, char *out, size_t n);
+int llava_params_build(const llava_config *cfg, llava_weights *w, llava_param **list, int *n);
+int llava_model_load_hf(const char *dir, llava_model *m);
+void llava_model_free(llava_model *m);
+
+#endif
