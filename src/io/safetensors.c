@@ -17,7 +17,7 @@
 #include "io/h5x.h"
 
 #define ST_MAX_HEADER 100000000ull
-#define ST_MAX_INT 9007199254740992.0 /* 2^53: larger JSON numbers are not exact doubles */
+#define ST_MAX_INT 9007199254740992.0 /* 2^53: from here on JSON numbers are not exact doubles */
 
 struct st_file {
     char *path;
@@ -71,7 +71,7 @@ void st_close(st_file *f) {
 static int json_uint(const cJSON *v, uint64_t *out) {
     if (!cJSON_IsNumber(v)) return 0;
     double d = v->valuedouble;
-    if (!(d >= 0) || d > ST_MAX_INT || floor(d) != d) return 0;
+    if (!(d >= 0) || d >= ST_MAX_INT || floor(d) != d) return 0;
     *out = (uint64_t)d;
     return 1;
 }
