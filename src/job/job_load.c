@@ -35,6 +35,8 @@ typedef struct loader {
     yaml_node_t *node[JOB_NKEYS]; /* value node of each key found in the file */
     where sec_at[16];             /* position of each section key in the file */
     int sec_seen[16];
+    int sec_bad[16];              /* the section was not a mapping: its keys are not "missing" */
+    int root_bad;                 /* empty file or not a mapping: one error says it all */
     int bad[JOB_NKEYS];           /* a given value was rejected (cross-checks skip the key) */
 } loader;
 
@@ -699,11 +701,13 @@ static void walk_root(loader *L, yaml_node_t *root) {
     if (!root) {
         where w = {L->file, 1, 1};
         err_at(L, w, "", "the job file is empty; expected a mapping with the sections job, model, data, ...");
+        L->root_bad = 1;
         return;
     }
     if (root->type != YAML_MAPPING_NODE) {
         err_at(L, node_at(L, root), "", "expected a mapping with the sections job, model, data, ...; got %s",
                node_kind(root));
+        L->root_bad = 1;
         return;
     }
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
@@ -735,6 +739,7 @@ static void walk_root(loader *L, yaml_node_t *root) {
             char keys[512];
             section_keys(name, keys, sizeof keys);
             err_at(L, node_at(L, vn), name, "expected a mapping (keys: %s), got %s", keys, node_kind(vn));
+            L->sec_bad[si] = 1;
             continue;
         }
         walk_section(L, name, vn);
@@ -966,9 +971,13 @@ int job_load_string(const char *text, size_t len, const char *path, const job_ov
     if (syntax_ok) {
         for (int i = 0; i < nk; i++) {
             if (!(K[i].flags & JOB_K_REQUIRED) || out->pos[i].from != JOB_FROM_DEFAULT || L.bad[i]) continue;
-            where w = key_at(&L, i, ov, nov);
-            err_at(&L, w, K[i].path, "required key is missing (%s)", K[i].doc);
             L.bad[i] = 1;
+            char sec[32];
+            snprintf(sec, sizeof sec, "%.*s", (int)(strchr(K[i].path, '.') - K[i].path), K[i].path);
+            int si = section_index(sec);
+            if (L.root_bad || (si >= 0 && L.sec_bad[si])) continue; /* already reported */
+            where w = key_at(&L, i, ov, nov);
+            err_at(&L, w, K[i].path, "required key is missing: the %s", K[i].doc);
         }
         int kod = job_find_key("job.output_dir"), kname = job_find_key("job.name");
         if (!out->job.output_dir && out->job.name && !L.bad[kname]) {

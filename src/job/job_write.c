@@ -95,7 +95,7 @@ static void json_key(FILE *fp, const job_key *k) {
         if (k->prefix) {
             fprintf(fp, "{\n%s  \"anyOf\": [\n%s    {\"enum\": ", I, I);
             json_values(fp, k->values);
-            fprintf(fp, "},\n%s    {\"type\": \"string\", \"pattern\": \"^%s(", I, I, k->prefix);
+            fprintf(fp, "},\n%s    {\"type\": \"string\", \"pattern\": \"^%s(", I, k->prefix);
             for (int i = 0; k->prefix_values[i]; i++) fprintf(fp, "%s%s", i ? "|" : "", k->prefix_values[i]);
             fprintf(fp, ")$\"}\n%s  ]\n%s}", I, I);
         } else {
