@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "io/err.h"
 
@@ -313,13 +314,26 @@ int h5x_open(const char *path, int writable, hid_t *file) {
     return ERR_OK;
 }
 
+/* libhdf5 1.10.8 leaves a file whose H5Fclose failed (disk full, EFBIG) half closed, and its
+ * exit-time cleanup then crashes on it (SIGSEGV in H5F__close_cb, reproduced). After such a
+ * failure this hook, which runs before HDF5's atexit cleanup, ends the process with its status. */
+static void exit_before_hdf5_cleanup(int status, void *arg) {
+    (void)arg;
+    fflush(NULL);
+    _exit(status);
+}
+
 int h5x_close(hid_t *file) {
     if (*file < 0) return ERR_OK;
     char name[1024];
     h5x_file_name(*file, name, sizeof name);
     herr_t r = H5Fclose(*file);
     *file = -1;
-    if (r < 0) return h5fail(ERR_IO, "%s: closing the HDF5 file failed", name);
+    if (r < 0) {
+        static int hooked;
+        if (!hooked++) on_exit(exit_before_hdf5_cleanup, NULL);
+        return h5fail(ERR_IO, "%s: closing the HDF5 file failed", name);
+    }
     return ERR_OK;
 }
 
