@@ -135,13 +135,6 @@ static int check_4bit_args(int64_t n, int blocksize, int flavor) {
     return check_flavor(flavor);
 }
 
-/* The NF4 code of a scaled value: the number of thresholds it exceeds (NaN exceeds none -> 0). */
-static inline unsigned nf4_code_of(float x) {
-    unsigned q = 0;
-    for (int i = 0; i < 15; i++) q += (x > nf4_thr[i]);
-    return q;
-}
-
 /* Quantise one block x[0..cnt) whose first element has even global index; writes (cnt+1)/2 bytes.
  * `last` tells whether this is the tensor's final, partial block (the torch back end treats it apart). */
 static void quant_block(const float *x, int64_t cnt, float am, int last_partial, int flavor, uint8_t *out,
@@ -158,31 +151,40 @@ static void quant_block(const float *x, int64_t cnt, float am, int last_partial,
         r = 1.0f / (am > 1e-38f ? am : 1e-38f); /* 1.0 / absmax.clamp(min=1e-38); state keeps am */
     }
     *absmax_out = stored;
-    int64_t j = 0;
-    for (; j + 1 < cnt; j += 2) {
-        float a = divide ? x[j] / r : x[j] * r;
-        float b = divide ? x[j + 1] / r : x[j + 1] * r;
-        out[j >> 1] = (uint8_t)(nf4_code_of(a) << 4 | nf4_code_of(b));
+    float sc[4096 + 1];
+    uint8_t code[4096 + 1];
+    if (divide)
+        for (int64_t j = 0; j < cnt; j++) sc[j] = x[j] / r;
+    else
+        for (int64_t j = 0; j < cnt; j++) sc[j] = x[j] * r;
+    int64_t m = cnt;
+    if (cnt & 1) /* odd tail: pad nibble is the code of a scaled 0 (7, or 0 in a CUDA zero block) */
+        sc[m++] = flavor == NF4_FLAVOR_CUDA ? 0.0f * r : 0.0f;
+    /* code = number of thresholds exceeded (NaN exceeds none); threshold-major so it vectorises */
+    memset(code, 0, (size_t)m);
+    for (int i = 0; i < 15; i++) {
+        const float t = nf4_thr[i];
+        for (int64_t j = 0; j < m; j++) code[j] = (uint8_t)(code[j] + (sc[j] > t));
     }
-    if (j < cnt) { /* odd tail: pad nibble is the code of a scaled 0 (7, or 0 in a CUDA zero block) */
-        float a = divide ? x[j] / r : x[j] * r;
-        float pad = flavor == NF4_FLAVOR_CUDA ? 0.0f * r : 0.0f;
-        out[j >> 1] = (uint8_t)(nf4_code_of(a) << 4 | nf4_code_of(pad));
-    }
+    for (int64_t j = 0; j < m; j += 2) out[j >> 1] = (uint8_t)(code[j] << 4 | code[j + 1]);
 }
 
 /* absmax of a block, or -1 with *bad = index of the first non-finite value. */
 static float block_absmax(const float *x, int64_t cnt, int64_t *bad) {
     float am = 0.0f;
-    for (int64_t j = 0; j < cnt; j++) {
+    int ok = 1;
+    for (int64_t j = 0; j < cnt; j++) { /* no early exit: lets the compiler vectorise */
         float a = fabsf(x[j]);
-        if (!(a <= FLT_MAX)) {
-            *bad = j;
-            return -1.0f;
-        }
+        ok &= a <= FLT_MAX;
         am = a > am ? a : am;
     }
-    return am;
+    if (ok) return am;
+    for (int64_t j = 0; j < cnt; j++)
+        if (!(fabsf(x[j]) <= FLT_MAX)) {
+            *bad = j;
+            break;
+        }
+    return -1.0f;
 }
 
 static int nonfinite_error(const float *w, int64_t i, int64_t n, const char *what) {
