@@ -1041,7 +1041,7 @@ int pq_read_column(pq_file *f, int rg, int col, pq_values *out) {
     c.pos = start;
     while (c.pos < end && done < n) {
         page_hdr h;
-        size_t hlen;
+        size_t hlen = 0;
         uint8_t *raw = NULL, *dec = NULL;
         if ((rc = read_page_header(&c, end, &h, &hlen))) break;
         int ptype = (int)h.top[1];
