@@ -266,6 +266,9 @@ static int added_push(tok *t, const char *s, size_t n, int32_t id, int special) 
             return err_set(ERR_DATA, "added token \"%.*s\" = %d clashes with added token \"%s\" = %d", (int)n, s, id,
                            t->pool + a->off, a->id);
     }
+    if (id >= t->n_pieces && map_find(t, s, n) >= 0)
+        return err_set(ERR_DATA, "added token \"%.*s\" = %d, but the vocabulary has it as %d", (int)n, s, id,
+                       map_find(t, s, n));
     if (id < t->n_pieces) {
         const struct piece *p = &t->pieces[id];
         if (p->len != n || memcmp(t->pool + p->off, s, n))
@@ -1288,7 +1291,7 @@ int tok_load_from_memory(const void *data, size_t len, const char *name, tok **o
     if (!name) name = "(tokenizer)";
     if (len >= 3 && b[0] == 0xef && b[1] == 0xbb && b[2] == 0xbf) i = 3; /* UTF-8 BOM */
     while (i < len && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r')) i++;
-    int json = i < len && b[i] == '{';
+    int json = i < len && (b[i] == '{' || b[i] == '[');
     tok *t = tok_new(json ? MODE_HF : MODE_SPM);
     if (!t) return err_set(ERR_INTERNAL, "%s: out of memory", name);
     err_clear();
