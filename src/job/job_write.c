@@ -210,8 +210,8 @@ static void md_allowed(const job_key *k, char *buf, size_t n) {
         snprintf(a, sizeof a, "%lld", (long long)k->min);
         snprintf(b, sizeof b, "%lld", (long long)k->max);
     } else {
-        job_fmt_float(k->min, a, sizeof a);
-        job_fmt_float(k->max, b, sizeof b);
+        snprintf(a, sizeof a, "%g", k->min);
+        snprintf(b, sizeof b, "%g", k->max);
     }
     int hmin = k->flags & JOB_K_HAS_MIN, hmax = k->flags & JOB_K_HAS_MAX;
     if (hmin && hmax)
@@ -219,6 +219,15 @@ static void md_allowed(const job_key *k, char *buf, size_t n) {
                  k->flags & JOB_K_MAX_EXCL ? ')' : ']');
     else if (hmin) snprintf(buf + o, n - o, "%s %s", k->flags & JOB_K_MIN_EXCL ? ">" : ">=", a);
     else if (hmax) snprintf(buf + o, n - o, "%s %s", k->flags & JOB_K_MAX_EXCL ? "<" : "<=", b);
+}
+
+/* Markdown text outside code spans: '<' would start an HTML tag. */
+static void md_text(FILE *fp, const char *s) {
+    for (; *s; s++) {
+        if (*s == '<') fputs("&lt;", fp);
+        else if (*s == '>') fputs("&gt;", fp);
+        else fputc(*s, fp);
+    }
 }
 
 int job_print_keys_markdown(FILE *fp) {
@@ -230,8 +239,10 @@ int job_print_keys_markdown(FILE *fp) {
         char def[256], allowed[512];
         job_fmt_default(&K[i], def, sizeof def);
         md_allowed(&K[i], allowed, sizeof allowed);
-        fprintf(fp, "| `%s` | %s | %s%s%s | %s | %s | %s |\n", K[i].path, type_name(&K[i]), K[i].def ? "`" : "", def,
-                K[i].def ? "`" : "", allowed, (K[i].flags & JOB_K_RESULT) ? "yes" : "no", K[i].doc);
+        fprintf(fp, "| `%s` | %s | %s%s%s | %s | %s | ", K[i].path, type_name(&K[i]), K[i].def ? "`" : "", def,
+                K[i].def ? "`" : "", allowed, (K[i].flags & JOB_K_RESULT) ? "yes" : "no");
+        md_text(fp, K[i].doc);
+        fputs(" |\n", fp);
     }
     return ferror(fp) ? err_set(ERR_IO, "writing the key table failed") : ERR_OK;
 }
