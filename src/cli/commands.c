@@ -25,7 +25,13 @@ const cli_command cli_commands[] = {
     {"inspect", cmd_inspect, "print the groups, datasets, shapes, dtypes and attributes of an HDF5 file",
      "orpo-hpc inspect FILE.h5 [--attrs] [--max-depth N]"},
     {"import-model", cmd_import_model, "HuggingFace LLaVA-NeXT directory -> model.h5 (NF4, bf16 or fp32)",
-     "orpo-hpc import-model --from DIR --out model.h5 [--quant nf4|bf16|fp32] [--quant-scope decoder|all-linear]"},
+     "orpo-hpc import-model --from DIR --out model.h5 [--quant nf4|bf16|fp32] [--quant-scope decoder|all-linear]\n"
+     "                      [--nf4-flavor cuda|cpu]\n"
+     "  Reads config.json, *.safetensors (sharded or not; fp16/bf16/fp32; llava-hf 4.x or 5.x names or the\n"
+     "  original liuhaotian names) and the tokenizer/processor files, one tensor at a time. nf4 quantizes the\n"
+     "  decoder linears (all-linear: vision tower and projector too) exactly as bitsandbytes does (flavor cuda:\n"
+     "  its GPU kernels, the default; cpu: its CPU back end); norms, embeddings and lm_head stay bf16.\n"
+     "  On error (exit 3) nothing is written at --out."},
     {"import-data", cmd_import_data, "RLAIF-V Parquet files or JSONL+images -> data.h5",
      "orpo-hpc import-data --model model.h5 --out data.h5 (--parquet FILE... | --jsonl FILE --images DIR)\n"
      "                     [--max-pairs N] [--val-fraction F] [--seed S] [--max-tokens N]"},

@@ -3,6 +3,7 @@
  *
  *   llava_config_from_hf(json_path, &cfg)        read a HuggingFace config.json (llava_next); ERR_DATA on
  *                                                an unknown architecture or a bad value, naming the key
+ *   llava_config_from_json(label, text, n, &cfg) the same from config.json text held in memory
  *   llava_config_describe(&cfg, buf, n)          one line for logs
  *   lin_f32(&w, scratch)                         the fp32 weight of a linear (NF4 dequantized into scratch)
  *   llava_ws_size(&cfg, max_tok, max_tiles)      bytes of workspace a forward needs
@@ -37,13 +38,17 @@ typedef struct llava_config {
     anyres_config anyres; /* tile = v_image, patch = v_patch, pinpoints in (height, width) */
 } llava_config;
 
-/* A linear layer's weight [out, in] (+ optional fp32 bias [out]). dtype DT_F32 today; DT_NF4 and
- * DT_BF16 weights are expanded by lin_f32 into a per-layer scratch buffer. */
+/* A linear layer's weight [out, in] (+ optional fp32 bias [out]). DT_F32 weights are used in place;
+ * DT_NF4 weights (bitsandbytes layout, double-quantized absmax) are dequantized by lin_f32 into a
+ * per-layer scratch buffer of out*in floats. */
 typedef struct lin_w {
-    int dtype;
-    const void *w;
+    int dtype;               /* DT_F32 or DT_NF4 */
+    const void *w;           /* f32 [out, in], or packed NF4 nibbles */
     const float *b;
     int64_t out, in;
+    const uint8_t *qabsmax;  /* NF4: 8-bit absmax per 64-block */
+    const float *absmax2;    /* NF4: fp32 scale per 256 absmax */
+    float offset;            /* NF4: mean absmax added back */
 } lin_w;
 
 typedef struct vis_layer {
@@ -70,6 +75,7 @@ typedef struct llava_weights {
 } llava_weights;
 
 int llava_config_from_hf(const char *json_path, llava_config *cfg);
+int llava_config_from_json(const char *label, const char *text, size_t n, llava_config *cfg);
 void llava_config_describe(const llava_config *cfg, char *buf, size_t n);
 
 const float *lin_f32(const lin_w *w, float *scratch);

@@ -171,19 +171,24 @@ static int parse(const char *file, const cJSON *root, llava_config *c) {
     return ERR_OK;
 }
 
-int llava_config_from_hf(const char *json_path, llava_config *cfg) {
-    size_t n = 0;
-    char *text = slurp(json_path, &n);
-    if (!text) return err_set(ERR_IO, "%s: cannot read the model config", json_path);
+int llava_config_from_json(const char *label, const char *text, size_t n, llava_config *cfg) {
     cJSON *root = cJSON_ParseWithLength(text, n);
     int rc;
     if (!root) {
         const char *at = cJSON_GetErrorPtr();
-        rc = err_set(ERR_DATA, "%s: invalid JSON near byte %ld", json_path, at ? (long)(at - text) : -1L);
+        rc = err_set(ERR_DATA, "%s: invalid JSON near byte %ld", label, at ? (long)(at - text) : -1L);
     } else {
-        rc = parse(json_path, root, cfg);
+        rc = parse(label, root, cfg);
     }
     cJSON_Delete(root);
+    return rc;
+}
+
+int llava_config_from_hf(const char *json_path, llava_config *cfg) {
+    size_t n = 0;
+    char *text = slurp(json_path, &n);
+    if (!text) return err_set(ERR_IO, "%s: cannot read the model config", json_path);
+    int rc = llava_config_from_json(json_path, text, n, cfg);
     free(text);
     return rc;
 }

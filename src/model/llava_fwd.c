@@ -10,11 +10,12 @@
 #include "backend/tensor.h"
 #include "io/err.h"
 #include "model/llava.h"
+#include "model/nf4.h"
 
 const float *lin_f32(const lin_w *w, float *scratch) {
-    (void)scratch;
-    /* fp32 weights are used in place; NF4 / bf16 expansion arrives with the quantized import */
-    return (const float *)w->w;
+    if (w->dtype != DT_NF4) return (const float *)w->w;
+    nf4_dequantize(w->w, w->qabsmax, w->absmax2, w->offset, w->out * w->in, NF4_BLOCKSIZE, NF4_BLOCKSIZE2, scratch);
+    return scratch;
 }
 
 static int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }

@@ -259,6 +259,7 @@ int llava_model_load_hf(const char *dir, llava_model *m) {
 
 void llava_model_free(llava_model *m) {
     free(m->arena);
+    free(m->qarena);
     free(m->vis);
     free(m->dec);
     memset(m, 0, sizeof *m);

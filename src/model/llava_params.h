@@ -38,6 +38,8 @@ typedef struct llava_model {
     dec_layer *dec;
     float *arena;       /* every parameter, fp32, one allocation */
     size_t arena_floats;
+    uint8_t *qarena;    /* NF4 packed nibbles, 8-bit absmax and absmax2 of quantized linears */
+    size_t qbytes;
 } llava_model;
 
 int llava_canonical_name(const char *name, char *out, size_t n);

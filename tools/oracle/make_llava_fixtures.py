@@ -55,6 +55,20 @@ def main():
     os.makedirs(mdir, exist_ok=True)
     model.save_pretrained(mdir, safe_serialization=True)
 
+    # The same model as orpo-hpc's NF4 import sees it: decoder linears quantized by bitsandbytes (NF4,
+    # blocksize 64, double-quantized absmax; the CPU back end here, so `--nf4-flavor cpu`) and
+    # dequantized again; every other tensor rounded to bf16 (how model.h5 stores it).
+    import bitsandbytes.functional as bnbf
+    qmodel = LlavaNextForConditionalGeneration(cfg).float().eval()
+    qmodel.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for name, p in qmodel.named_parameters():
+            if ".layers." in name and "language_model" in name and name.endswith("_proj.weight"):
+                q, st = bnbf.quantize_4bit(p.data.contiguous(), blocksize=64, compress_statistics=True, quant_type="nf4")
+                p.copy_(bnbf.dequantize_4bit(q, st).float())
+            else:
+                p.copy_(p.data.to(torch.bfloat16).float())
+
     inner = model.model
     with h5py.File(os.path.join(OUT, "forward.h5"), "w") as f:
         f.attrs["tile"], f.attrs["patch"] = TILE, PATCH
@@ -82,6 +96,9 @@ def main():
             g.create_dataset("image_features", data=feats.numpy())
             g.create_dataset("inputs_embeds", data=emb.numpy())
             g.create_dataset("logits", data=out.logits[0].numpy())
+            with torch.no_grad():
+                qout = qmodel(input_ids=input_ids, pixel_values=pixel, image_sizes=sizes)
+            g.create_dataset("logits_nf4", data=qout.logits[0].numpy())
             g.attrs["n_image_tokens"] = n_img
             print(name, (h, w), "patches", npatch, "image tokens", n_img, "seq", len(ids))
     print("wrote", OUT)
