@@ -1,9 +1,10 @@
 /* image — decode + LLaVA-NeXT anyres preprocessing (see image.h, docs/preprocessing.md).
  *
  * Bit-exactness notes (all checked against Pillow 13 / transformers 5.24 by tests/oracle/test_image.c):
- * - The resize replicates Pillow's separable convolution resampler for 8-bit images: double-precision
- *   filter weights normalised to sum 1, converted to 22-bit fixed point, horizontal pass first (into
- *   an 8-bit intermediate, only for the source rows the vertical pass reads), then vertical pass.
+ * - The resize replicates Pillow's (13.x) separable convolution resampler for 8-bit images:
+ *   double-precision filter weights normalised to sum 1, converted to 22-bit fixed point, two passes
+ *   through an 8-bit intermediate; horizontal first unless the height shrinks by more than twice
+ *   what the width shrinks (Pillow >= 12 then runs the vertical pass first).
  * - Alpha is composited onto opaque white with Pillow's integer alpha_composite arithmetic (HF's
  *   convert_to_rgb does this for every image whose mode has alpha or a transparency key).
  * - Rescale is float32(double(u8) * rescale), normalisation is float32 (x - mean) / std, like numpy.
@@ -17,6 +18,12 @@
 #include <zlib.h>
 
 #include <stb_image.h>
+
+#ifdef ORPO_HAVE_LIBJPEG
+#include <setjmp.h>
+#include <stdio.h>
+#include <jpeglib.h>
+#endif
 
 #include "io/err.h"
 
@@ -119,6 +126,99 @@ static uint8_t over_white(uint32_t v, uint32_t a) {
     return (uint8_t)(((((t >> 8) + t) >> 8)) >> 7);
 }
 
+#ifdef ORPO_HAVE_LIBJPEG
+/* JPEG through libjpeg(-turbo), the decoder Pillow uses: islow IDCT and fancy upsampling are the
+ * library defaults on both sides, so the pixels are bit-identical to Image.open(...).convert("RGB"). */
+struct jerr {
+    struct jpeg_error_mgr mgr;
+    jmp_buf jump;
+    char msg[JMSG_LENGTH_MAX];
+};
+
+static void jerr_exit(j_common_ptr c) {
+    struct jerr *e = (struct jerr *)c->err;
+    e->mgr.format_message(c, e->msg);
+    longjmp(e->jump, 1);
+}
+
+static void jerr_silent(j_common_ptr c, int level) { (void)c, (void)level; } /* Pillow ignores warnings */
+
+const char *img_jpeg_backend(void) { return "libjpeg"; }
+
+/* Pillow convert("RGB") of a CMYK pixel: each channel is (255 - k) - c * (255 - k) / 255, rounded. */
+static uint8_t cmyk_channel(int c, int k) {
+    int nk = 255 - k, t = c * nk + 128;
+    int v = nk - (((t >> 8) + t) >> 8);
+    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+
+static int jpeg_decode(const uint8_t *b, size_t len, const char *src, long index, img_rgb *out) {
+    struct jpeg_decompress_struct c;
+    struct jerr e;
+    uint8_t *volatile px = NULL;
+    uint8_t *volatile row = NULL;
+    c.err = jpeg_std_error(&e.mgr);
+    e.mgr.error_exit = jerr_exit;
+    e.mgr.emit_message = jerr_silent;
+    if (setjmp(e.jump)) {
+        jpeg_destroy_decompress(&c);
+        free(px);
+        free(row);
+        return err_set(ERR_DATA, "%s: image %ld: cannot decode JPEG (libjpeg: %s)", src, index, e.msg);
+    }
+    jpeg_create_decompress(&c);
+    jpeg_mem_src(&c, b, (unsigned long)len);
+    jpeg_read_header(&c, TRUE);
+    int nc = c.num_components;
+    if (nc == 4) c.out_color_space = JCS_CMYK;
+    else if (nc == 1) c.out_color_space = JCS_GRAYSCALE;
+    else c.out_color_space = JCS_RGB;
+    int adobe_inverted = nc == 4 && c.saw_Adobe_marker;
+    if ((long long)c.image_width * c.image_height > IMG_MAX_PIXELS || c.image_width == 0 || c.image_height == 0) {
+        long long w = c.image_width, h = c.image_height;
+        jpeg_destroy_decompress(&c);
+        return err_set(ERR_DATA, "%s: image %ld: size %lldx%lld (WxH), expected 1..%lld pixels", src, index, w, h,
+                       IMG_MAX_PIXELS);
+    }
+    jpeg_start_decompress(&c);
+    int w = (int)c.output_width, h = (int)c.output_height, oc = c.output_components;
+    px = malloc((size_t)w * h * 3);
+    row = malloc((size_t)w * oc);
+    if (!px || !row) {
+        jpeg_destroy_decompress(&c);
+        free(px);
+        free(row);
+        return err_set(ERR_INTERNAL, "%s: image %ld: out of memory for %dx%d pixels", src, index, w, h);
+    }
+    while (c.output_scanline < c.output_height) {
+        uint8_t *o = px + (size_t)c.output_scanline * w * 3;
+        JSAMPROW r = row;
+        jpeg_read_scanlines(&c, &r, 1);
+        for (int x = 0; x < w; x++) {
+            const uint8_t *q = row + (size_t)x * oc;
+            if (oc == 1) {
+                o[3 * x] = o[3 * x + 1] = o[3 * x + 2] = q[0];
+            } else if (oc == 3) {
+                o[3 * x] = q[0], o[3 * x + 1] = q[1], o[3 * x + 2] = q[2];
+            } else { /* CMYK; Adobe files store it inverted, Pillow reads them as "CMYK;I" */
+                int k = adobe_inverted ? 255 - q[3] : q[3];
+                for (int ch = 0; ch < 3; ch++) o[3 * x + ch] = cmyk_channel(adobe_inverted ? 255 - q[ch] : q[ch], k);
+            }
+        }
+    }
+    jpeg_finish_decompress(&c);
+    jpeg_destroy_decompress(&c);
+    free(row);
+    out->w = w;
+    out->h = h;
+    out->px = px;
+    return ERR_OK;
+}
+#else
+const char *img_jpeg_backend(void) { return "stb_image"; }
+#endif
+
 int img_decode(const void *buf, size_t len, const char *src, long index, img_rgb *out) {
     const uint8_t *b = buf;
     if (!src) src = "(memory)";
@@ -139,6 +239,9 @@ int img_decode(const void *buf, size_t len, const char *src, long index, img_rgb
     }
     int rc = is_png ? png_check(b, len, src, index) : jpeg_check(b, len, src, index);
     if (rc) return rc;
+#ifdef ORPO_HAVE_LIBJPEG
+    if (is_jpeg) return jpeg_decode(b, len, src, index, out);
+#endif
 
     int w, h, n;
     if (!stbi_info_from_memory(b, (int)len, &w, &h, &n))
@@ -267,6 +370,44 @@ static inline uint8_t clip_fix(int32_t s) {
     return v < 0 ? 0 : v > 255 ? 255 : (uint8_t)v;
 }
 
+/* horizontal pass: rows [0, nrows) of src (src_w pixels wide) -> dst (out_w wide) */
+static void pass_h(const uint8_t *src, int src_w, int nrows, const taps *t, uint8_t *dst, int out_w) {
+    for (int y = 0; y < nrows; y++) {
+        const uint8_t *row = src + (size_t)y * src_w * 3;
+        uint8_t *o = dst + (size_t)y * out_w * 3;
+        for (int x = 0; x < out_w; x++) {
+            const int32_t *k = t->k + (size_t)x * t->ksize;
+            const uint8_t *p = row + (size_t)t->first[x] * 3;
+            int32_t s0 = 1 << (FIX_BITS - 1), s1 = s0, s2 = s0;
+            for (int j = 0, cnt = t->count[x]; j < cnt; j++, p += 3) {
+                s0 += p[0] * k[j];
+                s1 += p[1] * k[j];
+                s2 += p[2] * k[j];
+            }
+            o[3 * x] = clip_fix(s0);
+            o[3 * x + 1] = clip_fix(s1);
+            o[3 * x + 2] = clip_fix(s2);
+        }
+    }
+}
+
+/* vertical pass: src rows start at source row `row0`; width w pixels; out_h output rows -> dst */
+static void pass_v(const uint8_t *src, int w, int row0, const taps *t, uint8_t *dst, int out_h) {
+    size_t stride = (size_t)w * 3;
+    for (int y = 0; y < out_h; y++) {
+        const int32_t *k = t->k + (size_t)y * t->ksize;
+        const uint8_t *base = src + (size_t)(t->first[y] - row0) * stride;
+        int cnt = t->count[y];
+        uint8_t *o = dst + (size_t)y * stride;
+        for (size_t x = 0; x < stride; x++) {
+            int32_t s = 1 << (FIX_BITS - 1);
+            const uint8_t *p = base + x;
+            for (int j = 0; j < cnt; j++, p += stride) s += *p * k[j];
+            o[x] = clip_fix(s);
+        }
+    }
+}
+
 int img_resize(const img_rgb *in, int out_w, int out_h, img_rgb *out) {
     out->w = out->h = 0;
     out->px = NULL;
@@ -276,82 +417,59 @@ int img_resize(const img_rgb *in, int out_w, int out_h, img_rgb *out) {
     int need_h = out_w != in->w, need_v = out_h != in->h;
     uint8_t *dst = malloc((size_t)out_w * out_h * 3);
     if (!dst) return err_set(ERR_INTERNAL, "img_resize: out of memory for %dx%d", out_w, out_h);
-    if (!need_h && !need_v) {
-        memcpy(dst, in->px, (size_t)out_w * out_h * 3);
+    if (!need_h || !need_v) { /* one pass (or a copy) */
+        int rc = ERR_OK;
+        taps t;
+        if (need_h && !(rc = taps_make(in->w, out_w, &t))) pass_h(in->px, in->w, in->h, &t, dst, out_w), taps_free(&t);
+        else if (need_v && !(rc = taps_make(in->h, out_h, &t))) pass_v(in->px, in->w, 0, &t, dst, out_h), taps_free(&t);
+        else if (!need_h && !need_v) memcpy(dst, in->px, (size_t)out_w * out_h * 3);
+        if (rc) {
+            free(dst);
+            return rc;
+        }
         out->w = out_w, out->h = out_h, out->px = dst;
         return ERR_OK;
     }
+    /* Pillow >= 12: when the height shrinks by more than twice what the width shrinks, the vertical
+     * pass runs first; otherwise horizontal first, on the source rows the vertical pass reads. */
+    int h_first = !((in->h - out_h) > 0 && (in->h - out_h) > (in->w - out_w) * 2);
     taps tv, th;
-    memset(&th, 0, sizeof th);
     int rc = taps_make(in->h, out_h, &tv);
     if (rc) {
         free(dst);
         return rc;
     }
-    /* rows [y0, y1) of the source are all that the vertical pass reads */
-    int y0 = tv.first[0], y1 = tv.first[out_h - 1] + tv.count[out_h - 1];
-    const uint8_t *mid = in->px; /* image fed to the vertical pass, rows start at y0 */
-    int mid_w = in->w;
-    uint8_t *tmp = NULL;
-    if (need_h) {
-        rc = taps_make(in->w, out_w, &th);
-        if (rc) goto fail;
-        if (!need_v) y0 = 0, y1 = in->h;
+    rc = taps_make(in->w, out_w, &th);
+    if (rc) {
+        taps_free(&tv);
+        free(dst);
+        return rc;
+    }
+    uint8_t *tmp;
+    if (h_first) {
+        int y0 = tv.first[0], y1 = tv.first[out_h - 1] + tv.count[out_h - 1];
         tmp = malloc((size_t)out_w * (y1 - y0) * 3);
-        if (!tmp) {
-            rc = err_set(ERR_INTERNAL, "img_resize: out of memory for %dx%d", out_w, y1 - y0);
-            goto fail;
-        }
-        for (int y = y0; y < y1; y++) {
-            const uint8_t *row = in->px + (size_t)y * in->w * 3;
-            uint8_t *o = tmp + (size_t)(y - y0) * out_w * 3;
-            for (int x = 0; x < out_w; x++) {
-                const int32_t *k = th.k + (size_t)x * th.ksize;
-                const uint8_t *p = row + (size_t)th.first[x] * 3;
-                int32_t s0 = 1 << (FIX_BITS - 1), s1 = s0, s2 = s0;
-                for (int j = 0, cnt = th.count[x]; j < cnt; j++, p += 3) {
-                    s0 += p[0] * k[j];
-                    s1 += p[1] * k[j];
-                    s2 += p[2] * k[j];
-                }
-                o[3 * x] = clip_fix(s0);
-                o[3 * x + 1] = clip_fix(s1);
-                o[3 * x + 2] = clip_fix(s2);
-            }
-        }
-        mid = tmp;
-        mid_w = out_w;
-    } else {
-        mid = in->px + (size_t)y0 * in->w * 3;
-    }
-    if (need_v) {
-        size_t stride = (size_t)mid_w * 3;
-        for (int y = 0; y < out_h; y++) {
-            const int32_t *k = tv.k + (size_t)y * tv.ksize;
-            const uint8_t *base = mid + (size_t)(tv.first[y] - y0) * stride;
-            int cnt = tv.count[y];
-            uint8_t *o = dst + (size_t)y * out_w * 3;
-            for (size_t x = 0; x < stride; x++) {
-                int32_t s = 1 << (FIX_BITS - 1);
-                const uint8_t *p = base + x;
-                for (int j = 0; j < cnt; j++, p += stride) s += *p * k[j];
-                o[x] = clip_fix(s);
-            }
+        if (tmp) {
+            pass_h(in->px + (size_t)y0 * in->w * 3, in->w, y1 - y0, &th, tmp, out_w);
+            pass_v(tmp, out_w, y0, &tv, dst, out_h);
         }
     } else {
-        memcpy(dst, mid, (size_t)out_w * out_h * 3);
+        tmp = malloc((size_t)in->w * out_h * 3);
+        if (tmp) {
+            pass_v(in->px, in->w, 0, &tv, tmp, out_h);
+            pass_h(tmp, in->w, out_h, &th, dst, out_w);
+        }
     }
-    free(tmp);
     taps_free(&th);
     taps_free(&tv);
+    if (!tmp) {
+        free(dst);
+        return err_set(ERR_INTERNAL, "img_resize: out of memory for the intermediate of %dx%d -> %dx%d", in->w, in->h,
+                       out_w, out_h);
+    }
+    free(tmp);
     out->w = out_w, out->h = out_h, out->px = dst;
     return ERR_OK;
-fail:
-    free(tmp);
-    taps_free(&th);
-    taps_free(&tv);
-    free(dst);
-    return rc;
 }
 
 /* ---- anyres ----------------------------------------------------------------------------------- */

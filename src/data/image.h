@@ -7,6 +7,7 @@
  *
  *   img_config_llava16(cfg)                  llava-v1.6-mistral-7b-hf: 336 tiles, 5 pinpoints, OpenAI CLIP mean/std
  *   img_decode(buf, len, src, index, out)    JPEG/PNG bytes -> RGB8; ERR_DATA naming src + image index on bad bytes
+ *   img_jpeg_backend()                       "libjpeg" (built with ORPO_HAVE_LIBJPEG: Pillow-identical) or "stb_image"
  *   img_free(im)                             release the pixels of an img_rgb (safe on a zeroed struct)
  *   img_resize(in, out_w, out_h, out)        Pillow-exact BICUBIC resize of an RGB8 image (8-bit fixed point)
  *   img_anyres_u8(im, cfg, out, max, &n)     the n patches as uint8 [n][tile][tile][3] before rescale/normalise
@@ -40,6 +41,7 @@ typedef struct {
 
 void img_config_llava16(img_config *cfg);
 int img_decode(const void *buf, size_t len, const char *src, long index, img_rgb *out);
+const char *img_jpeg_backend(void);
 void img_free(img_rgb *im);
 int img_resize(const img_rgb *in, int out_w, int out_h, img_rgb *out);
 int img_anyres_u8(const img_rgb *im, const img_config *cfg, uint8_t *out, int max_patches, int *n_patches);
