@@ -29,6 +29,7 @@ size_t pb_pos(const pb_reader *r) { return (size_t)(r->p - r->base); }
 
 int pb_varint(pb_reader *r, uint64_t *u) {
     uint64_t v = 0;
+    *u = 0;
     size_t start = pb_pos(r);
     for (int i = 0; i < 10; i++) {
         if (r->p >= r->end)
@@ -48,7 +49,7 @@ int pb_varint(pb_reader *r, uint64_t *u) {
 int pb_next(pb_reader *r, uint32_t *field, int *wire) {
     if (r->p >= r->end) return 0;
     size_t at = pb_pos(r);
-    uint64_t key;
+    uint64_t key = 0;
     if (pb_varint(r, &key)) return -ERR_DATA;
     *wire = (int)(key & 7);
     uint64_t f = key >> 3;
@@ -72,6 +73,7 @@ static int need(pb_reader *r, size_t n, const char *what) {
 }
 
 int pb_fixed32(pb_reader *r, uint32_t *u) {
+    *u = 0;
     if (need(r, 4, "fixed32")) return ERR_DATA;
     *u = (uint32_t)r->p[0] | (uint32_t)r->p[1] << 8 | (uint32_t)r->p[2] << 16 | (uint32_t)r->p[3] << 24;
     r->p += 4;
@@ -79,6 +81,7 @@ int pb_fixed32(pb_reader *r, uint32_t *u) {
 }
 
 int pb_fixed64(pb_reader *r, uint64_t *u) {
+    *u = 0;
     if (need(r, 8, "fixed64")) return ERR_DATA;
     uint64_t v = 0;
     for (int i = 7; i >= 0; i--) v = v << 8 | r->p[i];
@@ -96,7 +99,9 @@ int pb_float(pb_reader *r, float *f) {
 
 int pb_bytes(pb_reader *r, const uint8_t **ptr, size_t *len) {
     size_t at = pb_pos(r);
-    uint64_t n;
+    uint64_t n = 0;
+    *ptr = NULL;
+    *len = 0;
     if (pb_varint(r, &n)) return ERR_DATA;
     if (n > (uint64_t)(r->end - r->p))
         return err_set(ERR_DATA, "byte %zu: length-delimited value of %llu bytes runs past the end (%zu bytes left)",
@@ -108,8 +113,8 @@ int pb_bytes(pb_reader *r, const uint8_t **ptr, size_t *len) {
 }
 
 int pb_sub(pb_reader *r, pb_reader *sub) {
-    const uint8_t *p;
-    size_t n;
+    const uint8_t *p = NULL;
+    size_t n = 0;
     if (pb_bytes(r, &p, &n)) return ERR_DATA;
     sub->base = r->base;
     sub->p = p;
@@ -118,9 +123,9 @@ int pb_sub(pb_reader *r, pb_reader *sub) {
 }
 
 int pb_skip(pb_reader *r, int wire) {
-    uint64_t u;
-    const uint8_t *p;
-    size_t n;
+    uint64_t u = 0;
+    const uint8_t *p = NULL;
+    size_t n = 0;
     switch (wire) {
     case PB_VARINT: return pb_varint(r, &u);
     case PB_I64: return need(r, 8, "fixed64") ? ERR_DATA : (r->p += 8, ERR_OK);

@@ -1099,6 +1099,7 @@ static int hf_pretokenizer(tok *t, const cJSON *n, const char *path) {
 static int hf_merge(tok *t, const cJSON *e, int32_t i, int32_t *l, int32_t *r, int32_t *res) {
     const char *a = NULL, *b = NULL;
     size_t na = 0, nb = 0;
+    *l = *r = *res = -1;
     if (cJSON_IsString(e)) {
         const char *sp = strchr(e->valuestring, ' ');
         if (!sp) return err_set(ERR_DATA, "model.merges[%d]: \"%s\" has no space (expected \"left right\")", i,
@@ -1205,7 +1206,7 @@ static int load_hf(tok *t, const cJSON *root) {
     t->mmask = cap - 1;
     int32_t i = 0;
     for (const cJSON *e = merges->child; e; e = e->next, i++) {
-        int32_t l, r, res;
+        int32_t l = -1, r = -1, res = -1;
         if (hf_merge(t, e, i, &l, &r, &res)) return ERR_DATA;
         t->mlist[2 * i] = l;
         t->mlist[2 * i + 1] = r;
