@@ -31,7 +31,3 @@ int cmd_make_demo(int argc, char **argv) {
     return cli_not_built("make-demo", "the demo model and data come with the model and data work items");
 }
 
-int cmd_bench(int argc, char **argv) {
-    (void)argc; (void)argv;
-    return cli_not_built("bench", "benchmarks come with the forward pass, training step and importer");
-}

@@ -1,0 +1,93 @@
+/* orpo-hpc bench: timings of whole pieces, printed for docs/performance.md (never asserted by tests).
+ *
+ *   bench forward --model DIR|model.h5 [--image HxW] [--text N] [--iters N]
+ *       CPU forward of one image + N text tokens: vision tower, projector, pack, decoder, lm_head on the
+ *       text positions. Prints ms per forward, tokens/s (sequence tokens) and images/s. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "io/err.h"
+#include "io/fsutil.h"
+#include "io/log.h"
+#include "model/model_h5.h"
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static float frand(void) { /* xorshift64*, uniform in [-1, 1) */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (float)((rng_state * 2685821657736338717ull) >> 40) / (float)(1 << 23) - 1.0f;
+}
+
+static int bench_forward(int argc, char **argv) {
+    const char *model = NULL;
+    int h = 480, w = 640, ntext = 64, iters = 3;
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(argv[i], "--model") && v) { model = v; i++; }
+        else if (!strcmp(argv[i], "--image") && v && sscanf(v, "%dx%d", &h, &w) == 2) i++;
+        else if (!strcmp(argv[i], "--text") && v) { ntext = atoi(v); i++; }
+        else if (!strcmp(argv[i], "--iters") && v) { iters = atoi(v); i++; }
+        else return err_set(ERR_ARGS, "bench forward: unexpected argument '%s'", argv[i]), cli_fail();
+    }
+    if (!model) return err_set(ERR_ARGS, "bench forward: --model DIR|model.h5 is required"), cli_fail();
+    if (h < 1 || w < 1 || ntext < 1 || iters < 1) return err_set(ERR_ARGS, "bench forward: sizes and counts must be >= 1"), cli_fail();
+    llava_model m;
+    int rc = fs_is_dir(model) ? llava_model_load_hf(model, &m) : mh5_load(model, &m);
+    if (rc) return cli_fail();
+    const llava_config *c = &m.cfg;
+    const int64_t np = (int64_t)(c->v_image / c->v_patch) * (c->v_image / c->v_patch), D = c->t_hidden;
+    int P = anyres_num_patches(&c->anyres, h, w);
+    int64_t nimg = anyres_num_image_tokens(&c->anyres, h, w), L = nimg + ntext;
+    float *pix = malloc(sizeof(float) * (size_t)P * 3 * (size_t)c->v_image * (size_t)c->v_image);
+    for (size_t i = 0; i < (size_t)P * 3 * (size_t)c->v_image * (size_t)c->v_image; i++) pix[i] = frand();
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)L), *pos = malloc(sizeof(int32_t) * (size_t)L);
+    int64_t *rows = malloc(sizeof(int64_t) * (size_t)ntext);
+    for (int64_t i = 0; i < L; i++) {
+        ids[i] = i < 1 ? c->bos : (i <= nimg ? c->image_token : (int32_t)(3 + i % 50));
+        pos[i] = (int32_t)i;
+    }
+    ids[L - 1] = c->eos;
+    for (int i = 0; i < ntext; i++) rows[i] = nimg + i;
+    void *ws = malloc(llava_ws_size(c, L, P));
+    float *sel = malloc(sizeof(float) * (size_t)(P * np * c->v_hidden)), *proj = malloc(sizeof(float) * (size_t)(P * np * D));
+    float *feat = malloc(sizeof(float) * (size_t)(nimg * D)), *x = malloc(sizeof(float) * (size_t)(L * D));
+    float *logits = malloc(sizeof(float) * (size_t)ntext * (size_t)c->vocab);
+    const ops *o = ops_cpu();
+    opctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    char desc[512];
+    llava_config_describe(c, desc, sizeof desc);
+    printf("model: %s\n%s\nimage %dx%d -> %d tiles, %lld image tokens; %d text tokens; sequence %lld\n", model, desc, h, w,
+           P, (long long)nimg, ntext, (long long)L);
+    double best = 1e30, sum = 0;
+    for (int it = 0; it <= iters; it++) { /* iteration 0 warms up */
+        double t0 = log_now();
+        llava_vision_forward(o, &ctx, c, &m.w, pix, P, sel, ws);
+        llava_project(o, &ctx, c, &m.w, sel, P * np, proj, ws);
+        llava_pack_image(c, &m.w, proj, P, h, w, feat);
+        seq_desc sd = {0, (int32_t)L, 0, -1};
+        if (llava_embed(o, &ctx, c, &m.w, ids, L, feat, nimg, x)) return cli_fail();
+        llava_decoder_forward(o, &ctx, c, &m.w, x, pos, &sd, 1, L, ws);
+        llava_lm_head(o, &ctx, c, &m.w, x, rows, ntext, logits, ws);
+        double dt = log_now() - t0;
+        if (it == 0) continue;
+        sum += dt;
+        if (dt < best) best = dt;
+    }
+    printf("forward: best %.2f ms, mean %.2f ms over %d runs; %.0f tokens/s, %.2f images/s (best)\n", 1e3 * best,
+           1e3 * sum / iters, iters, (double)L / best, 1.0 / best);
+    free(pix); free(ids); free(pos); free(rows); free(ws); free(sel); free(proj); free(feat); free(x); free(logits);
+    llava_model_free(&m);
+    return 0;
+}
+
+int cmd_bench(int argc, char **argv) {
+    if (argc < 2) return err_set(ERR_ARGS, "bench: which benchmark? forward (step and import-data come later)"), cli_fail();
+    if (!strcmp(argv[1], "forward")) return bench_forward(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "step") || !strcmp(argv[1], "import-data"))
+        return cli_not_built("bench step / bench import-data", "the training step and the data importer are not built yet");
+    return err_set(ERR_ARGS, "bench: unknown benchmark '%s' (forward, step, import-data)", argv[1]), cli_fail();
+}
