@@ -89,6 +89,9 @@ static int check_file(const char *name) {
         CHECK_EQ_INT(pq_column(pq, img)->type, PQ_BYTE_ARRAY);
         CHECK_EQ_INT(pq_column(pq, img)->logical_type, 0);
     }
+    int rq = pq_find_column(pq, "req_i64");
+    CHECK(rq >= 0);
+    if (rq >= 0) CHECK_EQ_INT(pq_column(pq, rq)->max_def, 0); /* REQUIRED: no definition levels */
     int q = pq_find_column(pq, "question");
     if (q >= 0) {
         CHECK_EQ_INT(pq_column(pq, q)->max_def, 1);
@@ -267,7 +270,7 @@ int main(void) {
         return 1;
     }
     CHECK_EQ_INT(nrows, 12);
-    CHECK_EQ_INT(ncols, 14);
+    CHECK_EQ_INT(ncols, 15);
     FILE *fp = fopen(test_fixture("parquet/files.txt"), "r");
     CHECK(fp != NULL);
     int nfiles = 0, bad = 0;

@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define NFLIP 1000
+#define NFLIP 800
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
 static uint32_t rnd(void) {

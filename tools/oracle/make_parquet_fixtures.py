@@ -9,7 +9,7 @@ Deterministic: fixed seeds, fixed texts, fixed images (PIL), no timestamps in th
 The table has the 9 RLAIF-V columns (spec rlaifv-parquet.md 1.2: eight strings, `idx` a string,
 `image` a struct{bytes: binary, path: string}) in the card's order, plus columns the real files do
 not have but the reader must handle: a pandas-style `__index_level_0__` int64, an int32 with a
-null, a double and a bool with a null. 12 rows; row 3 has a null image (def level 0), row 7 an
+null, a double, a bool with a null and a REQUIRED int64. 12 rows; row 3 has a null image (def level 0), row 7 an
 image struct whose bytes are null (def level 1), row 5 an empty question.
 
 Layouts (every file holds the same table):
@@ -107,8 +107,12 @@ def make_table() -> pa.Table:
         "n_i32": pa.array([None if i == 4 else (i * 7 - 40) for i in range(N_ROWS)], pa.int32()),
         "w_f64": pa.array([i / 8.0 - 0.7 for i in range(N_ROWS)], pa.float64()),
         "ok": pa.array([None if i == 9 else (i % 3 == 0) for i in range(N_ROWS)], pa.bool_()),
+        "req_i64": pa.array([-(i ** 5) for i in range(N_ROWS)], pa.int64()),
     }
-    return pa.table(cols)
+    t = pa.table(cols)
+    # req_i64 is REQUIRED (max definition level 0: pages without a level section)
+    schema = pa.schema([f.with_nullable(False) if f.name == "req_i64" else f for f in t.schema])
+    return t.cast(schema)
 
 
 def leaves(table: pa.Table):
