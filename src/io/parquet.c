@@ -24,6 +24,9 @@
 #define PQ_MAX_PAGE_BYTES ((int64_t)1 << 30)  /* largest page (compressed or not) we accept */
 #define PQ_MAX_HEADER_BYTES (16 << 20)        /* largest page header (statistics can be big) */
 #define PQ_MAX_SCHEMA_DEPTH 64
+#ifndef PQ_HEADER_WINDOW
+#define PQ_HEADER_WINDOW 4096                 /* first read of a page header; -DPQ_HEADER_WINDOW=3 exercises the growth */
+#endif
 
 enum { ENC_PLAIN = 0, ENC_PLAIN_DICTIONARY = 2, ENC_RLE = 3, ENC_BIT_PACKED = 4, ENC_RLE_DICTIONARY = 8 };
 enum { CODEC_UNCOMPRESSED = 0, CODEC_SNAPPY = 1, CODEC_ZSTD = 6 };
@@ -855,7 +858,7 @@ static int parse_page_header(thr_reader *r, page_hdr *h) {
 static int read_page_header(rd_ctx *c, int64_t chunk_end, page_hdr *h, size_t *hlen) {
     pq_file *f = c->f;
     int64_t left = chunk_end - c->pos;
-    size_t win = left < 4096 ? (size_t)left : 4096;
+    size_t win = left < PQ_HEADER_WINDOW ? (size_t)left : PQ_HEADER_WINDOW;
     for (;;) {
         if (win > f->hdr_cap) {
             uint8_t *b = realloc(f->hdr, win);
