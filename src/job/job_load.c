@@ -557,9 +557,18 @@ static int unquote(char **s) {
 /* "a,b" or "[a, b]" for lists; "g: 1e-4, h=2e-4" or "{g: 1e-4}" for maps; plain text otherwise. */
 static int conv_text(loader *L, int ki, const char *text, where at) {
     const job_key *k = &job_keys(NULL)[ki];
-    if (k->type != JOB_T_LIST && k->type != JOB_T_MAP) {
+    if (k->type == JOB_T_STR || k->type == JOB_T_PATH) { /* taken as written: spaces may belong to a path */
         sval v = {text, strlen(text), 0, at};
         return conv_scalar(L, ki, &v, 1);
+    }
+    if (k->type != JOB_T_LIST && k->type != JOB_T_MAP) {
+        char *t = dupn(text, strlen(text));
+        if (!t) return -1;
+        char *tt = trim(t);
+        sval v = {tt, strlen(tt), 0, at};
+        int r = conv_scalar(L, ki, &v, 1);
+        free(t);
+        return r;
     }
     char *buf = dupn(text, strlen(text));
     if (!buf) return -1;
@@ -906,15 +915,17 @@ int job_load_string(const char *text, size_t len, const char *path, const job_ov
         err_at(&L, (where){path, 0, 0}, "", "out of memory (libyaml)");
     } else {
         yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-        yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING);
         if (!yaml_parser_load(&parser, &doc)) {
             where w = {path, (int)parser.problem_mark.line + 1, (int)parser.problem_mark.column + 1};
+            const char *tab = parser.problem_mark.index < len && text[parser.problem_mark.index] == '\t'
+                                  ? "; a tab: YAML indents with spaces only"
+                                  : "";
             if (parser.error == YAML_MEMORY_ERROR) err_at(&L, w, "", "out of memory (libyaml)");
             else if (parser.context)
-                err_at(&L, w, "", "YAML syntax error: %s (%s at line %d, column %d)",
+                err_at(&L, w, "", "YAML syntax error: %s (%s at line %d, column %d)%s",
                        parser.problem ? parser.problem : "?", parser.context, (int)parser.context_mark.line + 1,
-                       (int)parser.context_mark.column + 1);
-            else err_at(&L, w, "", "YAML syntax error: %s", parser.problem ? parser.problem : "?");
+                       (int)parser.context_mark.column + 1, tab);
+            else err_at(&L, w, "", "YAML syntax error: %s%s", parser.problem ? parser.problem : "?", tab);
         } else {
             syntax_ok = 1;
             L.doc = &doc;

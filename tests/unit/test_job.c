@@ -226,6 +226,8 @@ static void test_syntax_error(void) {
     CHECK_DIAG("", JOB_ERROR, 3, 2, "did not find expected key (while parsing a block mapping at line 1, column 1)");
     CHECK_EQ_INT(load("job:\n\tname: x\n"), ERR_ARGS);
     CHECK_DIAG("", JOB_ERROR, 2, 1, "found character that cannot start any token");
+    CHECK_CONTAINS(R.d[0].msg, "YAML indents with spaces only");
+    CHECK_EQ_INT(load("\xef\xbb\xbfjob:\n  name: x\nmodel:\n  path: m\ndata:\n  path: d\n"), ERR_OK); /* UTF-8 BOM */
     CHECK_EQ_INT(load(with("---\njob:\n  name: y\n")), ERR_ARGS);
     CHECK_DIAG("", JOB_ERROR, 8, 1, "a second YAML document");
 }
@@ -297,6 +299,8 @@ static void test_parse_set_args(void) {
     CHECK_EQ_STR(ov[0].value, "1e-4");
     CHECK_EQ_STR(ov[1].key, "lora.rank");
     CHECK_EQ_STR(ov[1].value, " 4");
+    CHECK_EQ_INT(load_ov("dir/job.yaml", BASE, ov, nov, 0), ERR_OK); /* " 4" is read as 4 */
+    CHECK_EQ_INT(C.lora.rank, 4);
     job_free_overrides(ov, nov);
     char b1[] = "--set", b2[] = "novalue";
     char *argv2[] = {a0, b1, b2, NULL};
