@@ -69,7 +69,9 @@ int anyres_select(const anyres_config *cfg, int h, int w, int *best_h, int *best
             found = 1;
         }
     }
-    if (!found) /* only when every candidate has zero effective area (image far wider than any pinpoint) */
+    /* HF quirk kept: a candidate with zero effective area (1 x 2000 image) still beats the initial
+     * infinite waste, so some pinpoint is always found; this guard cannot fire with n_pinpoints >= 1 */
+    if (!found)
         return err_set(ERR_ARGS, "anyres: no grid pinpoint fits an image of %dx%d (HxW)", h, w);
     return ERR_OK;
 }
