@@ -23,6 +23,8 @@
 #include "backend/ops.h"
 #include "data/anyres.h"
 
+enum { LLAVA_LAYOUT_HF = 0, LLAVA_LAYOUT_LIUHAOTIAN = 1 };
+
 typedef struct llava_config {
     /* vision tower (CLIP ViT) */
     int v_hidden, v_inter, v_layers, v_heads, v_image, v_patch;
@@ -35,6 +37,8 @@ typedef struct llava_config {
     int t_hidden, t_inter, t_layers, t_heads, t_kv_heads, t_head_dim, vocab;
     float t_eps, rope_theta;
     int image_token, pad_token, bos, eos;
+    int src_vocab;        /* rows of embed/lm_head in the source checkpoint (vocab - 2 for liuhaotian) */
+    int layout;           /* LLAVA_LAYOUT_HF or LLAVA_LAYOUT_LIUHAOTIAN: where the config came from */
     anyres_config anyres; /* tile = v_image, patch = v_patch, pinpoints in (height, width) */
 } llava_config;
 

@@ -165,6 +165,37 @@ int llava_params_build(const llava_config *c, llava_weights *w, llava_param **li
     return ERR_OK;
 }
 
+static int is_vocab_param(const llava_param *p) {
+    return !strcmp(p->name, "language_model.model.embed_tokens.weight") || !strcmp(p->name, "language_model.lm_head.weight");
+}
+
+int llava_match_tensor(const llava_config *cfg, const llava_param *p, const st_tensor *t, const char *file) {
+    int same = t->ndim == p->ndim;
+    for (int d = 0; same && d < p->ndim; d++)
+        same = t->shape[d] == p->shape[d] || (d == 0 && is_vocab_param(p) && t->shape[0] == cfg->src_vocab);
+    if (same) return ERR_OK;
+    char got[96] = "", want[96] = "";
+    for (int d = 0; d < t->ndim; d++)
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? "," : "", (long long)t->shape[d]);
+    for (int d = 0; d < p->ndim; d++)
+        snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? "," : "", (long long)p->shape[d]);
+    return err_set(ERR_DATA, "%s: tensor %s: shape [%s], expected [%s] from config.json", file, t->name, got, want);
+}
+
+int llava_read_tensor(const llava_config *cfg, const st_file *f, const st_tensor *t, const llava_param *p, float *dst) {
+    (void)cfg;
+    int rc = st_to_f32(f, t, dst);
+    if (rc || t->shape[0] == p->shape[0] || p->ndim != 2) return rc;
+    /* rows the source lacks (tokens added on import): the mean of the source rows */
+    int64_t have = t->shape[0], rows = p->shape[0], D = p->shape[1];
+    for (int64_t j = 0; j < D; j++) {
+        double s = 0;
+        for (int64_t r = 0; r < have; r++) s += dst[r * D + j];
+        for (int64_t r = have; r < rows; r++) dst[r * D + j] = (float)(s / (double)(have ? have : 1));
+    }
+    return ERR_OK;
+}
+
 static int find_param(const llava_param *ps, int n, const char *name) {
     for (int i = 0; i < n; i++)
         if (!strcmp(ps[i].name, name)) return i;
@@ -172,7 +203,7 @@ static int find_param(const llava_param *ps, int n, const char *name) {
 }
 
 /* Fill every parameter from one safetensors file; seen[] marks what was found. */
-static int load_shard(const char *path, llava_param *ps, int np, float **dst, char *seen) {
+static int load_shard(const llava_config *cfg, const char *path, llava_param *ps, int np, float **dst, char *seen) {
     st_file *f = NULL;
     int rc = st_open(path, &f);
     if (rc) return rc;
@@ -183,20 +214,12 @@ static int load_shard(const char *path, llava_param *ps, int np, float **dst, ch
         int k = find_param(ps, np, canon);
         if (k < 0) continue; /* unused: post_layernorm, vision layers past the selected one, ... */
         llava_param *p = &ps[k];
-        int same = t->ndim == p->ndim;
-        for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
-        if (!same) {
-            char got[96] = "", want[96] = "";
-            for (int d = 0; d < t->ndim; d++) snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? "," : "", (long long)t->shape[d]);
-            for (int d = 0; d < p->ndim; d++) snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? "," : "", (long long)p->shape[d]);
-            rc = err_set(ERR_DATA, "%s: tensor %s: shape [%s], expected [%s] from config.json", path, t->name, got, want);
-            break;
-        }
+        if ((rc = llava_match_tensor(cfg, p, t, path))) break;
         if (seen[k]) {
             rc = err_set(ERR_DATA, "%s: tensor %s: %s appears twice in the checkpoint", path, t->name, canon);
             break;
         }
-        if ((rc = st_to_f32(f, t, dst[k]))) break;
+        if ((rc = llava_read_tensor(cfg, f, t, p, dst[k]))) break;
         seen[k] = 1;
     }
     st_close(f);
@@ -238,7 +261,7 @@ int llava_model_load_hf(const char *dir, llava_model *m) {
         for (int s = 0; !rc && s < st_index_nshards(ix); s++) {
             char shard[4096];
             snprintf(shard, sizeof shard, "%s/%s", dir, st_index_shard_at(ix, s));
-            rc = load_shard(shard, ps, np, dst, seen);
+            rc = load_shard(&m->cfg, shard, ps, np, dst, seen);
         }
         st_index_close(ix);
     } else {
@@ -246,7 +269,7 @@ int llava_model_load_hf(const char *dir, llava_model *m) {
         if (stat(path, &sb) != 0)
             rc = err_set(ERR_DATA, "%s: neither model.safetensors nor model.safetensors.index.json is there", dir);
         else
-            rc = load_shard(path, ps, np, dst, seen);
+            rc = load_shard(&m->cfg, path, ps, np, dst, seen);
     }
     for (int i = 0; !rc && i < np; i++)
         if (!seen[i]) rc = err_set(ERR_DATA, "%s: tensor %s is missing from the checkpoint", dir, ps[i].name);

@@ -12,6 +12,10 @@
  *   llava_model_load_hf(dir, &m)         config.json + *.safetensors (sharded or not) -> fp32 model;
  *                                        ERR_DATA naming the tensor on a missing tensor or a shape mismatch
  *   llava_model_free(&m)
+ *   llava_match_tensor(cfg, p, t, file)  shape check of a checkpoint tensor against a parameter (ERR_DATA naming
+ *                                        both); embed/lm_head of a liuhaotian checkpoint may have src_vocab rows
+ *   llava_read_tensor(cfg, f, t, p, dst) the tensor as fp32 into dst[p->numel]; rows missing from a liuhaotian
+ *                                        checkpoint (<image>, <pad>) are set to the mean of the source rows
  */
 #ifndef ORPO_LLAVA_PARAMS_H
 #define ORPO_LLAVA_PARAMS_H
@@ -42,7 +46,13 @@ typedef struct llava_model {
     size_t qbytes;
 } llava_model;
 
+struct st_file;
+struct st_tensor;
+
 int llava_canonical_name(const char *name, char *out, size_t n);
+int llava_match_tensor(const llava_config *cfg, const llava_param *p, const struct st_tensor *t, const char *file);
+int llava_read_tensor(const llava_config *cfg, const struct st_file *f, const struct st_tensor *t,
+                      const llava_param *p, float *dst);
 int llava_params_build(const llava_config *cfg, llava_weights *w, llava_param **list, int *n);
 int llava_model_load_hf(const char *dir, llava_model *m);
 void llava_model_free(llava_model *m);

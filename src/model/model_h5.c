@@ -68,7 +68,7 @@ static int write_param(hid_t f, const mh5_opts *o, const llava_param *p, const f
 }
 
 /* One shard: every tensor that maps to a parameter is converted, checked and written. */
-static int import_shard(hid_t f, const mh5_opts *o, const char *path, llava_param *ps, int np, char *seen,
+static int import_shard(hid_t f, const llava_config *cfg, const mh5_opts *o, const char *path, llava_param *ps, int np, char *seen,
                         progress *pg, int *done) {
     st_file *sf = NULL;
     int rc = st_open(path, &sf);
@@ -82,23 +82,13 @@ static int import_shard(hid_t f, const mh5_opts *o, const char *path, llava_para
             if (!strcmp(ps[j].name, canon)) k = j;
         if (k < 0) continue;
         llava_param *p = &ps[k];
-        int same = t->ndim == p->ndim;
-        for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
-        if (!same) {
-            char got[96] = "", want[96] = "";
-            for (int d = 0; d < t->ndim; d++)
-                snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? "," : "", (long long)t->shape[d]);
-            for (int d = 0; d < p->ndim; d++)
-                snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? "," : "", (long long)p->shape[d]);
-            rc = err_set(ERR_DATA, "%s: tensor %s: shape [%s], expected [%s] from config.json", path, t->name, got, want);
-            break;
-        }
+        if ((rc = llava_match_tensor(cfg, p, t, path))) break;
         if (seen[k]) {
             rc = err_set(ERR_DATA, "%s: tensor %s: a second copy of %s", path, t->name, canon);
             break;
         }
         float *buf = malloc(sizeof(float) * (size_t)(p->numel ? p->numel : 1));
-        rc = st_to_f32(sf, t, buf);
+        rc = llava_read_tensor(cfg, sf, t, p, buf);
         if (!rc) rc = write_param(f, o, p, buf);
         free(buf);
         seen[k] = 1;
@@ -208,7 +198,7 @@ int mh5_import(const char *dir, const char *out, const mh5_opts *o) {
     int done = 0;
     for (int s = 0; !rc && s < nshards; s++) {
         if (ix) fs_join(single, sizeof single, dir, st_index_shard_at(ix, s));
-        rc = import_shard(f, o, single, ps, np, seen, &pg, &done);
+        rc = import_shard(f, &cfg, o, single, ps, np, seen, &pg, &done);
     }
     for (int i = 0; !rc && i < np; i++)
         if (!seen[i]) rc = err_set(ERR_DATA, "%s: tensor %s is missing from the checkpoint", dir, ps[i].name);

@@ -150,6 +150,69 @@ static int same_params(const char *a, const char *b) {
     return same;
 }
 
+/* The same tiny model as the original LLaVA repo would hold it: liuhaotian names, an llava_mistral config with
+ * (width, height) pinpoints, and no <image>/<pad> rows (vocabulary 300). */
+static void write_liuhaotian(const char *src_dir, const char *dst_dir) {
+    char path[2048];
+    mkdir(dst_dir, 0777);
+    snprintf(path, sizeof path, "%s/config.json", dst_dir);
+    FILE *f = fopen(path, "wb");
+    fputs("{\"architectures\": [\"LlavaMistralForCausalLM\"], \"model_type\": \"llava_mistral\",\n"
+          " \"hidden_size\": 64, \"intermediate_size\": 128, \"num_hidden_layers\": 2, \"num_attention_heads\": 4,\n"
+          " \"num_key_value_heads\": 2, \"head_dim\": 16, \"vocab_size\": 300, \"rms_norm_eps\": 1e-05,\n"
+          " \"rope_theta\": 1000000.0, \"sliding_window\": null, \"hidden_act\": \"silu\",\n"
+          " \"mm_projector_type\": \"mlp2x_gelu\", \"mm_vision_select_layer\": -2, \"mm_vision_select_feature\": \"patch\",\n"
+          " \"mm_patch_merge_type\": \"spatial_unpad\", \"image_aspect_ratio\": \"anyres\", \"mm_hidden_size\": 32,\n"
+          " \"mm_vision_tower\": \"tiny-clip-56\",\n"
+          " \"vision_config\": {\"hidden_size\": 32, \"intermediate_size\": 64, \"num_hidden_layers\": 3,\n"
+          "   \"num_attention_heads\": 2, \"image_size\": 56, \"patch_size\": 14, \"layer_norm_eps\": 1e-05},\n"
+          " \"image_grid_pinpoints\": [[112, 56], [56, 112], [112, 112], [168, 56], [56, 168]]}\n", f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/model.safetensors", src_dir);
+    st_file *sf;
+    if (st_open(path, &sf)) { fprintf(stderr, "%s\n", err_msg()); exit(1); }
+    stw *w = stw_new();
+    for (int i = 0; i < st_count(sf); i++) {
+        const st_tensor *t = st_at(sf, i);
+        char name[256];
+        int64_t shape[8];
+        memcpy(shape, t->shape, sizeof shape);
+        if (!strncmp(t->name, "language_model.lm_head.", 23)) snprintf(name, sizeof name, "lm_head.%s", t->name + 23);
+        else if (!strncmp(t->name, "language_model.model.", 21)) snprintf(name, sizeof name, "model.%s", t->name + 21);
+        else if (!strncmp(t->name, "vision_tower.", 13)) snprintf(name, sizeof name, "model.vision_tower.vision_tower.vision_model.%s", t->name + 13);
+        else if (!strncmp(t->name, "multi_modal_projector.linear_1.", 31)) snprintf(name, sizeof name, "model.mm_projector.0.%s", t->name + 31);
+        else if (!strncmp(t->name, "multi_modal_projector.linear_2.", 31)) snprintf(name, sizeof name, "model.mm_projector.2.%s", t->name + 31);
+        else snprintf(name, sizeof name, "model.%s", t->name); /* image_newline */
+        if (strstr(name, "embed_tokens") || strstr(name, "lm_head")) shape[0] = 300;
+        stw_add(w, name, "F32", t->ndim, shape, t->data);
+    }
+    st_close(sf);
+    snprintf(path, sizeof path, "%s/model.safetensors", dst_dir);
+    CHECK_EQ_INT(stw_write(w, path), 0);
+    stw_free(w);
+}
+
+/* every parameter of a equals b's; for embed/lm_head only the first `rows` rows */
+static int same_params_rows(const char *a, const char *b, int64_t rows) {
+    llava_model ma, mb;
+    if (mh5_load(a, &ma) || mh5_load(b, &mb)) { fprintf(stderr, "%s\n", err_msg()); return 0; }
+    llava_param *pa, *pb;
+    int na, nb, same = 1;
+    llava_params_build(&ma.cfg, &ma.w, &pa, &na);
+    llava_params_build(&mb.cfg, &mb.w, &pb, &nb);
+    same = na == nb && !memcmp(&ma.cfg.anyres, &mb.cfg.anyres, sizeof ma.cfg.anyres) && ma.cfg.image_token == mb.cfg.image_token;
+    for (int i = 0; same && i < na; i++) {
+        int64_t n = pa[i].numel;
+        if (strstr(pa[i].name, "embed_tokens") || strstr(pa[i].name, "lm_head")) n = rows * pa[i].shape[1];
+        same = !memcmp(*pa[i].slot, *pb[i].slot, sizeof(float) * (size_t)n);
+        if (!same) fprintf(stderr, "differs: %s\n", pa[i].name);
+    }
+    free(pa); free(pb);
+    llava_model_free(&ma);
+    llava_model_free(&mb);
+    return same;
+}
+
 static void expect_fail(const char *dir, const char *out, const char *needle) {
     mh5_opts o;
     mh5_opts_default(&o);
@@ -203,6 +266,24 @@ int main(void) {
     write_layout(src, dir, 0, "F32", 1);
     CHECK_EQ_INT(mh5_import(dir, out2, &o), 0);
     CHECK(same_params(out, out2));
+    /* the original liuhaotian layout: same tensors; <image>/<pad> rows added at 300/301 */
+    snprintf(dir, sizeof dir, "%s/liuhaotian", tmp);
+    write_liuhaotian(src, dir);
+    snprintf(out2, sizeof out2, "%s/liuhaotian.h5", tmp);
+    rc = mh5_import(dir, out2, &o);
+    if (rc) fprintf(stderr, "%s\n", err_msg());
+    CHECK_EQ_INT(rc, 0);
+    CHECK(same_params_rows(out, out2, 300));
+    {
+        llava_model m;
+        CHECK_EQ_INT(mh5_load(out2, &m), 0);
+        CHECK_EQ_INT(m.cfg.vocab, 302);
+        CHECK_EQ_INT(m.cfg.image_token, 300);
+        CHECK_EQ_INT(m.cfg.anyres.pinpoints[0][0], 56); /* (width 112, height 56) became (height, width) */
+        CHECK_EQ_INT(m.cfg.anyres.pinpoints[0][1], 112);
+        llava_model_free(&m);
+    }
+
     /* bf16 and fp16 sources: the nf4 import equals the nf4 import of an fp32 file holding the same values */
     const char *dts[2] = {"BF16", "F16"};
     for (int k = 0; k < 2; k++) {
