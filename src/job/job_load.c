@@ -395,9 +395,11 @@ static int list_add(loader *L, const job_key *k, job_list *tmp, const sval *v) {
             return -1;
         }
     char **nv = realloc(tmp->v, (size_t)(tmp->n + 1) * sizeof *nv);
-    if (!nv) return -1;
-    tmp->v = nv;
-    if (!(tmp->v[tmp->n] = dupn(v->s, v->len))) return -1;
+    if (nv) tmp->v = nv;
+    if (!nv || !(tmp->v[tmp->n] = dupn(v->s, v->len))) {
+        err_at(L, v->at, k->path, "out of memory");
+        return -1;
+    }
     tmp->n++;
     return 0;
 }
@@ -425,12 +427,13 @@ static int map_add(loader *L, const job_key *k, job_lr_groups *tmp, const sval *
     int64_t x;
     if (conv_number(L, k, 0, val, key, &d, &x)) return -1;
     char **nn = realloc(tmp->name, (size_t)(tmp->n + 1) * sizeof *nn);
-    if (!nn) return -1;
-    tmp->name = nn;
-    double *nl = realloc(tmp->lr, (size_t)(tmp->n + 1) * sizeof *nl);
-    if (!nl) return -1;
-    tmp->lr = nl;
-    if (!(tmp->name[tmp->n] = dupn(name->s, name->len))) return -1;
+    if (nn) tmp->name = nn;
+    double *nl = nn ? realloc(tmp->lr, (size_t)(tmp->n + 1) * sizeof *nl) : NULL;
+    if (nl) tmp->lr = nl;
+    if (!nn || !nl || !(tmp->name[tmp->n] = dupn(name->s, name->len))) {
+        err_at(L, name->at, key, "out of memory");
+        return -1;
+    }
     tmp->lr[tmp->n++] = d;
     return 0;
 }
@@ -563,7 +566,10 @@ static int conv_text(loader *L, int ki, const char *text, where at) {
     }
     if (k->type != JOB_T_LIST && k->type != JOB_T_MAP) {
         char *t = dupn(text, strlen(text));
-        if (!t) return -1;
+        if (!t) {
+            err_at(L, at, k->path, "out of memory");
+            return -1;
+        }
         char *tt = trim(t);
         sval v = {tt, strlen(tt), 0, at};
         int r = conv_scalar(L, ki, &v, 1);
@@ -571,7 +577,10 @@ static int conv_text(loader *L, int ki, const char *text, where at) {
         return r;
     }
     char *buf = dupn(text, strlen(text));
-    if (!buf) return -1;
+    if (!buf) {
+        err_at(L, at, k->path, "out of memory");
+        return -1;
+    }
     char *s = trim(buf);
     size_t n = strlen(s);
     char open = k->type == JOB_T_LIST ? '[' : '{', close = k->type == JOB_T_LIST ? ']' : '}';
@@ -875,6 +884,19 @@ static char *dir_of(const char *path, const char *cwd) {
     return abs;
 }
 
+static void syntax_error(loader *L, const yaml_parser_t *parser, const char *text, size_t len) {
+    where w = {L->file, (int)parser->problem_mark.line + 1, (int)parser->problem_mark.column + 1};
+    const char *tab = parser->problem_mark.index < len && text[parser->problem_mark.index] == '\t'
+                          ? "; a tab: YAML indents with spaces only"
+                          : "";
+    const char *problem = parser->problem ? parser->problem : "?";
+    if (parser->error == YAML_MEMORY_ERROR) err_at(L, w, "", "out of memory (libyaml)");
+    else if (parser->context)
+        err_at(L, w, "", "YAML syntax error: %s (%s at line %d, column %d)%s", problem, parser->context,
+               (int)parser->context_mark.line + 1, (int)parser->context_mark.column + 1, tab);
+    else err_at(L, w, "", "YAML syntax error: %s%s", problem, tab);
+}
+
 int job_load_string(const char *text, size_t len, const char *path, const job_override *ov, int nov,
                     int require_files, job_config *out, job_report *rep) {
     job_report own;
@@ -916,26 +938,20 @@ int job_load_string(const char *text, size_t len, const char *path, const job_ov
     } else {
         yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
         if (!yaml_parser_load(&parser, &doc)) {
-            where w = {path, (int)parser.problem_mark.line + 1, (int)parser.problem_mark.column + 1};
-            const char *tab = parser.problem_mark.index < len && text[parser.problem_mark.index] == '\t'
-                                  ? "; a tab: YAML indents with spaces only"
-                                  : "";
-            if (parser.error == YAML_MEMORY_ERROR) err_at(&L, w, "", "out of memory (libyaml)");
-            else if (parser.context)
-                err_at(&L, w, "", "YAML syntax error: %s (%s at line %d, column %d)%s",
-                       parser.problem ? parser.problem : "?", parser.context, (int)parser.context_mark.line + 1,
-                       (int)parser.context_mark.column + 1, tab);
-            else err_at(&L, w, "", "YAML syntax error: %s%s", parser.problem ? parser.problem : "?", tab);
+            syntax_error(&L, &parser, text, len);
         } else {
             syntax_ok = 1;
             L.doc = &doc;
             walk_root(&L, yaml_document_get_root_node(&doc));
             for (int i = 0; i < nk; i++) {
                 if (!L.node[i]) continue;
+                if (conv_node(&L, i, L.node[i])) {
+                    L.bad[i] = 1;
+                    continue;
+                }
+                out->pos[i].from = JOB_FROM_FILE;
                 out->pos[i].line = (int)L.node[i]->start_mark.line + 1;
                 out->pos[i].col = (int)L.node[i]->start_mark.column + 1;
-                if (conv_node(&L, i, L.node[i])) L.bad[i] = 1;
-                else out->pos[i].from = JOB_FROM_FILE;
             }
             /* a second document in the same file is a mistake, not something to ignore silently */
             yaml_document_t doc2;
@@ -943,6 +959,8 @@ int job_load_string(const char *text, size_t len, const char *path, const job_ov
                 yaml_node_t *r2 = yaml_document_get_root_node(&doc2);
                 if (r2) err_at(&L, node_at(&L, r2), "", "a second YAML document; a job file holds exactly one");
                 yaml_document_delete(&doc2);
+            } else {
+                syntax_error(&L, &parser, text, len);
             }
         }
         yaml_parser_delete(&parser);

@@ -230,6 +230,8 @@ static void test_syntax_error(void) {
     CHECK_EQ_INT(load("\xef\xbb\xbfjob:\n  name: x\nmodel:\n  path: m\ndata:\n  path: d\n"), ERR_OK); /* UTF-8 BOM */
     CHECK_EQ_INT(load(with("---\njob:\n  name: y\n")), ERR_ARGS);
     CHECK_DIAG("", JOB_ERROR, 8, 1, "a second YAML document");
+    CHECK_EQ_INT(load(with("---\n[1, 2\n")), ERR_ARGS); /* a broken second document is a syntax error too */
+    CHECK_DIAG("", JOB_ERROR, 9, 1, "YAML syntax error");
 }
 
 static void test_scalar_for_mapping(void) {
