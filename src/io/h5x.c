@@ -34,9 +34,8 @@ typedef struct estack {
 static herr_t ewalk(unsigned n, const H5E_error2_t *e, void *cd) {
     estack *s = cd;
     if (n == 0 && e->desc) snprintf(s->desc, sizeof s->desc, "%s", e->desc);
-    if (e->maj_num == H5E_IO || e->min_num == H5E_WRITEERROR || e->min_num == H5E_READERROR ||
-        e->min_num == H5E_SEEKERROR || e->min_num == H5E_CANTLOCKFILE)
-        s->io = 1;
+    /* a failed write or lock is the system's fault; failed reads mostly mean a damaged file */
+    if (e->min_num == H5E_WRITEERROR || e->min_num == H5E_CANTLOCKFILE) s->io = 1;
     if (e->desc && !s->err_no) {
         const char *p = strstr(e->desc, "errno = ");
         if (p) s->err_no = atoi(p + 8);
@@ -56,7 +55,7 @@ static int h5fail(int code, const char *fmt, ...) {
     memset(&s, 0, sizeof s);
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, ewalk, &s);
     H5Eclear2(H5E_DEFAULT);
-    if (s.err_no) {
+    if (s.err_no && (s.io || code == ERR_IO)) {
         return err_set(ERR_IO, "%s: %s%s", prefix, strerror(s.err_no),
                        s.err_no == ENOSPC ? " (disk full)" : s.err_no == EDQUOT ? " (quota exceeded)" : "");
     }
@@ -285,8 +284,9 @@ int h5x_create(const char *path, hid_t *file) {
     hid_t fapl = make_fapl();
     if (fapl < 0) return h5fail(ERR_INTERNAL, "%s: cannot set up file access properties", path);
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    int rc = f < 0 ? h5fail(ERR_IO, "%s: cannot create HDF5 file", path) : ERR_OK; /* before the next H5 call */
     H5Pclose(fapl);
-    if (f < 0) return h5fail(ERR_IO, "%s: cannot create HDF5 file", path);
+    if (rc) return rc;
     *file = f;
     return ERR_OK;
 }
@@ -306,10 +306,11 @@ int h5x_open(const char *path, int writable, hid_t *file) {
     hid_t fapl = make_fapl();
     if (fapl < 0) return h5fail(ERR_INTERNAL, "%s: cannot set up file access properties", path);
     hid_t f = H5Fopen(path, writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl);
+    int rc = f < 0 ? h5fail(ERR_DATA, "%s: cannot open HDF5 file%s (damaged, or still open for writing)", path,
+                            writable ? " for writing" : "")
+                   : ERR_OK;
     H5Pclose(fapl);
-    if (f < 0)
-        return h5fail(ERR_DATA, "%s: cannot open HDF5 file%s (damaged, or still open for writing)", path,
-                      writable ? " for writing" : "");
+    if (rc) return rc;
     *file = f;
     return ERR_OK;
 }
@@ -373,14 +374,16 @@ int h5x_group(hid_t loc, const char *path, hid_t *grp) {
     char fname[1024];
     *grp = -1;
     hid_t g;
+    h5x_file_name(loc, fname, sizeof fname); /* before the calls whose error stack we report */
     if (h5x_exists(loc, path)) {
         g = H5Gopen2(loc, path, H5P_DEFAULT);
-        if (g < 0) return h5fail(ERR_DATA, "%s: %s: cannot open group", h5x_file_name(loc, fname, sizeof fname), path);
+        if (g < 0) return h5fail(ERR_DATA, "%s: %s: cannot open group", fname, path);
     } else {
         hid_t lcpl = make_lcpl();
         g = H5Gcreate2(loc, path, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+        int rc = g < 0 ? h5fail(ERR_IO, "%s: %s: cannot create group", fname, path) : ERR_OK;
         if (lcpl >= 0) H5Pclose(lcpl);
-        if (g < 0) return h5fail(ERR_IO, "%s: %s: cannot create group", h5x_file_name(loc, fname, sizeof fname), path);
+        if (rc) return rc;
     }
     *grp = g;
     return ERR_OK;
@@ -400,14 +403,15 @@ hid_t h5x_bf16_type(hid_t loc) {
         return -1;
     }
     hid_t t;
+    h5x_file_name(file, fname, sizeof fname);
     if (h5x_exists(file, H5X_BF16_PATH)) {
         t = H5Topen2(file, H5X_BF16_PATH, H5P_DEFAULT);
         if (t < 0) {
-            h5fail(ERR_DATA, "%s: %s: cannot open the named type", h5x_file_name(file, fname, sizeof fname), H5X_BF16_PATH);
+            h5fail(ERR_DATA, "%s: %s: cannot open the named type", fname, H5X_BF16_PATH);
         } else if (h5x_classify(t) != H5X_BF16) {
             char d[256];
             err_set(ERR_DATA, "%s: %s: expected a bfloat16 type (2 bytes, 8-bit exponent, 7-bit mantissa), got %s",
-                    h5x_file_name(file, fname, sizeof fname), H5X_BF16_PATH, h5x_type_describe(t, d, sizeof d));
+                    fname, H5X_BF16_PATH, h5x_type_describe(t, d, sizeof d));
             H5Tclose(t);
             t = -1;
         }
@@ -415,7 +419,7 @@ hid_t h5x_bf16_type(hid_t loc) {
         t = H5Tcopy(g_bf16);
         hid_t lcpl = make_lcpl();
         if (t < 0 || H5Tcommit2(file, H5X_BF16_PATH, t, lcpl, H5P_DEFAULT, H5P_DEFAULT) < 0) {
-            h5fail(ERR_IO, "%s: %s: cannot commit the bfloat16 type", h5x_file_name(file, fname, sizeof fname), H5X_BF16_PATH);
+            h5fail(ERR_IO, "%s: %s: cannot commit the bfloat16 type", fname, H5X_BF16_PATH);
             if (t >= 0) H5Tclose(t);
             t = -1;
         }
@@ -542,22 +546,21 @@ int h5x_info(hid_t loc, const char *path, h5x_dsinfo *info) {
     h5x_init();
     char fname[1024];
     memset(info, 0, sizeof *info);
-    if (!h5x_exists(loc, path))
-        return err_set(ERR_DATA, "%s: %s: no such dataset", h5x_file_name(loc, fname, sizeof fname), path);
+    h5x_file_name(loc, fname, sizeof fname);
+    if (!h5x_exists(loc, path)) return err_set(ERR_DATA, "%s: %s: no such dataset", fname, path);
     hid_t d = H5Dopen2(loc, path, H5P_DEFAULT);
-    if (d < 0) return h5fail(ERR_DATA, "%s: %s: cannot open as a dataset", h5x_file_name(loc, fname, sizeof fname), path);
+    if (d < 0) return h5fail(ERR_DATA, "%s: %s: cannot open as a dataset", fname, path);
     hid_t t = H5Dget_type(d), s = H5Dget_space(d), p = H5Dget_create_plist(d);
     int rc = ERR_OK;
     if (t < 0 || s < 0 || p < 0) {
-        rc = h5fail(ERR_DATA, "%s: %s: cannot read the dataset header", h5x_file_name(loc, fname, sizeof fname), path);
+        rc = h5fail(ERR_DATA, "%s: %s: cannot read the dataset header", fname, path);
         goto done;
     }
     info->dtype = h5x_classify(t);
     info->type_size = H5Tget_size(t);
     int nd = H5Sget_simple_extent_ndims(s);
     if (nd < 0 || nd > H5X_MAX_DIMS) {
-        rc = err_set(ERR_DATA, "%s: %s: %d dimensions, at most %d supported", h5x_file_name(loc, fname, sizeof fname),
-                     path, nd, H5X_MAX_DIMS);
+        rc = err_set(ERR_DATA, "%s: %s: %d dimensions, at most %d supported", fname, path, nd, H5X_MAX_DIMS);
         goto done;
     }
     hsize_t cur[H5X_MAX_DIMS], max[H5X_MAX_DIMS];

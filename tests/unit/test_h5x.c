@@ -378,9 +378,23 @@ static void test_errors(void) {
         CHECK_EQ_INT(rc, ERR_DATA);
         CHECK_CONTAINS(err_msg(), "cut.h5");
     }
+    /* a file cut after its superblock: the innermost HDF5 message is reported */
+    {
+        CHECK_EQ_INT(write_sample(tpath("whole.h5")), 0);
+        FILE *in = fopen(tpath("whole.h5"), "rb");
+        static char buf[3000];
+        size_t n = fread(buf, 1, sizeof buf, in);
+        fclose(in);
+        FILE *out = fopen(tpath("cut3000.h5"), "wb");
+        fwrite(buf, 1, n, out);
+        fclose(out);
+        CHECK_EQ_INT(h5x_open(tpath("cut3000.h5"), 0, &f), ERR_DATA);
+        CHECK_CONTAINS(err_msg(), "cut3000.h5: cannot open HDF5 file");
+        CHECK_CONTAINS(err_msg(), "HDF5: truncated file: eof = 3000");
+    }
     /* create in a missing directory */
     CHECK_EQ_INT(h5x_create(tpath("no/such/dir.h5"), &f), ERR_IO);
-    CHECK_CONTAINS(err_msg(), "no/such/dir.h5: cannot create HDF5 file");
+    CHECK_CONTAINS(err_msg(), "no/such/dir.h5: cannot create HDF5 file: No such file or directory");
 }
 
 static void test_attributes(void) {
