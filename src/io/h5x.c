@@ -892,6 +892,38 @@ int h5x_attr_get_str(hid_t loc, const char *obj, const char *name, char **s) {
     return rc;
 }
 
+/* ---- format stamp --------------------------------------------------------------------- */
+
+int h5x_set_format(hid_t file, const char *format, int64_t version) {
+    int rc = h5x_attr_set_str(file, "/", "format", format);
+    if (!rc) rc = h5x_attr_set_i64(file, "/", "format_version", version);
+    return rc;
+}
+
+int h5x_check_format(hid_t file, const char *format, int64_t max_version, int64_t *version) {
+    char fname[1024];
+    char *got = NULL;
+    int64_t v = 0;
+    h5x_file_name(file, fname, sizeof fname);
+    if (!h5x_attr_exists(file, "/", "format"))
+        return err_set(ERR_DATA, "%s: no root attribute 'format'; expected an orpo-hpc file of format '%s'", fname,
+                       format);
+    int rc = h5x_attr_get_str(file, "/", "format", &got);
+    if (rc) return rc;
+    if (strcmp(got, format)) {
+        rc = err_set(ERR_DATA, "%s: format is '%s', expected '%s'", fname, got, format);
+        free(got);
+        return rc;
+    }
+    free(got);
+    if ((rc = h5x_attr_get_i64(file, "/", "format_version", &v))) return rc;
+    if (v < 1 || v > max_version)
+        return err_set(ERR_DATA, "%s: %s format_version %lld, this build reads versions 1..%lld", fname, format,
+                       (long long)v, (long long)max_version);
+    if (version) *version = v;
+    return ERR_OK;
+}
+
 /* ---- half precision ------------------------------------------------------------------- */
 
 uint16_t h5x_f32_to_bf16(float f) {

@@ -28,6 +28,10 @@
  *   h5x_attr_get_str(loc, obj, name, &s)                     malloc'ed string (vlen or fixed)
  *   h5x_attr_get_i64s(loc, obj, name, v, cap, &n)            int64 array of up to cap values
  *
+ * Format stamp (docs/formats.md: root attributes "format" and "format_version")
+ *   h5x_set_format(file, format, version)                   write both root attributes
+ *   h5x_check_format(file, format, max_version, &version)   ERR_DATA unless format matches and version <= max
+ *
  * Types
  *   h5x_dtype_name(dtype) / h5x_dtype_size(dtype)            "float32", "bfloat16", ...; bytes per element
  *   h5x_mem_type(dtype)                                      HDF5 memory type (do not close it)
@@ -116,6 +120,9 @@ int h5x_attr_get_i64(hid_t loc, const char *obj, const char *name, int64_t *v);
 int h5x_attr_get_f64(hid_t loc, const char *obj, const char *name, double *v);
 int h5x_attr_get_str(hid_t loc, const char *obj, const char *name, char **s);
 int h5x_attr_get_i64s(hid_t loc, const char *obj, const char *name, int64_t *v, int cap, int *n);
+
+int h5x_set_format(hid_t file, const char *format, int64_t version);
+int h5x_check_format(hid_t file, const char *format, int64_t max_version, int64_t *version);
 
 const char *h5x_dtype_name(h5x_dtype dt);
 size_t h5x_dtype_size(h5x_dtype dt);

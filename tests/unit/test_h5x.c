@@ -66,8 +66,7 @@ static int write_sample(const char *path) {
     uint16_t wb[6];
     h5x_f32_to_bf16_n(w, wb, 6);
     int64_t d23[2] = {2, 3}, d6[1] = {6}, d0[1] = {0};
-    rc |= h5x_attr_set_str(f, "/", "format", "orpo-hpc/sample");
-    rc |= h5x_attr_set_i64(f, "/", "format_version", 1);
+    rc |= h5x_set_format(f, "orpo-hpc/sample", 1);
     rc |= h5x_attr_set_str(f, "/", "note", "only shown with --attrs");
     rc |= h5x_write(f, "/layers/0/w_f32", H5X_F32, 2, d23, w);
     rc |= h5x_write(f, "/layers/0/w_bf16", H5X_BF16, 2, d23, wb);
@@ -522,6 +521,22 @@ static void test_chunked_append(void) {
     CHECK_EQ_INT(h5x_close(&f), ERR_OK);
 }
 
+static void test_format_stamp(void) {
+    hid_t f;
+    int64_t v = 0;
+    CHECK_EQ_INT(h5x_create(tpath("stamp.h5"), &f), ERR_OK);
+    CHECK_EQ_INT(h5x_check_format(f, "orpo-hpc/checkpoint", 1, &v), ERR_DATA);
+    CHECK_CONTAINS(err_msg(), "no root attribute 'format'");
+    CHECK_EQ_INT(h5x_set_format(f, "orpo-hpc/checkpoint", 2), ERR_OK);
+    CHECK_EQ_INT(h5x_check_format(f, "orpo-hpc/checkpoint", 2, &v), ERR_OK);
+    CHECK_EQ_INT(v, 2);
+    CHECK_EQ_INT(h5x_check_format(f, "orpo-hpc/checkpoint", 1, &v), ERR_DATA);
+    CHECK_CONTAINS(err_msg(), "stamp.h5: orpo-hpc/checkpoint format_version 2, this build reads versions 1..1");
+    CHECK_EQ_INT(h5x_check_format(f, "orpo-hpc/model", 9, &v), ERR_DATA);
+    CHECK_CONTAINS(err_msg(), "format is 'orpo-hpc/checkpoint', expected 'orpo-hpc/model'");
+    CHECK_EQ_INT(h5x_close(&f), ERR_OK);
+}
+
 static void test_groups(void) {
     hid_t f, g;
     CHECK_EQ_INT(h5x_create(tpath("grp.h5"), &f), ERR_OK);
@@ -553,6 +568,7 @@ int main(int argc, char **argv) {
     test_attributes();
     test_chunked_append();
     test_groups();
+    test_format_stamp();
     CHECK_EQ_INT(write_sample(tpath("sample.h5")), 0);
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", test_tmpdir());
