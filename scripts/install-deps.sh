@@ -6,7 +6,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libhdf5-dev hdf5-tools libyaml-dev libstb-dev libcjson-dev
-      libopenblas-dev zlib1g-dev libzstd-dev libsnappy-dev "$@")
+      libopenblas-dev zlib1g-dev libzstd-dev libsnappy-dev libjpeg-dev "$@")
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -20,7 +20,7 @@ if ! command -v apt-get >/dev/null 2>&1; then
   cat >&2 <<MSG
 orpo-hpc: missing build dependencies (Debian names): ${missing[*]}
 Install their equivalents with your package manager: HDF5 >= 1.10 (C + high-level, with h5dump),
-libyaml, stb (stb_image), cJSON, OpenBLAS, zlib, zstd, snappy, CMake >= 3.22, a C11 compiler and
+libyaml, stb (stb_image), cJSON, OpenBLAS, zlib, zstd, snappy, libjpeg(-turbo), CMake >= 3.22, a C11 compiler and
 pkg-config. The CUDA toolkit (nvcc, cuBLAS, NCCL) is optional and found on PATH.
 MSG
   exit 1

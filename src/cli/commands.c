@@ -18,10 +18,13 @@ const cli_command cli_commands[] = {
     {"plan", cmd_plan, "memory and time plan of a job (no GPU needed)",
      "orpo-hpc plan JOB.yaml [--set key.path=value ...]"},
     {"validate", cmd_validate, "check a job file: types, ranges, unknown keys, files",
-     "orpo-hpc validate JOB.yaml... [--set key.path=value ...]\n"
+     "orpo-hpc validate JOB.yaml... [--set key.path=value ...] [--require-files] [--print-config]\n"
+     "       orpo-hpc validate --print-schema | --print-keys\n"
      "  Reports every problem as FILE:LINE:COL: key.path: message and exits 2 if there is one.\n"
      "  --set overrides a key (repeatable); its relative paths resolve against the current directory,\n"
-     "  relative paths inside the job file against the job file's directory."},
+     "  relative paths inside the job file against the job file's directory. Missing model/data files are\n"
+     "  warnings unless --require-files. --print-config prints the resolved job as YAML; --print-schema the\n"
+     "  JSON Schema (schemas/job.schema.json); --print-keys the key table of docs/jobs.md."},
     {"inspect", cmd_inspect, "print the groups, datasets, shapes, dtypes and attributes of an HDF5 file",
      "orpo-hpc inspect FILE.h5 [--attrs] [--max-depth N]"},
     {"import-model", cmd_import_model, "HuggingFace LLaVA-NeXT directory -> model.h5 (NF4, bf16 or fp32)",

@@ -68,7 +68,7 @@ static int expect_str(const char *file, const cJSON *obj, const char *prefix, co
 
 /* CLIPVisionConfig keys (defaults of transformers), from v; prefix names the object in messages */
 static int parse_vision(const char *file, const cJSON *v, const char *pre, llava_config *c) {
-    int rc, nch;
+    int rc, nch = 3;
     if ((rc = expect_str(file, v, pre, "model_type", "clip_vision_model", 0))) return rc;
     if ((rc = expect_str(file, v, pre, "hidden_act", "quick_gelu", 0))) return rc;
     if ((rc = get_int(file, v, pre, "hidden_size", 768, 1, &c->v_hidden)) ||

@@ -116,7 +116,7 @@ int main(void) {
     CHECK_EQ_INT(verify(final), 1);
 
     /* one undisturbed run: its duration and the length of the commit phase */
-    int fd, st = 0;
+    int fd = -1, st = 0;
     double t0 = now();
     pid_t pid = spawn(final, 2, &fd);
     char c = 0;
