@@ -85,7 +85,7 @@ static void check_logits(const char *path, const char *which, hid_t F) {
 
 /* copy the fixture checkpoint with renamed tensors (and a dtype), optionally in two shards + index */
 static void write_layout(const char *src_dir, const char *dst_dir, int v5_names, const char *dtype, int shards) {
-    char path[1024], cfg_src[1024], cfg_dst[1024];
+    char path[4096], cfg_src[4096], cfg_dst[4096];
     mkdir(dst_dir, 0777);
     snprintf(cfg_src, sizeof cfg_src, "%s/config.json", src_dir);
     snprintf(cfg_dst, sizeof cfg_dst, "%s/config.json", dst_dir);
@@ -223,7 +223,7 @@ static void expect_fail(const char *dir, const char *out, const char *needle) {
 
 int main(void) {
     const char *tmp = test_tmpdir();
-    char src[1024], out[1024], out2[1024], dir[1024];
+    char src[1024], out[2048], out2[2048], dir[2048];
     snprintf(src, sizeof src, "%s", test_fixture("llava_tiny/model"));
     hid_t F = fx_open(test_fixture("llava_tiny/forward.h5"));
     mh5_opts o;
@@ -287,7 +287,7 @@ int main(void) {
     /* bf16 and fp16 sources: the nf4 import equals the nf4 import of an fp32 file holding the same values */
     const char *dts[2] = {"BF16", "F16"};
     for (int k = 0; k < 2; k++) {
-        char hdir[1024], fdir[1024], a[1024], b[1024];
+        char hdir[2048], fdir[2560], a[2560], b[2560];
         snprintf(hdir, sizeof hdir, "%s/src_%s", tmp, dts[k]);
         snprintf(fdir, sizeof fdir, "%s/src_%s_as_f32", tmp, dts[k]);
         write_layout(src, hdir, 0, dts[k], 1);
