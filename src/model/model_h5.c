@@ -286,35 +286,48 @@ static lin_w *lin_of(const llava_param *p) {
     return (lin_w *)((char *)p->slot - offsetof(lin_w, w));
 }
 
+/* check format/version and parse /source/config.json of an open model.h5 */
+static int read_config(hid_t f, const char *path, llava_config *cfg) {
+    char *fmt = NULL;
+    int64_t ver = 0;
+    int rc = h5x_attr_get_str(f, ".", "format", &fmt);
+    if (rc || strcmp(fmt, MH5_FORMAT))
+        rc = err_set(ERR_DATA, "%s: not an orpo-hpc model file (attribute format = %s, expected %s)", path,
+                     fmt ? fmt : "missing", MH5_FORMAT);
+    free(fmt);
+    if (!rc) rc = h5x_attr_get_i64(f, ".", "format_version", &ver);
+    if (!rc && ver != MH5_VERSION)
+        rc = err_set(ERR_DATA, "%s: model format version %lld, this orpo-hpc reads version %d", path, (long long)ver,
+                     MH5_VERSION);
+    if (rc) return rc;
+    int ndim;
+    int64_t dims[H5X_MAX_DIMS];
+    void *data = NULL;
+    rc = h5x_read_alloc(f, "source/config.json", H5X_U8, &ndim, dims, &data);
+    if (!rc) {
+        char label[4200];
+        snprintf(label, sizeof label, "%s:/source/config.json", path);
+        rc = llava_config_from_json(label, data, (size_t)dims[0], cfg);
+    }
+    free(data);
+    return rc;
+}
+
+int mh5_read_config(const char *path, llava_config *cfg) {
+    hid_t f;
+    int rc = h5x_open(path, 0, &f);
+    if (rc) return rc;
+    rc = read_config(f, path, cfg);
+    int crc = h5x_close(&f);
+    return rc ? rc : crc;
+}
+
 int mh5_load(const char *path, llava_model *m) {
     memset(m, 0, sizeof *m);
     hid_t f;
     int rc = h5x_open(path, 0, &f);
     if (rc) return rc;
-    char *fmt = NULL, *cfgjson = NULL;
-    int64_t ver = 0;
-    rc = h5x_attr_get_str(f, ".", "format", &fmt);
-    if (rc || strcmp(fmt, MH5_FORMAT)) {
-        rc = err_set(ERR_DATA, "%s: not an orpo-hpc model file (attribute format = %s, expected %s)", path,
-                     fmt ? fmt : "missing", MH5_FORMAT);
-    }
-    if (!rc) rc = h5x_attr_get_i64(f, ".", "format_version", &ver);
-    if (!rc && ver != MH5_VERSION)
-        rc = err_set(ERR_DATA, "%s: model format version %lld, this orpo-hpc reads version %d", path, (long long)ver, MH5_VERSION);
-    free(fmt);
-    if (!rc) {
-        int ndim;
-        int64_t dims[H5X_MAX_DIMS];
-        void *data = NULL;
-        rc = h5x_read_alloc(f, "source/config.json", H5X_U8, &ndim, dims, &data);
-        if (!rc) {
-            char label[4200];
-            snprintf(label, sizeof label, "%s:/source/config.json", path);
-            rc = llava_config_from_json(label, data, (size_t)dims[0], &m->cfg);
-        }
-        cfgjson = data;
-    }
-    free(cfgjson);
+    rc = read_config(f, path, &m->cfg);
     if (rc) {
         h5x_close(&f);
         return rc;

@@ -8,7 +8,9 @@
  *                                      tensor, shard or config key.
  *   mh5_load(path, &m)                 model.h5 -> llava_model for the CPU reference (fp32 arena; NF4
  *                                      linears stay packed and are dequantized per layer by lin_f32)
- *   mh5_read_blob(path, name, &buf, &n) a stored source file (e.g. "tokenizer/tokenizer.json"), malloc'ed
+ *   mh5_read_config(path, &cfg)        only the configuration (no weights): format/version checked
+ *   mh5_read_blob(path, name, &buf, &n) a stored source file (e.g. "source/tokenizer.json"), malloc'ed;
+ *                                      ERR_DATA when model.h5 has no such file
  */
 #ifndef ORPO_MODEL_H5_H
 #define ORPO_MODEL_H5_H
@@ -33,6 +35,7 @@ typedef struct mh5_opts {
 void mh5_opts_default(mh5_opts *o);
 int mh5_import(const char *hf_dir, const char *out_path, const mh5_opts *o);
 int mh5_load(const char *path, llava_model *m);
+int mh5_read_config(const char *path, llava_config *cfg);
 int mh5_read_blob(const char *path, const char *name, char **buf, size_t *n);
 
 #endif
