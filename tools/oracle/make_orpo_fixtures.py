@@ -188,8 +188,9 @@ def sched_cases(f):
 def adamw_case(f, name, seed, groups, steps, warm, total, kind, max_norm):
     from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
     gen = torch.Generator().manual_seed(seed)
-    params, pgroups = [], []
-    for gi, (gname, lr, wd, shapes) in enumerate(groups):
+    params, pgroups, gscale = [], [], []
+    for gi, (gname, lr, wd, shapes, gs_) in enumerate(groups):
+        gscale += [gs_] * len(shapes)
         ps = [torch.nn.Parameter((torch.randn(*sh, generator=gen) * 0.5).float()) for sh in shapes]
         params.append(ps)
         pgroups.append({"params": ps, "lr": lr, "weight_decay": wd})
@@ -202,7 +203,7 @@ def adamw_case(f, name, seed, groups, steps, warm, total, kind, max_norm):
     flat = [p for ps in params for p in ps]
     grads_all, after, norms, lrs = [], [], [], []
     for s in range(steps):
-        gs = [(torch.randn(p.shape, generator=gen) * (1.0 + s)).float() for p in flat]
+        gs = [(torch.randn(p.shape, generator=gen) * (1.0 + s) * sc).float() for p, sc in zip(flat, gscale)]
         for p, gg in zip(flat, gs):
             p.grad = gg.clone()
         lrs.append([pg["lr"] for pg in opt.param_groups])
@@ -222,9 +223,9 @@ def adamw_case(f, name, seed, groups, steps, warm, total, kind, max_norm):
     g.create_dataset("norm", data=np.asarray(norms, dtype=np.float64))
     g.create_dataset("lr", data=np.asarray(lrs, dtype=np.float64))
     t = 0
-    for gi, (gname, lr, wd, shapes) in enumerate(groups):
+    for gi, (gname, lr, wd, shapes, _) in enumerate(groups):
         gg = g.create_group(f"group{gi}")
-        gg.attrs["name"] = gname
+        gg.attrs["name"] = np.bytes_(gname)  # fixed-length: H5LTget_attribute_string
         gg.attrs["lr"] = lr
         gg.attrs["weight_decay"] = wd
         gg.attrs["ntensors"] = len(shapes)
@@ -274,10 +275,12 @@ def main():
                     seed += 1
         edge_cases(f)
         sched_cases(f)
-        two = [("lora", 1e-2, 0.01, [(4, 6), (6, 3)]), ("mm_projector", 3e-3, 0.1, [(5,)])]
+        # (name, lr, weight decay, shapes, gradient scale)
+        two = [("lora", 1e-2, 0.01, [(4, 6), (6, 3)], 1.0), ("mm_projector", 3e-3, 0.1, [(5,)], 1.0)]
         adamw_case(f, "cosine_clip", 7, two, steps=4, warm=2, total=6, kind=0, max_norm=1.0)
-        three = [("lora", 2e-4, 0.0, [(8, 4), (3, 8)]), ("mm_projector", 1e-3, 0.05, [(7,)]),
-                 ("token_embeddings", 5e-4, 0.0, [(2, 6)])]
+        # token_embeddings: gradients ~1e-8 so that sqrt(v_hat) ~ eps (where eps is added matters)
+        three = [("lora", 2e-4, 0.0, [(8, 4), (3, 8)], 1.0), ("mm_projector", 1e-3, 0.05, [(7,)], 1.0),
+                 ("token_embeddings", 5e-4, 0.0, [(2, 6)], 1e-8)]
         adamw_case(f, "constant_noclip", 8, three, steps=3, warm=1, total=3, kind=1, max_norm=1e3)
         lora_init(f)
     os.replace(OUT + ".tmp", OUT)
