@@ -25,6 +25,11 @@
  *   add_inplace                    y += x
  *   embed_fwd / embed_bwd          rows of a table by id; dtable[id] += dy (only rows with a flag)
  *   logprob_fwd / logprob_bwd      log-softmax of logits at one label per row; dlogits from dlogp
+ *   matmul_acc                     y += alpha x W^T (LoRA's up-projection into the base output)
+ *   scale / zero / copy            x *= alpha;  x = 0;  y = x
+ *   dropout                        y = x * keep / (1 - p), keep from the counter RNG at (key, a, b, c0 + i):
+ *                                  the same call with the same counters is its own backward
+ *   gather_rows / scatter_add_rows dst[i] = src[rows[i]];  dst[rows[i]] += src[i]
  */
 #ifndef ORPO_OPS_H
 #define ORPO_OPS_H
@@ -96,6 +101,15 @@ typedef struct ops {
                         int64_t M, int64_t V);
     void (*logprob_bwd)(opctx *c, void *dlogits, const float *dlogp, const float *lse,
                         const void *logits, const int32_t *labels, int64_t M, int64_t V);
+
+    void (*matmul_acc)(opctx *c, void *y, const void *x, const void *w, int64_t M, int64_t K, int64_t N, float alpha);
+    void (*scale)(opctx *c, void *x, int64_t n, float alpha);
+    void (*zero)(opctx *c, void *x, int64_t n);
+    void (*copy)(opctx *c, void *y, const void *x, int64_t n);
+    void (*dropout)(opctx *c, void *y, const void *x, int64_t n, float p, const uint32_t key[2], uint32_t a,
+                    uint32_t b, uint64_t c0);
+    void (*gather_rows)(opctx *c, void *dst, const void *src, const int64_t *rows, int64_t nrows, int64_t D);
+    void (*scatter_add_rows)(opctx *c, void *dst, const void *src, const int64_t *rows, int64_t nrows, int64_t D);
 } ops;
 
 /* The fp32 CPU reference (src/backend/cpu). */

@@ -10,6 +10,8 @@
  *   llava_vision_forward(...)                    tiles [P,3,T,T] -> selected features [P, np, Dv] (CLS dropped)
  *   llava_project(...)                           features -> projector output [P*np, D]
  *   llava_pack_image(...)                        one image's tiles -> [n_img, D]: base, unpadded grid rows + newline
+ *   llava_pack_index(cfg, P, h, w, idx)          row map of the packing: idx[i] = tile*np + within, or -1 for a
+ *                                                newline row (NULL idx: count only); the backward scatters with it
  *   llava_embed(...)                             token embeddings with image features spliced at <image> ids
  *   llava_decoder_forward(...)                   packed sequences -> final-norm hidden states [ntok, D]
  *   llava_lm_head(...)                           logits of selected rows only
@@ -96,6 +98,7 @@ void llava_project(const ops *o, opctx *c, const llava_config *cfg, const llava_
  * Returns the number of rows (anyres_num_image_tokens), or -1 when P does not match the grid. */
 int64_t llava_pack_image(const llava_config *cfg, const llava_weights *w, const float *proj, int P,
                          int h, int wd, float *out);
+int64_t llava_pack_index(const llava_config *cfg, int P, int h, int wd, int64_t *idx);
 /* ids[ntok]; image rows (concatenated over images in order) replace the <image> ids.
  * ERR_DATA when the count of <image> ids differs from n_image_rows. */
 int llava_embed(const ops *o, opctx *c, const llava_config *cfg, const llava_weights *w, const int32_t *ids,

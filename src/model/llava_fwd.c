@@ -5,6 +5,7 @@
  * lives in the caller's workspace, carved below in a fixed order. */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/tensor.h"
@@ -168,31 +169,37 @@ void llava_project(const ops *o, opctx *c, const llava_config *cfg, const llava_
     linear(o, c, out, hid, &w->proj2, rows, scr);
 }
 
-int64_t llava_pack_image(const llava_config *cfg, const llava_weights *w, const float *proj, int P, int h,
-                         int wd, float *out) {
+int64_t llava_pack_index(const llava_config *cfg, int P, int h, int wd, int64_t *idx) {
     const int s = cfg->v_image / cfg->v_patch;
-    const int64_t np = (int64_t)s * s, D = cfg->t_hidden;
+    const int64_t np = (int64_t)s * s;
     int rows = 0, cols = 0;
     if (anyres_grid(&cfg->anyres, h, wd, &rows, &cols)) return -1;
     if (P != 1 + rows * cols) return -1;
     int64_t n = 0;
-    if (out) memcpy(out, proj, sizeof(float) * (size_t)(np * D)); /* base image first, no newline */
-    n += np;
+    for (int64_t i = 0; i < np; i++, n++) /* base image first, no newline */
+        if (idx) idx[n] = i;
     const int CH = rows * s, CW = cols * s;
     int r0, nr, c0, nc;
     anyres_unpad(h, wd, CH, CW, &r0, &nr, &c0, &nc);
     for (int y = r0; y < r0 + nr; y++) {
-        for (int x = c0; x < c0 + nc; x++) {
-            if (out) {
-                int64_t tile = 1 + (int64_t)(y / s) * cols + x / s;
-                int64_t within = (int64_t)(y % s) * s + x % s;
-                memcpy(out + n * D, proj + (tile * np + within) * D, sizeof(float) * (size_t)D);
-            }
-            n++;
-        }
-        if (out) memcpy(out + n * D, w->newline, sizeof(float) * (size_t)D);
+        for (int x = c0; x < c0 + nc; x++, n++)
+            if (idx) idx[n] = (1 + (int64_t)(y / s) * cols + x / s) * np + (int64_t)(y % s) * s + x % s;
+        if (idx) idx[n] = -1; /* image_newline */
         n++;
     }
+    return n;
+}
+
+int64_t llava_pack_image(const llava_config *cfg, const llava_weights *w, const float *proj, int P, int h,
+                         int wd, float *out) {
+    const int64_t D = cfg->t_hidden;
+    int64_t n = llava_pack_index(cfg, P, h, wd, NULL);
+    if (n < 0 || !out) return n;
+    int64_t *idx = malloc(sizeof(int64_t) * (size_t)n);
+    llava_pack_index(cfg, P, h, wd, idx);
+    for (int64_t i = 0; i < n; i++)
+        memcpy(out + i * D, idx[i] >= 0 ? proj + idx[i] * D : w->newline, sizeof(float) * (size_t)D);
+    free(idx);
     return n;
 }
 

@@ -30,3 +30,9 @@ void cpu_linear_bwd(opctx *c, void *dx_, float *dw, float *db, const void *dy_, 
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++) db[j] += dy[i * N + j];
 }
+
+void cpu_matmul_acc(opctx *c, void *y_, const void *x_, const void *w_, int64_t M, int64_t K, int64_t N, float alpha) {
+    (void)c;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, alpha, (const float *)x_, (int)K,
+                (const float *)w_, (int)K, 1.0f, (float *)y_, (int)N);
+}

@@ -24,6 +24,13 @@ static const ops g_cpu_ops = {
     .embed_bwd = cpu_embed_bwd,
     .logprob_fwd = cpu_logprob_fwd,
     .logprob_bwd = cpu_logprob_bwd,
+    .matmul_acc = cpu_matmul_acc,
+    .scale = cpu_scale,
+    .zero = cpu_zero,
+    .copy = cpu_copy,
+    .dropout = cpu_dropout,
+    .gather_rows = cpu_gather_rows,
+    .scatter_add_rows = cpu_scatter_add_rows,
 };
 
 const ops *ops_cpu(void) { return &g_cpu_ops; }

@@ -37,4 +37,13 @@ void cpu_logprob_fwd(opctx *c, float *logp, float *lse, const void *logits, cons
 void cpu_logprob_bwd(opctx *c, void *dlogits, const float *dlogp, const float *lse, const void *logits,
                      const int32_t *labels, int64_t M, int64_t V);
 
+void cpu_matmul_acc(opctx *c, void *y, const void *x, const void *w, int64_t M, int64_t K, int64_t N, float alpha);
+void cpu_scale(opctx *c, void *x, int64_t n, float alpha);
+void cpu_zero(opctx *c, void *x, int64_t n);
+void cpu_copy(opctx *c, void *y, const void *x, int64_t n);
+void cpu_dropout(opctx *c, void *y, const void *x, int64_t n, float p, const uint32_t key[2], uint32_t a, uint32_t b,
+                 uint64_t c0);
+void cpu_gather_rows(opctx *c, void *dst, const void *src, const int64_t *rows, int64_t nrows, int64_t D);
+void cpu_scatter_add_rows(opctx *c, void *dst, const void *src, const int64_t *rows, int64_t nrows, int64_t D);
+
 #endif

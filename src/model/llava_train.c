@@ -1,0 +1,647 @@
+/* llava_train — training forward (saving what backward needs) and the explicit backward of LLaVA-NeXT.
+ * Read lt_forward and lt_backward top to bottom: they mirror each other. */
+#include "model/llava_train.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/tensor.h"
+#include "io/err.h"
+#include "train/rng.h"
+
+static const char *dec_module_names[LT_DEC_MODULES] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                                       "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
+                                                       "mlp.down_proj"};
+enum { M_Q, M_K, M_V, M_O, M_GATE, M_UP, M_DOWN };
+
+/* saved activations of one decoder layer */
+typedef struct dec_acts {
+    float *a1, *rstd1, *q, *k, *v, *att, *lse, *x_mid, *a2, *rstd2, *g, *u, *h;
+    float *t[LT_DEC_MODULES]; /* LoRA x A^T per module */
+} dec_acts;
+
+typedef struct img_inst {   /* one encoded image in the packed batch */
+    int pair, P, h, w;
+    int64_t sel_off;        /* first row in the per-tile feature buffers (rows of np) */
+    int64_t nrows;          /* packed rows (incl. newlines) */
+} img_inst;
+
+struct lt_ws {
+    int64_t max_tok, max_rows, max_img_rows;
+    int max_tiles;
+    /* packing */
+    int32_t *ids, *pos;
+    seq_desc *seqs;
+    int nseq;
+    int64_t ntok;
+    img_inst *inst;
+    int ninst;
+    int64_t *img_pos, n_img_pos;     /* packed positions of <image> tokens, in order */
+    int64_t *pidx;                   /* packing index of one image (llava_pack_index) */
+    int64_t n_tiles;                 /* tiles of all instances */
+    int64_t *nn_pos, *nn_dst, n_nn;  /* non-newline image rows: packed position -> projector row */
+    int64_t *tok_pos;                /* positions of trainable token ids */
+    int64_t *tok_slot;
+    int64_t n_tok_pos;
+    /* vision + projector */
+    void *vis_ws;
+    float *sel, *h1, *g1, *pout, *pt1, *pt2, *img_rows;
+    /* decoder */
+    float *xin;                       /* [(L + 1) * max_tok * D]: input of every layer, then the final norm input */
+    dec_acts *acts;                   /* t_layers sets, or 1 with gradient checkpointing */
+    float *rstd_f, *hfin;
+    /* target rows */
+    int64_t nrows;
+    int64_t *row_h;
+    int32_t *row_label, *row_pair;
+    uint8_t *row_role;
+    float *rsel, *logits, *lse, *logp, *thead;
+    /* backward scratch */
+    float *dX, *dMid, *dA, *dQ, *dK, *dV, *dAtt, *dG, *dU, *dH, *dsel, *dP, *dG1, *dH1, *tmp;
+    float *wscr, *ldt, *lxd;
+    uint32_t step;
+};
+
+/* ---- init ------------------------------------------------------------------------------------ */
+
+void lt_spec_default(lt_spec *s) {
+    memset(s, 0, sizeof *s);
+    s->rank = 8;
+    s->alpha = 16.0f;
+    s->targets = LT_Q | LT_K | LT_V | LT_O;
+    s->share_prefix = 1;
+    s->nll_prompt = 1;
+    s->seed = 42;
+}
+
+static lin_w *dec_lin(dec_layer *ly, int m) {
+    lin_w *l[LT_DEC_MODULES] = {&ly->q, &ly->k, &ly->v, &ly->o, &ly->gate, &ly->up, &ly->down};
+    return l[m];
+}
+
+/* count pass (store == NULL) and fill pass */
+static int64_t add_tensor(llava_trainer *t, int64_t *off, const char *name, const char *group, int64_t rows,
+                          int64_t cols, float **data, float **grad) {
+    int64_t n = rows * cols;
+    if (t->store) {
+        lt_tensor_info *ti = &t->tensors[t->ntensors++];
+        snprintf(ti->name, sizeof ti->name, "%s", name);
+        ti->group = group;
+        ti->data = t->store + *off;
+        ti->grad = t->gstore + *off;
+        ti->numel = n;
+        ti->ndim = cols > 1 || rows > 1 ? 2 : 1;
+        ti->shape[0] = rows;
+        ti->shape[1] = cols;
+        if (data) *data = ti->data;
+        if (grad) *grad = ti->grad;
+    } else {
+        t->ntensors++;
+    }
+    *off += n;
+    return n;
+}
+
+static void setup_lora(llava_trainer *t, lora_ad *ad, const lin_w *lw, const char *name, uint32_t module,
+                       int64_t *off, uint32_t *tensor_id) {
+    char n[160];
+    if (t->store) {
+        ad->in = lw->in;
+        ad->out = lw->out;
+        ad->r = t->spec.rank;
+        ad->scale = lora_scale(t->spec.alpha, t->spec.rank, t->spec.rslora);
+        ad->dropout = t->spec.dropout;
+        ad->module = module;
+        rng_key_t k = rng_key(t->spec.seed, RNG_DROPOUT);
+        ad->key[0] = k.k[0];
+        ad->key[1] = k.k[1];
+    }
+    snprintf(n, sizeof n, "lora/%s/A", name);
+    add_tensor(t, off, n, "lora", t->spec.rank, lw->in, &ad->A, &ad->dA);
+    snprintf(n, sizeof n, "lora/%s/B", name);
+    add_tensor(t, off, n, "lora", lw->out, t->spec.rank, &ad->B, &ad->dB);
+    if (t->store) {
+        rng_lora_init(t->spec.seed, (*tensor_id)++, RNG_INIT_KAIMING_A, ad->r, ad->in, ad->A);
+        memset(ad->B, 0, sizeof(float) * (size_t)(ad->out * ad->r));
+    }
+}
+
+/* Walk every trainable tensor; called twice (count, then fill). */
+static void layout(llava_trainer *t) {
+    llava_config *c = &t->m->cfg;
+    llava_weights *w = &t->m->w;
+    int64_t off = 0;
+    uint32_t tid = 0;
+    t->ntensors = 0;
+    char name[160];
+    for (int l = 0; l < c->t_layers; l++)
+        for (int mi = 0; mi < LT_DEC_MODULES; mi++) {
+            if (!(t->spec.targets & (1u << mi))) continue;
+            snprintf(name, sizeof name, "language_model.model.layers.%d.%s", l, dec_module_names[mi]);
+            setup_lora(t, &t->dec[l * LT_DEC_MODULES + mi], dec_lin(&w->dec[l], mi), name, (uint32_t)(l * 64 + mi),
+                       &off, &tid);
+        }
+    if ((t->spec.targets & LT_PROJ) && !t->spec.full_projector) {
+        setup_lora(t, &t->proj[0], &w->proj1, "multi_modal_projector.linear_1", 60 * 64 + 0, &off, &tid);
+        setup_lora(t, &t->proj[1], &w->proj2, "multi_modal_projector.linear_2", 60 * 64 + 1, &off, &tid);
+    }
+    if (t->spec.targets & LT_LM_HEAD)
+        setup_lora(t, &t->head, &w->lm_head, "language_model.lm_head", 61 * 64, &off, &tid);
+    if (t->spec.full_projector) {
+        const lin_w *p1 = &w->proj1, *p2 = &w->proj2;
+        add_tensor(t, &off, "multi_modal_projector.linear_1.weight", "mm_projector", p1->out, p1->in,
+                   &t->proj_master[0], &t->proj_grad[0]);
+        add_tensor(t, &off, "multi_modal_projector.linear_1.bias", "mm_projector", p1->out, 1, &t->proj_master[1],
+                   &t->proj_grad[1]);
+        add_tensor(t, &off, "multi_modal_projector.linear_2.weight", "mm_projector", p2->out, p2->in,
+                   &t->proj_master[2], &t->proj_grad[2]);
+        add_tensor(t, &off, "multi_modal_projector.linear_2.bias", "mm_projector", p2->out, 1, &t->proj_master[3],
+                   &t->proj_grad[3]);
+        if (t->store) {
+            memcpy(t->proj_master[0], p1->w, sizeof(float) * (size_t)(p1->out * p1->in));
+            memcpy(t->proj_master[1], p1->b, sizeof(float) * (size_t)p1->out);
+            memcpy(t->proj_master[2], p2->w, sizeof(float) * (size_t)(p2->out * p2->in));
+            memcpy(t->proj_master[3], p2->b, sizeof(float) * (size_t)p2->out);
+            /* the model now reads the trainable masters */
+            w->proj1.w = t->proj_master[0];
+            w->proj1.b = t->proj_master[1];
+            w->proj2.w = t->proj_master[2];
+            w->proj2.b = t->proj_master[3];
+        }
+    }
+    if (t->n_tok_rows) {
+        add_tensor(t, &off, "language_model.model.embed_tokens.trainable_rows", "token_embeddings", t->n_tok_rows,
+                   c->t_hidden, &t->tok_rows, &t->tok_grad);
+        if (t->store)
+            for (int i = 0; i < t->n_tok_rows; i++)
+                memcpy(t->tok_rows + (int64_t)i * c->t_hidden, w->embed + (int64_t)t->tok_ids[i] * c->t_hidden,
+                       sizeof(float) * (size_t)c->t_hidden);
+    }
+    t->nstore = off;
+}
+
+int lt_init(llava_trainer *t, llava_model *m, const lt_spec *spec) {
+    memset(t, 0, sizeof *t);
+    t->o = ops_cpu();
+    t->m = m;
+    t->spec = *spec;
+    const llava_config *c = &m->cfg;
+    if (spec->rank < 1) return err_set(ERR_ARGS, "lora.rank: %d, expected >= 1", spec->rank);
+    if (spec->dropout < 0.0f || spec->dropout >= 1.0f) return err_set(ERR_ARGS, "lora.dropout: %g, expected [0, 1)", (double)spec->dropout);
+    if (spec->full_projector && (m->w.proj1.dtype != DT_F32 || m->w.proj2.dtype != DT_F32))
+        return err_set(ERR_ARGS, "train.full_modules: mm_projector cannot be trained fully when it is NF4 "
+                       "(re-import with --quant-scope decoder)");
+    t->dec = calloc((size_t)c->t_layers * LT_DEC_MODULES, sizeof *t->dec);
+    if (spec->train_token_rows) {
+        /* ids added to the vocabulary: beyond the source vocabulary, plus <image> and <pad> */
+        t->tok_ids = malloc(sizeof(int32_t) * (size_t)(c->vocab + 2));
+        for (int id = 0; id < c->vocab; id++)
+            if (id >= c->src_vocab || id == c->image_token || id == c->pad_token) t->tok_ids[t->n_tok_rows++] = id;
+    }
+    layout(t); /* count */
+    t->store = calloc((size_t)(t->nstore ? t->nstore : 1), sizeof(float));
+    t->gstore = calloc((size_t)(t->nstore ? t->nstore : 1), sizeof(float));
+    t->tensors = calloc((size_t)(t->ntensors ? t->ntensors : 1), sizeof *t->tensors);
+    layout(t); /* fill */
+    return ERR_OK;
+}
+
+int lt_tensor_count(const llava_trainer *t) { return t->ntensors; }
+const lt_tensor_info *lt_tensor(const llava_trainer *t, int i) { return &t->tensors[i]; }
+void lt_zero_grads(llava_trainer *t) { memset(t->gstore, 0, sizeof(float) * (size_t)t->nstore); }
+
+/* ---- workspace -------------------------------------------------------------------------------- */
+
+typedef struct carve {
+    char *base;
+    size_t used;
+} carve;
+
+static void *take(carve *cv, size_t bytes) {
+    bytes = (bytes + 63) & ~(size_t)63;
+    void *p = cv->base ? cv->base + cv->used : NULL;
+    cv->used += bytes;
+    return p;
+}
+#define TAKEF(cv, n) ((float *)take(cv, sizeof(float) * (size_t)(n)))
+
+static void carve_ws(lt_ws *s, carve *cv, const llava_config *c, const lt_spec *sp) {
+    const int64_t T = s->max_tok, D = c->t_hidden, Q = (int64_t)c->t_heads * c->t_head_dim;
+    const int64_t KV = (int64_t)c->t_kv_heads * c->t_head_dim, I = c->t_inter, r = sp->rank;
+    const int64_t np = (int64_t)(c->v_image / c->v_patch) * (c->v_image / c->v_patch), R = s->max_rows;
+    const int64_t tiles = s->max_tiles, V = c->vocab;
+    s->ids = take(cv, sizeof(int32_t) * (size_t)T);
+    s->pos = take(cv, sizeof(int32_t) * (size_t)T);
+    s->seqs = take(cv, sizeof(seq_desc) * (size_t)(3 * T));
+    s->inst = take(cv, sizeof(img_inst) * (size_t)tiles);
+    s->img_pos = take(cv, sizeof(int64_t) * (size_t)T);
+    s->nn_pos = take(cv, sizeof(int64_t) * (size_t)T);
+    s->pidx = take(cv, sizeof(int64_t) * (size_t)T);
+    s->nn_dst = take(cv, sizeof(int64_t) * (size_t)T);
+    s->tok_pos = take(cv, sizeof(int64_t) * (size_t)T);
+    s->tok_slot = take(cv, sizeof(int64_t) * (size_t)T);
+    s->sel = TAKEF(cv, tiles * np * c->v_hidden);
+    s->h1 = TAKEF(cv, tiles * np * D);
+    s->g1 = TAKEF(cv, tiles * np * D);
+    s->pout = TAKEF(cv, tiles * np * D);
+    s->pt1 = TAKEF(cv, tiles * np * r);
+    s->pt2 = TAKEF(cv, tiles * np * r);
+    s->img_rows = TAKEF(cv, T * D);
+    s->xin = TAKEF(cv, (int64_t)(c->t_layers + 1) * T * D);
+    int nacts = sp->grad_ckpt ? 1 : c->t_layers;
+    s->acts = take(cv, sizeof(dec_acts) * (size_t)nacts);
+    for (int l = 0; l < nacts; l++) {
+        dec_acts a;
+        a.a1 = TAKEF(cv, T * D);
+        a.rstd1 = TAKEF(cv, T);
+        a.q = TAKEF(cv, T * Q);
+        a.k = TAKEF(cv, T * KV);
+        a.v = TAKEF(cv, T * KV);
+        a.att = TAKEF(cv, T * Q);
+        a.lse = TAKEF(cv, T * c->t_heads);
+        a.x_mid = TAKEF(cv, T * D);
+        a.a2 = TAKEF(cv, T * D);
+        a.rstd2 = TAKEF(cv, T);
+        a.g = TAKEF(cv, T * I);
+        a.u = TAKEF(cv, T * I);
+        a.h = TAKEF(cv, T * I);
+        for (int mi = 0; mi < LT_DEC_MODULES; mi++) a.t[mi] = TAKEF(cv, T * r);
+        if (cv->base) s->acts[l] = a;
+    }
+    s->rstd_f = TAKEF(cv, T);
+    s->hfin = TAKEF(cv, T * D);
+    s->row_h = take(cv, sizeof(int64_t) * (size_t)R);
+    s->row_label = take(cv, sizeof(int32_t) * (size_t)R);
+    s->row_pair = take(cv, sizeof(int32_t) * (size_t)R);
+    s->row_role = take(cv, (size_t)R);
+    s->rsel = TAKEF(cv, R * D);
+    s->logits = TAKEF(cv, R * V);
+    s->lse = TAKEF(cv, R);
+    s->logp = TAKEF(cv, R);
+    s->thead = TAKEF(cv, R * r);
+    int64_t big = T > tiles * np ? T : tiles * np;
+    s->dX = TAKEF(cv, T * D);
+    s->dMid = TAKEF(cv, T * D);
+    s->dA = TAKEF(cv, T * D);
+    s->dQ = TAKEF(cv, T * Q);
+    s->dK = TAKEF(cv, T * KV);
+    s->dV = TAKEF(cv, T * KV);
+    s->dAtt = TAKEF(cv, T * Q);
+    s->dG = TAKEF(cv, T * I);
+    s->dU = TAKEF(cv, T * I);
+    s->dH = TAKEF(cv, T * I);
+    s->dsel = TAKEF(cv, R * D);
+    s->dP = TAKEF(cv, tiles * np * D);
+    s->dG1 = TAKEF(cv, tiles * np * D);
+    s->dH1 = TAKEF(cv, tiles * np * D);
+    s->tmp = TAKEF(cv, big * (D > I ? D : I));
+    int64_t wmax = (int64_t)c->t_hidden * (c->t_inter > Q ? c->t_inter : Q);
+    if ((int64_t)V * D > wmax) wmax = (int64_t)V * D;
+    if ((int64_t)c->v_hidden * D > wmax) wmax = (int64_t)c->v_hidden * D;
+    s->wscr = TAKEF(cv, wmax);
+    s->ldt = TAKEF(cv, (big > R ? big : R) * r);
+    int64_t maxin = D > I ? D : I;
+    if (c->v_hidden > maxin) maxin = c->v_hidden;
+    s->lxd = TAKEF(cv, (big > R ? big : R) * maxin);
+}
+
+int lt_plan(llava_trainer *t, int64_t max_tok, int max_tiles, int64_t max_rows) {
+    const llava_config *c = &t->m->cfg;
+    lt_ws probe;
+    memset(&probe, 0, sizeof probe);
+    probe.max_tok = max_tok;
+    probe.max_tiles = max_tiles;
+    probe.max_rows = max_rows;
+    carve cv = {NULL, 0};
+    carve_ws(&probe, &cv, c, &t->spec);
+    char *mem = calloc(1, cv.used + sizeof(lt_ws) + 64);
+    if (!mem) return err_set(ERR_IO, "training workspace: cannot allocate %.1f MiB", (double)cv.used / 1048576.0);
+    free(t->ws ? t->ws->vis_ws : NULL);
+    free(t->ws);
+    t->ws = (lt_ws *)mem;
+    *t->ws = probe;
+    carve real = {mem + ((sizeof(lt_ws) + 63) & ~(size_t)63), 0};
+    carve_ws(t->ws, &real, c, &t->spec);
+    t->ws->vis_ws = malloc(llava_ws_size(c, 1, max_tiles));
+    return ERR_OK;
+}
+
+void lt_free(llava_trainer *t) {
+    if (t->ws) free(t->ws->vis_ws);
+    free(t->ws);
+    free(t->dec);
+    free(t->store);
+    free(t->gstore);
+    free(t->tensors);
+    free(t->tok_ids);
+    memset(t, 0, sizeof *t);
+}
+
+/* ---- linear with optional LoRA ------------------------------------------------------------------ */
+
+static int has_lora(const lora_ad *ad) { return ad && ad->A; }
+
+static void lin_fwd(llava_trainer *t, float *y, const float *x, const lin_w *w, const lora_ad *ad, float *tsave,
+                    int64_t M) {
+    t->o->linear_fwd(&t->ctx, y, x, lin_f32(w, t->ws->wscr), w->b, M, w->in, w->out);
+    if (has_lora(ad)) lora_fwd(t->o, &t->ctx, ad, y, x, M, tsave, t->ws->lxd, t->ws->step);
+}
+
+/* dx += dy W (+ LoRA path); LoRA dA/dB accumulate. dW of the base is never needed (frozen) except for the
+ * fully trained projector, handled by the caller. */
+static void lin_bwd(llava_trainer *t, float *dx, const float *dy, const float *x, const lin_w *w, lora_ad *ad,
+                    const float *tsave, int64_t M) {
+    if (dx) t->o->linear_bwd(&t->ctx, dx, NULL, NULL, dy, x, lin_f32(w, t->ws->wscr), M, w->in, w->out);
+    if (has_lora(ad)) lora_bwd(t->o, &t->ctx, ad, dx, dy, x, tsave, M, t->ws->ldt, t->ws->lxd, t->ws->step);
+}
+
+/* ---- packing ---------------------------------------------------------------------------------- */
+
+static void add_row(lt_ws *s, int64_t h, int32_t label, uint8_t role, int32_t pair) {
+    s->row_h[s->nrows] = h;
+    s->row_label[s->nrows] = label;
+    s->row_role[s->nrows] = role;
+    s->row_pair[s->nrows] = pair;
+    s->nrows++;
+}
+
+/* append one sequence of ids at position offset pos0; returns its start */
+static int64_t put_seq(lt_ws *s, const int32_t *ids, int32_t n, int32_t pos0, int32_t prefix) {
+    int64_t start = s->ntok;
+    for (int32_t i = 0; i < n; i++) {
+        s->ids[s->ntok + i] = ids[i];
+        s->pos[s->ntok + i] = pos0 + i;
+    }
+    s->seqs[s->nseq++] = (seq_desc){(int32_t)start, n, pos0, prefix};
+    s->ntok += n;
+    return start;
+}
+
+static int pack(llava_trainer *t, const lt_batch *b) {
+    lt_ws *s = t->ws;
+    const llava_config *c = &t->m->cfg;
+    s->ntok = s->nseq = s->ninst = 0;
+    s->n_tiles = 0;
+    s->nrows = 0;
+    int64_t need = 0, tiles = 0, rows = 0;
+    for (int i = 0; i < b->n; i++) {
+        const lt_pair *p = &b->pairs[i];
+        if (p->n_chosen < 1 || p->n_rejected < 1 || p->n_prefix < 1)
+            return err_set(ERR_DATA, "pair %d of the micro-batch: empty prompt or answer", i);
+        int copies = t->spec.share_prefix ? 1 : 2;
+        need += (int64_t)copies * p->n_prefix + p->n_chosen + p->n_rejected;
+        tiles += (int64_t)copies * p->P;
+        rows += p->n_prefix + p->n_chosen + p->n_rejected;
+    }
+    if (need > s->max_tok || tiles > s->max_tiles || rows > s->max_rows)
+        return err_set(ERR_INTERNAL, "micro-batch of %lld tokens, %lld tiles, %lld rows exceeds the planned "
+                       "%lld / %d / %lld", (long long)need, (long long)tiles, (long long)rows, (long long)s->max_tok,
+                       s->max_tiles, (long long)s->max_rows);
+    int64_t sel_off = 0;
+    for (int i = 0; i < b->n; i++) {
+        const lt_pair *p = &b->pairs[i];
+        for (int copy = 0; copy < (t->spec.share_prefix ? 1 : 2); copy++) {
+            int prefix_seq = s->nseq;
+            int64_t ps = put_seq(s, p->prefix, p->n_prefix, 0, -1);
+            img_inst *in = &s->inst[s->ninst++];
+            in->pair = i;
+            in->P = p->P;
+            in->h = p->h;
+            in->w = p->w;
+            in->sel_off = sel_off;
+            in->nrows = llava_pack_index(c, p->P, p->h, p->w, NULL);
+            if (in->nrows < 0) return err_set(ERR_DATA, "pair %d: %d tiles do not match an image of %dx%d", i, p->P, p->h, p->w);
+            sel_off += p->P;
+            s->n_tiles = sel_off;
+            /* prompt text targets (NLL, TRL): every prefix token after BOS that is not an image token */
+            if (copy == 0 && t->spec.nll_prompt)
+                for (int32_t j = 1; j < p->n_prefix; j++)
+                    if (p->prefix[j] != c->image_token) add_row(s, ps + j - 1, p->prefix[j], LT_ROLE_NLL, i);
+            int64_t last = ps + p->n_prefix - 1;
+            int do_chosen = t->spec.share_prefix || copy == 0, do_rejected = t->spec.share_prefix || copy == 1;
+            if (do_chosen) {
+                int64_t cs = put_seq(s, p->chosen, p->n_chosen, p->n_prefix, t->spec.share_prefix ? prefix_seq : -1);
+                if (!t->spec.share_prefix) { /* one sequence: prefix then answer */
+                    s->nseq--;
+                    s->seqs[s->nseq - 1].len += p->n_chosen;
+                }
+                for (int32_t j = 0; j < p->n_chosen; j++)
+                    add_row(s, j == 0 ? last : cs + j - 1, p->chosen[j], LT_ROLE_CHOSEN | LT_ROLE_NLL, i);
+            }
+            if (do_rejected) {
+                int64_t rs = put_seq(s, p->rejected, p->n_rejected, p->n_prefix, t->spec.share_prefix ? prefix_seq : -1);
+                if (!t->spec.share_prefix) {
+                    s->nseq--;
+                    s->seqs[s->nseq - 1].len += p->n_rejected;
+                }
+                for (int32_t j = 0; j < p->n_rejected; j++)
+                    add_row(s, j == 0 ? last : rs + j - 1, p->rejected[j], LT_ROLE_REJECTED, i);
+            }
+        }
+    }
+    /* image token positions, in packed order; instances own consecutive runs of them */
+    s->n_img_pos = 0;
+    s->n_tok_pos = 0;
+    for (int64_t k = 0; k < s->ntok; k++) {
+        if (s->ids[k] == c->image_token) s->img_pos[s->n_img_pos++] = k;
+        else if (t->n_tok_rows)
+            for (int j = 0; j < t->n_tok_rows; j++)
+                if (t->tok_ids[j] == s->ids[k]) {
+                    s->tok_pos[s->n_tok_pos] = k;
+                    s->tok_slot[s->n_tok_pos++] = j;
+                }
+    }
+    int64_t expect = 0;
+    for (int k = 0; k < s->ninst; k++) expect += s->inst[k].nrows;
+    if (expect != s->n_img_pos)
+        return err_set(ERR_DATA, "micro-batch: %lld <image> tokens but the images give %lld feature rows",
+                       (long long)s->n_img_pos, (long long)expect);
+    return ERR_OK;
+}
+
+/* ---- decoder layer ---------------------------------------------------------------------------- */
+
+static void layer_fwd(llava_trainer *t, int l, const float *x, dec_acts *a, float *out) {
+    lt_ws *s = t->ws;
+    const llava_config *c = &t->m->cfg;
+    dec_layer *ly = &t->m->w.dec[l];
+    lora_ad *ad = &t->dec[l * LT_DEC_MODULES];
+    const ops *o = t->o;
+    opctx *cx = &t->ctx;
+    const int64_t T = s->ntok, D = c->t_hidden;
+    o->rmsnorm_fwd(cx, a->a1, a->rstd1, x, ly->in_norm, T, D, c->t_eps);
+    lin_fwd(t, a->q, a->a1, &ly->q, &ad[M_Q], a->t[M_Q], T);
+    lin_fwd(t, a->k, a->a1, &ly->k, &ad[M_K], a->t[M_K], T);
+    lin_fwd(t, a->v, a->a1, &ly->v, &ad[M_V], a->t[M_V], T);
+    o->rope_fwd(cx, a->q, s->pos, T, c->t_heads, c->t_head_dim, c->rope_theta);
+    o->rope_fwd(cx, a->k, s->pos, T, c->t_kv_heads, c->t_head_dim, c->rope_theta);
+    o->attn_fwd(cx, a->att, a->lse, a->q, a->k, a->v, s->seqs, s->nseq, T, c->t_heads, c->t_kv_heads, c->t_head_dim, 1);
+    lin_fwd(t, s->tmp, a->att, &ly->o, &ad[M_O], a->t[M_O], T);
+    o->copy(cx, a->x_mid, x, T * D);
+    o->add_inplace(cx, a->x_mid, s->tmp, T * D);
+    o->rmsnorm_fwd(cx, a->a2, a->rstd2, a->x_mid, ly->post_norm, T, D, c->t_eps);
+    lin_fwd(t, a->g, a->a2, &ly->gate, &ad[M_GATE], a->t[M_GATE], T);
+    lin_fwd(t, a->u, a->a2, &ly->up, &ad[M_UP], a->t[M_UP], T);
+    o->swiglu_fwd(cx, a->h, a->g, a->u, T * c->t_inter);
+    lin_fwd(t, s->tmp, a->h, &ly->down, &ad[M_DOWN], a->t[M_DOWN], T); /* also saves down's LoRA input */
+    if (!out) return; /* recomputed for backward: the layer output itself is not needed */
+    o->copy(cx, out, a->x_mid, T * D);
+    o->add_inplace(cx, out, s->tmp, T * D);
+}
+
+/* dX: gradient of the layer output on entry, of the layer input on exit */
+static void layer_bwd(llava_trainer *t, int l, const float *x, dec_acts *a, float *dX) {
+    lt_ws *s = t->ws;
+    const llava_config *c = &t->m->cfg;
+    dec_layer *ly = &t->m->w.dec[l];
+    lora_ad *ad = &t->dec[l * LT_DEC_MODULES];
+    const ops *o = t->o;
+    opctx *cx = &t->ctx;
+    const int64_t T = s->ntok, D = c->t_hidden, I = c->t_inter;
+    const int64_t Q = (int64_t)c->t_heads * c->t_head_dim, KV = (int64_t)c->t_kv_heads * c->t_head_dim;
+    /* MLP: out = x_mid + down(silu(gate(a2)) * up(a2)) */
+    o->zero(cx, s->dH, T * I);
+    lin_bwd(t, s->dH, dX, a->h, &ly->down, &ad[M_DOWN], a->t[M_DOWN], T);
+    o->zero(cx, s->dG, T * I);
+    o->zero(cx, s->dU, T * I);
+    o->swiglu_bwd(cx, s->dG, s->dU, s->dH, a->g, a->u, T * I);
+    o->zero(cx, s->dA, T * D);
+    lin_bwd(t, s->dA, s->dG, a->a2, &ly->gate, &ad[M_GATE], a->t[M_GATE], T);
+    lin_bwd(t, s->dA, s->dU, a->a2, &ly->up, &ad[M_UP], a->t[M_UP], T);
+    o->copy(cx, s->dMid, dX, T * D);
+    o->rmsnorm_bwd(cx, s->dMid, NULL, s->dA, a->x_mid, ly->post_norm, a->rstd2, T, D);
+    /* attention: x_mid = x + o_proj(attn(rope(q(a1)), rope(k(a1)), v(a1))) */
+    o->zero(cx, s->dAtt, T * Q);
+    lin_bwd(t, s->dAtt, s->dMid, a->att, &ly->o, &ad[M_O], a->t[M_O], T);
+    o->zero(cx, s->dQ, T * Q);
+    o->zero(cx, s->dK, T * KV);
+    o->zero(cx, s->dV, T * KV);
+    o->attn_bwd(cx, s->dQ, s->dK, s->dV, s->dAtt, a->att, a->lse, a->q, a->k, a->v, s->seqs, s->nseq, T, c->t_heads,
+                c->t_kv_heads, c->t_head_dim, 1);
+    o->rope_bwd(cx, s->dQ, s->pos, T, c->t_heads, c->t_head_dim, c->rope_theta);
+    o->rope_bwd(cx, s->dK, s->pos, T, c->t_kv_heads, c->t_head_dim, c->rope_theta);
+    o->zero(cx, s->dA, T * D);
+    lin_bwd(t, s->dA, s->dQ, a->a1, &ly->q, &ad[M_Q], a->t[M_Q], T);
+    lin_bwd(t, s->dA, s->dK, a->a1, &ly->k, &ad[M_K], a->t[M_K], T);
+    lin_bwd(t, s->dA, s->dV, a->a1, &ly->v, &ad[M_V], a->t[M_V], T);
+    o->copy(cx, dX, s->dMid, T * D);
+    o->rmsnorm_bwd(cx, dX, NULL, s->dA, x, ly->in_norm, a->rstd1, T, D);
+}
+
+/* ---- the step's forward and backward ---------------------------------------------------------- */
+
+int lt_forward(llava_trainer *t, const lt_batch *b, lt_fwd *fw) {
+    if (!t->ws) return err_set(ERR_INTERNAL, "lt_forward before lt_plan");
+    lt_ws *s = t->ws;
+    s->step = b->step;
+    int rc = pack(t, b);
+    if (rc) return rc;
+    const llava_config *c = &t->m->cfg;
+    llava_weights *w = &t->m->w;
+    const ops *o = t->o;
+    opctx *cx = &t->ctx;
+    const int64_t D = c->t_hidden, T = s->ntok;
+    const int64_t np = (int64_t)(c->v_image / c->v_patch) * (c->v_image / c->v_patch);
+
+    /* 1. vision tower (frozen) per image instance; the projector once over all their tiles; anyres packing.
+     *    nn_pos/nn_dst remember where every non-newline image row came from, for the backward. */
+    for (int k = 0; k < s->ninst; k++) {
+        const img_inst *in = &s->inst[k];
+        llava_vision_forward(o, cx, c, w, b->pairs[in->pair].pixels, in->P, s->sel + in->sel_off * np * c->v_hidden,
+                             s->vis_ws);
+    }
+    const int64_t NR = s->n_tiles * np;
+    lin_fwd(t, s->h1, s->sel, &w->proj1, &t->proj[0], s->pt1, NR);
+    o->copy(cx, s->g1, s->h1, NR * D);
+    o->gelu_fwd(cx, s->g1, s->g1, NR * D);
+    lin_fwd(t, s->pout, s->g1, &w->proj2, &t->proj[1], s->pt2, NR);
+    int64_t row = 0;
+    s->n_nn = 0;
+    for (int k = 0; k < s->ninst; k++) {
+        const img_inst *in = &s->inst[k];
+        llava_pack_index(c, in->P, in->h, in->w, s->pidx);
+        for (int64_t r = 0; r < in->nrows; r++, row++) {
+            const float *src = s->pidx[r] >= 0 ? s->pout + (in->sel_off * np + s->pidx[r]) * D : w->newline;
+            o->copy(cx, s->img_rows + row * D, src, D);
+            if (s->pidx[r] >= 0) {
+                s->nn_pos[s->n_nn] = s->img_pos[row];
+                s->nn_dst[s->n_nn++] = in->sel_off * np + s->pidx[r];
+            }
+        }
+    }
+    /* 2. embeddings: token rows (trainable rows from the masters), image rows at <image> positions */
+    for (int j = 0; j < t->n_tok_rows; j++)
+        memcpy((float *)w->embed + (int64_t)t->tok_ids[j] * D, t->tok_rows + (int64_t)j * D, sizeof(float) * (size_t)D);
+    float *x0 = s->xin;
+    o->embed_fwd(cx, x0, w->embed, s->ids, T, D);
+    row = 0;
+    for (int64_t k = 0; k < s->n_img_pos; k++) o->copy(cx, x0 + s->img_pos[k] * D, s->img_rows + (row++) * D, D);
+    /* 3. decoder layers; every layer input is kept (the checkpoints) */
+    for (int l = 0; l < c->t_layers; l++) {
+        dec_acts *a = &s->acts[t->spec.grad_ckpt ? 0 : l];
+        layer_fwd(t, l, s->xin + (int64_t)l * T * D, a, s->xin + (int64_t)(l + 1) * T * D);
+    }
+    o->rmsnorm_fwd(cx, s->hfin, s->rstd_f, s->xin + (int64_t)c->t_layers * T * D, w->norm, T, D, c->t_eps);
+    /* 4. lm_head on the target rows only, log-prob of each label */
+    o->gather_rows(cx, s->rsel, s->hfin, s->row_h, s->nrows, D);
+    lin_fwd(t, s->logits, s->rsel, &w->lm_head, &t->head, s->thead, s->nrows);
+    o->logprob_fwd(cx, s->logp, s->lse, s->logits, s->row_label, s->nrows, c->vocab);
+    fw->nrows = s->nrows;
+    fw->logp = s->logp;
+    fw->role = s->row_role;
+    fw->pair = s->row_pair;
+    fw->ntok = T;
+    return ERR_OK;
+}
+
+int lt_backward(llava_trainer *t, const float *dlogp) {
+    lt_ws *s = t->ws;
+    const llava_config *c = &t->m->cfg;
+    llava_weights *w = &t->m->w;
+    const ops *o = t->o;
+    opctx *cx = &t->ctx;
+    const int64_t D = c->t_hidden, T = s->ntok, R = s->nrows;
+    const int64_t np = (int64_t)(c->v_image / c->v_patch) * (c->v_image / c->v_patch);
+
+    /* 4'. log-prob -> logits -> lm_head -> final-norm output rows */
+    o->logprob_bwd(cx, s->logits, dlogp, s->lse, s->logits, s->row_label, R, c->vocab);
+    o->zero(cx, s->dsel, R * D);
+    lin_bwd(t, s->dsel, s->logits, s->rsel, &w->lm_head, &t->head, s->thead, R);
+    o->zero(cx, s->dX, T * D);
+    o->scatter_add_rows(cx, s->dX, s->dsel, s->row_h, R, D);
+    o->copy(cx, s->dMid, s->dX, T * D);
+    o->zero(cx, s->dX, T * D);
+    o->rmsnorm_bwd(cx, s->dX, NULL, s->dMid, s->xin + (int64_t)c->t_layers * T * D, w->norm, s->rstd_f, T, D);
+    /* 3'. decoder layers in reverse; with checkpointing each layer is recomputed from its input first */
+    for (int l = c->t_layers - 1; l >= 0; l--) {
+        const float *x = s->xin + (int64_t)l * T * D;
+        dec_acts *a = &s->acts[t->spec.grad_ckpt ? 0 : l];
+        if (t->spec.grad_ckpt) layer_fwd(t, l, x, a, NULL);
+        layer_bwd(t, l, x, a, s->dX);
+    }
+    /* 2'. embeddings: trainable token rows; image rows back through the packing into the projector */
+    if (s->n_tok_pos) {
+        o->gather_rows(cx, s->tmp, s->dX, s->tok_pos, s->n_tok_pos, D);
+        o->scatter_add_rows(cx, t->tok_grad, s->tmp, s->tok_slot, s->n_tok_pos, D);
+    }
+    if (!t->spec.full_projector && !has_lora(&t->proj[0])) return ERR_OK;
+    /* 1'. image rows -> projector output rows -> projector (the vision tower is frozen: no dx below it) */
+    const int64_t NR = s->n_tiles * np;
+    o->gather_rows(cx, s->tmp, s->dX, s->nn_pos, s->n_nn, D);
+    o->zero(cx, s->dP, NR * D);
+    o->scatter_add_rows(cx, s->dP, s->tmp, s->nn_dst, s->n_nn, D);
+    o->zero(cx, s->dG1, NR * D);
+    o->zero(cx, s->dH1, NR * D);
+    if (t->spec.full_projector) {
+        o->linear_bwd(cx, s->dG1, t->proj_grad[2], t->proj_grad[3], s->dP, s->g1, w->proj2.w, NR, w->proj2.in, w->proj2.out);
+        o->gelu_bwd(cx, s->dH1, s->dG1, s->h1, NR * D);
+        o->linear_bwd(cx, NULL, t->proj_grad[0], t->proj_grad[1], s->dH1, s->sel, w->proj1.w, NR, w->proj1.in, w->proj1.out);
+    } else {
+        lin_bwd(t, s->dG1, s->dP, s->g1, &w->proj2, &t->proj[1], s->pt2, NR);
+        o->gelu_bwd(cx, s->dH1, s->dG1, s->h1, NR * D);
+        lin_bwd(t, NULL, s->dH1, s->sel, &w->proj1, &t->proj[0], s->pt1, NR);
+    }
+    return ERR_OK;
+}

@@ -1,0 +1,116 @@
+/* llava_train — forward with saved activations and the explicit backward of LLaVA-NeXT for training:
+ * LoRA on the decoder linears, the projector and lm_head; the projector fully trained instead
+ * (train.full_modules: [mm_projector]); the embedding rows of tokens added to the vocabulary
+ * (lora.train_new_token_embeddings). The vision tower is frozen and run forward only. Frozen NF4
+ * weights get no gradient; the input gradient through them uses the dequantized weight.
+ *
+ * One micro-batch = pairs of (prompt+image prefix, chosen answer, rejected answer), packed flat. With
+ * prefix sharing the prefix is one sequence and both answers attend to it (seq_desc.prefix); without,
+ * each answer gets its own copy of the prefix (and of the image). Both give the same loss and gradients.
+ *
+ *   lt_spec_default(&s)                       LoRA rank 8, alpha 16, targets q,k,v,o, no dropout
+ *   lt_init(&t, model, &spec)                 create the trainable tensors (LoRA A Kaiming-uniform from the
+ *                                             counter RNG, B zero), fp32 masters and gradient buffers
+ *   lt_free(&t)
+ *   lt_plan(&t, max_tok, max_tiles, max_rows) size and allocate the workspace once (no allocation per step)
+ *   lt_zero_grads(&t)
+ *   lt_forward(&t, batch, &fw)                forward: packs the batch, runs vision, projector, decoder, and the
+ *                                             log-prob of every target token; fills fw (rows, roles, logp)
+ *   lt_backward(&t, dlogp)                    backward from d loss / d logp of those rows; accumulates grads
+ *   lt_tensor_count / lt_tensor(&t, i)        the trainable tensors (name, group, data, grad, numel)
+ */
+#ifndef ORPO_LLAVA_TRAIN_H
+#define ORPO_LLAVA_TRAIN_H
+
+#include <stdint.h>
+
+#include "model/llava_params.h"
+#include "model/lora.h"
+
+/* LoRA target bits */
+enum {
+    LT_Q = 1 << 0, LT_K = 1 << 1, LT_V = 1 << 2, LT_O = 1 << 3, LT_GATE = 1 << 4, LT_UP = 1 << 5, LT_DOWN = 1 << 6,
+    LT_PROJ = 1 << 7, LT_LM_HEAD = 1 << 8
+};
+#define LT_DEC_MODULES 7
+
+/* roles of a target row (same bits as orpo.h's ORPO_TOK_*) */
+enum { LT_ROLE_NLL = 1, LT_ROLE_CHOSEN = 2, LT_ROLE_REJECTED = 4 };
+
+typedef struct lt_spec {
+    int rank;
+    float alpha, dropout;
+    int rslora;
+    unsigned targets;       /* LT_* bits */
+    int full_projector;     /* train the projector's weights instead of LoRA on it */
+    int train_token_rows;   /* train the embedding rows of ids >= cfg.src_vocab and the image/pad tokens */
+    int grad_ckpt;          /* keep only each decoder layer's input; recompute in backward */
+    int share_prefix;       /* one prefix per pair (1) or a copy per answer (0) */
+    int nll_prompt;         /* NLL targets include the prompt text tokens (TRL) */
+    uint64_t seed;
+} lt_spec;
+
+typedef struct lt_pair {
+    const float *pixels;    /* [P, 3, T, T] preprocessed tiles, base image first */
+    int P, h, w;            /* tiles and original image size */
+    const int32_t *prefix;  /* BOS, prompt with <image> expanded, ... */
+    int32_t n_prefix;
+    const int32_t *chosen, *rejected; /* answer ids incl. </s> */
+    int32_t n_chosen, n_rejected;
+} lt_pair;
+
+typedef struct lt_batch {
+    const lt_pair *pairs;
+    int n;
+    uint32_t step;          /* optimiser step (dropout stream) */
+} lt_batch;
+
+typedef struct lt_tensor_info {
+    char name[160];
+    const char *group;      /* "lora", "mm_projector", "token_embeddings" */
+    float *data, *grad;
+    int64_t numel;
+    int ndim;
+    int64_t shape[2];
+} lt_tensor_info;
+
+typedef struct lt_fwd {
+    int64_t nrows;          /* target rows */
+    const float *logp;      /* [nrows] */
+    const uint8_t *role;    /* [nrows] LT_ROLE_* */
+    const int32_t *pair;    /* [nrows] */
+    int64_t ntok;           /* packed tokens */
+} lt_fwd;
+
+typedef struct lt_ws lt_ws; /* workspace (llava_train.c) */
+
+typedef struct llava_trainer {
+    const ops *o;
+    opctx ctx;
+    llava_model *m;
+    lt_spec spec;
+    lora_ad *dec;           /* [t_layers * LT_DEC_MODULES]; A == NULL when not targeted */
+    lora_ad proj[2], head;
+    float *tok_rows;        /* [n_tok_rows, D] trainable embedding rows (masters) */
+    float *tok_grad;
+    int32_t *tok_ids;       /* their token ids */
+    int n_tok_rows;
+    float *proj_master[4], *proj_grad[4]; /* full projector: w1, b1, w2, b2 */
+    float *store, *gstore;  /* all trainable values / gradients, contiguous */
+    int64_t nstore;
+    lt_tensor_info *tensors;
+    int ntensors;
+    lt_ws *ws;
+} llava_trainer;
+
+void lt_spec_default(lt_spec *s);
+int lt_init(llava_trainer *t, llava_model *m, const lt_spec *spec);
+void lt_free(llava_trainer *t);
+int lt_plan(llava_trainer *t, int64_t max_tok, int max_tiles, int64_t max_rows);
+void lt_zero_grads(llava_trainer *t);
+int lt_forward(llava_trainer *t, const lt_batch *b, lt_fwd *fw);
+int lt_backward(llava_trainer *t, const float *dlogp);
+int lt_tensor_count(const llava_trainer *t);
+const lt_tensor_info *lt_tensor(const llava_trainer *t, int i);
+
+#endif

@@ -1,0 +1,221 @@
+/* One ORPO + LoRA training step on the tiny LLaVA-NeXT against transformers + PEFT + torch autograd
+ * (tests/fixtures/step/step.h5 from tools/oracle/make_step_fixtures.py), for the fp32 and the NF4 base,
+ * LoRA everywhere (decoder, projector, lm_head) or LoRA q,v + the projector trained fully; each with and
+ * without prefix sharing and with and without gradient checkpointing:
+ *   loss and metrics within 1e-5 relative, every gradient within 1e-4 (max|diff| / max|ref|),
+ *   weights after 3 AdamW steps (warm-up + cosine, weight decay, clipping) within 1e-5;
+ *   shared vs unshared prefix: loss and every gradient equal within 1e-6. */
+#include <string.h>
+
+#include "fixture_h5.h"
+#include "io/err.h"
+#include "model/llava_train.h"
+#include "model/model_h5.h"
+#include "model/nf4.h"
+#include "test.h"
+#include "train/adamw.h"
+#include "train/orpo.h"
+#include "train/sched.h"
+
+static hid_t F;
+static lt_pair pairs[2];
+static float *pix[2];
+static int32_t *pre[2], *ch[2], *rj[2];
+
+static void load_pairs(void) {
+    for (int i = 0; i < 2; i++) {
+        char p[64];
+        size_t n;
+        snprintf(p, sizeof p, "pair%d/pixel_values", i);
+        pix[i] = fx_f32(F, p, &n);
+        pairs[i].pixels = pix[i];
+        pairs[i].P = (int)(n / (3 * 56 * 56));
+        snprintf(p, sizeof p, "pair%d/image_size", i);
+        int32_t *hw = fx_i32(F, p, &n);
+        pairs[i].h = hw[0];
+        pairs[i].w = hw[1];
+        free(hw);
+        snprintf(p, sizeof p, "pair%d/prefix", i);
+        pre[i] = fx_i32(F, p, &n);
+        pairs[i].prefix = pre[i];
+        pairs[i].n_prefix = (int32_t)n;
+        snprintf(p, sizeof p, "pair%d/chosen", i);
+        ch[i] = fx_i32(F, p, &n);
+        pairs[i].chosen = ch[i];
+        pairs[i].n_chosen = (int32_t)n;
+        snprintf(p, sizeof p, "pair%d/rejected", i);
+        rj[i] = fx_i32(F, p, &n);
+        pairs[i].rejected = rj[i];
+        pairs[i].n_rejected = (int32_t)n;
+    }
+}
+
+/* one micro-batch: forward, ORPO, backward; returns metrics */
+static int step_grads(llava_trainer *t, uint32_t step, orpo_metrics *m) {
+    lt_batch b = {pairs, 2, step};
+    lt_fwd fw;
+    lt_zero_grads(t);
+    int rc = lt_forward(t, &b, &fw);
+    if (rc) return rc;
+    int64_t nll = 0;
+    for (int64_t i = 0; i < fw.nrows; i++) nll += (fw.role[i] & ORPO_TOK_NLL) != 0;
+    orpo_config oc = {0.1, ORPO_NLL_ALL};
+    orpo_norm norm = {2, nll};
+    orpo_batch ob = {fw.nrows, fw.logp, fw.role, fw.pair, 2};
+    orpo_accum acc;
+    orpo_accum_init(&acc);
+    float *dlogp = malloc(sizeof(float) * (size_t)fw.nrows);
+    rc = orpo_tokens(&oc, &ob, &norm, &acc, dlogp);
+    if (!rc) rc = orpo_finish(&acc, &norm, m);
+    if (!rc) rc = lt_backward(t, dlogp);
+    free(dlogp);
+    return rc;
+}
+
+static void set_init(llava_trainer *t, const char *grp) {
+    for (int i = 0; i < lt_tensor_count(t); i++) {
+        const lt_tensor_info *ti = lt_tensor(t, i);
+        char p[300];
+        size_t n;
+        snprintf(p, sizeof p, "%s/init/%s", grp, ti->name);
+        float *v = fx_f32(F, p, &n);
+        CHECK_EQ_INT(n, ti->numel);
+        memcpy(ti->data, v, sizeof(float) * n);
+        free(v);
+    }
+}
+
+static double max_grad_err(llava_trainer *t, const char *grp, const char *what) {
+    double worst = 0;
+    for (int i = 0; i < lt_tensor_count(t); i++) {
+        const lt_tensor_info *ti = lt_tensor(t, i);
+        char p[300];
+        size_t n;
+        snprintf(p, sizeof p, "%s/%s/%s", grp, what, ti->name);
+        float *ref = fx_f32(F, p, &n);
+        const float *mine = !strcmp(what, "grad") ? ti->grad : ti->data;
+        double e = fx_relerr(mine, ref, n);
+        if (e > worst) worst = e;
+        if (getenv("STEP_DEBUG") && e > 1e-5) {
+            size_t at = 0;
+            for (size_t k = 0; k < n; k++) if (fabs(mine[k] - ref[k]) > fabs(mine[at] - ref[at])) at = k;
+            printf("      %s %s: rel %.2e at %zu: %.9g vs %.9g\n", what, ti->name, e, at, mine[at], ref[at]);
+        }
+        free(ref);
+    }
+    return worst;
+}
+
+static void run_variant(const char *variant, const char *base, llava_model *m) {
+    char grp[64];
+    snprintf(grp, sizeof grp, "%s_%s", variant, base);
+    float *ref_grads = NULL;
+    int64_t ngrad = 0;
+    for (int share = 1; share >= 0; share--)
+        for (int ckpt = 0; ckpt <= 1; ckpt++) {
+            lt_spec sp;
+            lt_spec_default(&sp);
+            sp.rank = 4;
+            sp.alpha = 8.0f;
+            sp.share_prefix = share;
+            sp.grad_ckpt = ckpt;
+            if (!strcmp(variant, "lora")) {
+                sp.targets = LT_Q | LT_K | LT_V | LT_O | LT_GATE | LT_UP | LT_DOWN | LT_PROJ | LT_LM_HEAD;
+            } else {
+                sp.targets = LT_Q | LT_V;
+                sp.full_projector = 1;
+            }
+            llava_trainer t;
+            CHECK_EQ_INT(lt_init(&t, m, &sp), 0);
+            CHECK_EQ_INT(lt_plan(&t, 512, 16, 512), 0);
+            set_init(&t, grp);
+            orpo_metrics mt;
+            int rc = step_grads(&t, 1, &mt);
+            if (rc) fprintf(stderr, "%s\n", err_msg());
+            CHECK_EQ_INT(rc, 0);
+            const char *names[8] = {"loss", "nll_loss", "log_odds_ratio", "log_odds_chosen", "chosen_logps",
+                                    "rejected_logps", "reward_accuracy", "reward_margin"};
+            float vals[8] = {mt.loss, mt.nll_loss, mt.log_odds_ratio, mt.log_odds_chosen, mt.chosen_logps,
+                             mt.rejected_logps, mt.reward_accuracy, mt.reward_margin};
+            double worst_m = 0;
+            for (int k = 0; k < 8; k++) {
+                double ref = fx_attr_d(F, grp, names[k]);
+                double e = fabs(vals[k] - ref) / (fabs(ref) > 1e-3 ? fabs(ref) : 1e-3);
+                if (e > worst_m) worst_m = e;
+            }
+            double ge = max_grad_err(&t, grp, "grad");
+            printf("  %-14s share=%d ckpt=%d  loss %.6f  metrics rel err %.1e  grads rel err %.1e\n", grp, share,
+                   ckpt, mt.loss, worst_m, ge);
+            CHECK(worst_m <= 1e-5);
+            CHECK(ge <= 1e-4);
+            /* prefix sharing and checkpointing change nothing: compare with the first configuration */
+            if (!ref_grads) {
+                ngrad = t.nstore;
+                ref_grads = malloc(sizeof(float) * (size_t)ngrad);
+                memcpy(ref_grads, t.gstore, sizeof(float) * (size_t)ngrad);
+            } else {
+                double e = fx_relerr(t.gstore, ref_grads, (size_t)ngrad);
+                CHECK(e <= 1e-6);
+                if (e > 1e-6) printf("    differs from share=1 ckpt=0 by %.2e\n", e);
+            }
+            if (share == 1 && ckpt == 0) {
+                /* 3 AdamW steps with warm-up + cosine, decay and clipping, each on the same batch */
+                adamw_opt opt;
+                adamw_init(&opt);
+                int nt = lt_tensor_count(&t);
+                adamw_tensor *at = calloc((size_t)nt, sizeof *at);
+                float *mom = calloc((size_t)t.nstore * 2, sizeof(float));
+                int64_t off = 0;
+                for (int i = 0; i < nt; i++) {
+                    const lt_tensor_info *ti = lt_tensor(&t, i);
+                    at[i] = (adamw_tensor){ti->name, ti->data, ti->grad, mom + off, mom + t.nstore + off, ti->numel};
+                    off += ti->numel;
+                }
+                adamw_group g = {"all", fx_attr_d(F, "/", "lr"), fx_attr_d(F, "/", "weight_decay"), at, nt};
+                set_init(&t, grp);
+                for (int s = 1; s <= 3; s++) {
+                    CHECK_EQ_INT(step_grads(&t, (uint32_t)s, &mt), 0);
+                    adamw_clip(&g, 1, fx_attr_d(F, "/", "clip"));
+                    double f = sched_factor(SCHED_COSINE, s - 1, 1, 4);
+                    CHECK_EQ_INT(adamw_step(&opt, &g, 1, f), 0);
+                    char what[16];
+                    snprintf(what, sizeof what, "step%d", s);
+                    double we = max_grad_err(&t, grp, what);
+                    printf("    AdamW step %d weights rel err %.1e\n", s, we);
+                    CHECK(we <= 1e-5);
+                }
+                free(at);
+                free(mom);
+            }
+            lt_free(&t);
+        }
+    free(ref_grads);
+}
+
+int main(void) {
+    F = fx_open(test_fixture("step/step.h5"));
+    load_pairs();
+    const char *tmp = test_tmpdir();
+    char fp32[1024], nf4[1024];
+    snprintf(fp32, sizeof fp32, "%s/fp32.h5", tmp);
+    snprintf(nf4, sizeof nf4, "%s/nf4.h5", tmp);
+    mh5_opts o;
+    mh5_opts_default(&o);
+    o.quant = MH5_QUANT_FP32;
+    CHECK_EQ_INT(mh5_import(test_fixture("llava_tiny/model"), fp32, &o), 0);
+    mh5_opts_default(&o);
+    o.nf4_flavor = NF4_FLAVOR_CPU;
+    CHECK_EQ_INT(mh5_import(test_fixture("llava_tiny/model"), nf4, &o), 0);
+    const char *bases[2] = {"fp32", "nf4"};
+    const char *paths[2] = {fp32, nf4};
+    for (int b = 0; b < 2; b++)
+        for (int v = 0; v < 2; v++) {
+            llava_model m;
+            CHECK_EQ_INT(mh5_load(paths[b], &m), 0);
+            run_variant(v ? "fullproj" : "lora", bases[b], &m);
+            llava_model_free(&m);
+        }
+    for (int i = 0; i < 2; i++) { free(pix[i]); free(pre[i]); free(ch[i]); free(rj[i]); }
+    H5Fclose(F);
+    TEST_MAIN_END();
+}
