@@ -34,7 +34,7 @@ enum { ORPO_NLL_ALL = 0, ORPO_NLL_ANSWER = 1 };
 enum { ORPO_TOK_NLL = 1, ORPO_TOK_CHOSEN = 2, ORPO_TOK_REJECTED = 4 };
 
 /* most pairs in one micro-batch call (stack work space; nothing is allocated) */
-#define ORPO_MAX_PAIRS 1024
+#define ORPO_MAX_PAIRS 256
 
 /* mean answer log-probs above this are clamped to it inside log1mexp and z (straight-through for the
  * gradient): log(1 - e^0) = -inf would otherwise give inf/NaN where a model is certain of an answer. */
