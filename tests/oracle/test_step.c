@@ -106,6 +106,68 @@ static double max_grad_err(llava_trainer *t, const char *grp, const char *what) 
     return worst;
 }
 
+/* central differences (float64, by the oracle) at 3 coordinates of every tensor agree to 1e-3 */
+static void check_fd(llava_trainer *t, const char *grp) {
+    double worst = 0;
+    for (int i = 0; i < lt_tensor_count(t); i++) {
+        const lt_tensor_info *ti = lt_tensor(t, i);
+        char p[300];
+        size_t n, ni, ng;
+        snprintf(p, sizeof p, "%s/fd/%s", grp, ti->name);
+        float *fd = fx_f32(F, p, &n);
+        snprintf(p, sizeof p, "%s/grad/%s", grp, ti->name);
+        float *ref = fx_f32(F, p, &ng);
+        snprintf(p, sizeof p, "%s/fdidx/%s", grp, ti->name);
+        hsize_t dims[1];
+        H5LTget_dataset_info(F, p, dims, NULL, NULL);
+        ni = (size_t)dims[0];
+        long long *idx = malloc(sizeof(long long) * ni);
+        H5LTread_dataset(F, p, H5T_NATIVE_LLONG, idx);
+        double scale = 0;
+        for (size_t k = 0; k < ng; k++) scale = fabs(ref[k]) > scale ? fabs(ref[k]) : scale;
+        for (size_t k = 0; k < ni; k++) {
+            double den = fabs(fd[k]) > 0.01 * scale ? fabs(fd[k]) : 0.01 * scale;
+            double e = den > 0 ? fabs(ti->grad[idx[k]] - fd[k]) / den : 0;
+            if (e > worst) worst = e;
+        }
+        free(fd);
+        free(ref);
+        free(idx);
+    }
+    printf("    finite differences (fp64) vs gradients: worst rel err %.1e\n", worst);
+    CHECK(worst <= 1e-3);
+}
+
+/* LoRA dropout: the same masks in the recomputed forward (checkpointing) and on a rerun; it changes the result */
+static void check_dropout(llava_model *m) {
+    float *g[3] = {NULL, NULL, NULL};
+    int64_t n = 0;
+    for (int k = 0; k < 3; k++) {
+        lt_spec sp;
+        lt_spec_default(&sp);
+        sp.rank = 4;
+        sp.alpha = 8.0f;
+        sp.targets = LT_Q | LT_K | LT_V | LT_O | LT_GATE | LT_UP | LT_DOWN | LT_PROJ | LT_LM_HEAD;
+        sp.dropout = k < 2 ? 0.1f : 0.0f;
+        sp.grad_ckpt = k == 1;
+        llava_trainer t;
+        lt_init(&t, m, &sp);
+        lt_plan(&t, 512, 16, 512);
+        set_init(&t, "lora_fp32");
+        orpo_metrics mt;
+        CHECK_EQ_INT(step_grads(&t, 7, &mt), 0);
+        n = t.nstore;
+        g[k] = malloc(sizeof(float) * (size_t)n);
+        memcpy(g[k], t.gstore, sizeof(float) * (size_t)n);
+        lt_free(&t);
+    }
+    double same = fx_relerr(g[1], g[0], (size_t)n), differ = fx_relerr(g[2], g[0], (size_t)n);
+    printf("    dropout 0.1: checkpointed vs not %.1e; vs no dropout %.1e\n", same, differ);
+    CHECK(same <= 1e-6);
+    CHECK(differ > 1e-3);
+    for (int k = 0; k < 3; k++) free(g[k]);
+}
+
 static void run_variant(const char *variant, const char *base, llava_model *m) {
     char grp[64];
     snprintf(grp, sizeof grp, "%s_%s", variant, base);
@@ -148,6 +210,7 @@ static void run_variant(const char *variant, const char *base, llava_model *m) {
                    ckpt, mt.loss, worst_m, ge);
             CHECK(worst_m <= 1e-5);
             CHECK(ge <= 1e-4);
+            if (share == 1 && ckpt == 0 && !strcmp(base, "fp32")) check_fd(&t, grp);
             /* prefix sharing and checkpointing change nothing: compare with the first configuration */
             if (!ref_grads) {
                 ngrad = t.nstore;
@@ -213,6 +276,7 @@ int main(void) {
             llava_model m;
             CHECK_EQ_INT(mh5_load(paths[b], &m), 0);
             run_variant(v ? "fullproj" : "lora", bases[b], &m);
+            if (b == 0 && v == 0) check_dropout(&m);
             llava_model_free(&m);
         }
     for (int i = 0; i < 2; i++) { free(pix[i]); free(pre[i]); free(ch[i]); free(rj[i]); }

@@ -114,6 +114,50 @@ def orpo_loss(model, batch):
     return loss, {k: float(v) for k, v in metrics.items()}
 
 
+def rmsnorm_in_input_dtype():
+    """transformers' MistralRMSNorm always computes in float32; for a float64 finite-difference reference the
+    same math must run in float64, or fp32 rounding (1e-7 relative) swamps the differences."""
+    from transformers.models.mistral import modeling_mistral
+
+    def forward(self, x):
+        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon))
+
+    modeling_mistral.MistralRMSNorm.forward = forward
+
+
+def finite_differences(pm, batch, trainable, g, name_of):
+    """Central differences in float64 at 3 random coordinates of every trainable tensor, on the initial
+    weights: an independent check of the gradient that does not trust autograd."""
+    saved = __import__("transformers.models.mistral.modeling_mistral", fromlist=["x"]).MistralRMSNorm.forward
+    rmsnorm_in_input_dtype()
+    with torch.no_grad():
+        for n, p in trainable:
+            p.copy_(torch.from_numpy(g["init/" + name_of(n)][()]))
+    pm.double()
+    for b in batch:
+        b["pix"] = b["pix"].double()
+    gen = torch.Generator().manual_seed(3)
+    h = 1e-5
+    with torch.no_grad():
+        for n, p in trainable:
+            idx = torch.randint(0, p.numel(), (3,), generator=gen)
+            fd = []
+            for i in idx.tolist():
+                flat = p.view(-1)
+                old = float(flat[i])
+                flat[i] = old + h
+                lp, _ = orpo_loss(pm, batch)
+                flat[i] = old - h
+                lm, _ = orpo_loss(pm, batch)
+                flat[i] = old
+                fd.append((float(lp) - float(lm)) / (2 * h))
+            g.create_dataset("fdidx/" + name_of(n), data=idx.numpy().astype(np.int64))
+            g.create_dataset("fd/" + name_of(n), data=np.array(fd))
+    for b in batch:
+        b["pix"] = b["pix"].float()
+    __import__("transformers.models.mistral.modeling_mistral", fromlist=["x"]).MistralRMSNorm.forward = saved
+
+
 def run(variant, base, g):
     torch.manual_seed(7)
     model = LlavaNextForConditionalGeneration.from_pretrained(MODEL, torch_dtype=torch.float32).eval()
@@ -165,6 +209,8 @@ def run(variant, base, g):
         for n, p in trainable:
             g.create_dataset("step%d/%s" % (step + 1, name_of(n)), data=p.detach().numpy())
     g.attrs["losses"] = np.array(losses)
+    if base == "fp32":
+        finite_differences(pm, batch, trainable, g, name_of)
     print(variant, base, "loss", metrics["loss"], "steps", losses, "tensors", len(trainable))
     return batch
 
