@@ -20,9 +20,3 @@ int cmd_plan(int argc, char **argv) {
     (void)argc; (void)argv;
     return cli_not_built("plan", "the memory planner comes with the model and training work items");
 }
-
-int cmd_make_demo(int argc, char **argv) {
-    (void)argc; (void)argv;
-    return cli_not_built("make-demo", "the demo model and data come with the model and data work items");
-}
-

@@ -1,0 +1,52 @@
+/* orpo-hpc make-demo: the tiny demo model (HF LLaVA-NeXT directory) and synthetic preference data */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "demo/demo.h"
+#include "io/err.h"
+#include "io/log.h"
+
+static int parse_num(const char *opt, const char *v, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi)
+        return err_set(ERR_ARGS, "make-demo: %s %s: expected an integer in %lld..%lld", opt, v, lo, hi);
+    *out = x;
+    return ERR_OK;
+}
+
+int cmd_make_demo(int argc, char **argv) {
+    const char *out = NULL;
+    demo_opts o;
+    demo_opts_default(&o);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long long x;
+        if (!strcmp(a, "--out") && v) {
+            out = v;
+            i++;
+        } else if (!strcmp(a, "--pairs") && v) {
+            if (parse_num(a, v, 1, 1000000, &x)) return cli_fail();
+            o.pairs = (int)x;
+            i++;
+        } else if (!strcmp(a, "--seed") && v) {
+            if (parse_num(a, v, 0, 0x7fffffffffffffffLL, &x)) return cli_fail();
+            o.seed = (uint64_t)x;
+            i++;
+        } else {
+            return err_set(ERR_ARGS, "make-demo: unexpected argument '%s' (see orpo-hpc help make-demo)", a), cli_fail();
+        }
+    }
+    if (!out) return err_set(ERR_ARGS, "make-demo: --out DIR is required"), cli_fail();
+    double t0 = log_now();
+    if (demo_make(out, &o)) return cli_fail();
+    log_info("make-demo: wrote %s/model and %s/data in %.2f s; next:", out, out, log_now() - t0);
+    log_info("  orpo-hpc import-model --from %s/model --out %s/model.h5", out, out);
+    log_info("  orpo-hpc import-data --parquet %s/data/rlaif-v-demo.parquet --model %s/model.h5 --out %s/data.h5",
+             out, out, out);
+    return 0;
+}

@@ -1,0 +1,100 @@
+/* demo — everything `orpo-hpc make-demo --out DIR` writes: a tiny LLaVA-NeXT model directory in the
+ * HuggingFace format of llava-hf/llava-v1.6-mistral-7b-hf (config.json, model.safetensors, tokenizer files)
+ * and a synthetic preference data set of drawn shapes (PNG files + pairs.jsonl + an RLAIF-V-shaped Parquet
+ * file), so that the demo goes through the same import paths as the real 7B model. Deterministic from a
+ * seed: two runs with the same options write byte-identical files. Layout and contents: docs/demo.md.
+ *
+ *   demo_opts_default(&o)                    seed 1, 600 pairs
+ *   demo_make(out_dir, &o)                   write DIR/model/ and DIR/data/ (ERR_IO naming the path)
+ *
+ * Tokenizer (demo_tok.c): a small SentencePiece-style BPE (tokenizer.json) whose merges build every word
+ * the data set uses, so a word is one token.
+ *   demo_tok_json(&json, &n, &info)          tokenizer.json text (malloc'ed) and its ids
+ *   demo_tok_write(dir, &info)               tokenizer.json, tokenizer_config.json, special_tokens_map.json
+ *
+ * Model (demo_model.c):
+ *   demo_model_config_json(&info, &s)        config.json text (malloc'ed) for the tokenizer's vocabulary
+ *   demo_model_write(dir, seed, &info)       config.json, model.safetensors (seeded random init),
+ *                                            generation_config.json, preprocessor_config.json,
+ *                                            processor_config.json
+ *
+ * Scenes and texts (demo_scene.c):
+ *   demo_scene_make(seed, i, &scene)         the scene of pair i (image size, background, shapes)
+ *   demo_scene_draw(&scene, &px)             RGB8 pixels, h*w*3 (malloc'ed)
+ *   demo_pair_make(&scene, seed, i, &pair)   question, TRUE chosen answer, HALLUCINATED rejected answer
+ *   demo_words(&n)                           every word a question or answer can contain
+ *   demo_colour_name(c) / demo_colour_rgb(c, rgb)   palette of shape colours (DEMO_NCOLOURS)
+ *   demo_shape_name(s), demo_pos_name(p)     the words of shapes and positions
+ */
+#ifndef ORPO_DEMO_H
+#define ORPO_DEMO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct demo_opts {
+    uint64_t seed;
+    int pairs;
+} demo_opts;
+
+typedef struct demo_tok_info {
+    int vocab;       /* tokenizer size = 1 + the largest id (model vocab_size) */
+    int unk, bos, eos;
+    int image_token; /* <image> */
+    int pad_token;   /* <pad> */
+    int n_merges;
+} demo_tok_info;
+
+enum { DEMO_CIRCLE, DEMO_SQUARE, DEMO_TRIANGLE, DEMO_NSHAPES };
+enum { DEMO_RED, DEMO_GREEN, DEMO_BLUE, DEMO_YELLOW, DEMO_ORANGE, DEMO_PURPLE, DEMO_NCOLOURS };
+enum { DEMO_LEFT, DEMO_RIGHT, DEMO_TOP, DEMO_BOTTOM, DEMO_CENTER, DEMO_NPOS };
+enum { DEMO_BG_WHITE, DEMO_BG_GRAY, DEMO_BG_BLACK, DEMO_NBG };
+/* question kinds */
+enum { DEMO_Q_COLOUR, DEMO_Q_SHAPE, DEMO_Q_COUNT, DEMO_Q_POSITION, DEMO_Q_EXIST, DEMO_Q_DESCRIBE, DEMO_NQ };
+
+#define DEMO_MAX_OBJ 3
+
+typedef struct demo_obj {
+    int shape, colour, pos;
+    int big; /* obj[0] is the big one; the others are small */
+} demo_obj;
+
+typedef struct demo_scene {
+    int h, w;
+    int bg[2];  /* background colour(s) */
+    int split;  /* 0 plain (bg[0]), 1 left bg[0] | right bg[1], 2 top bg[0] / bottom bg[1] */
+    int nobj;   /* 1..DEMO_MAX_OBJ; shapes and colours are all different */
+    demo_obj obj[DEMO_MAX_OBJ];
+} demo_scene;
+
+typedef struct demo_pair {
+    int kind; /* DEMO_Q_* */
+    char question[128];
+    char chosen[256];
+    char rejected[256];
+} demo_pair;
+
+void demo_opts_default(demo_opts *o);
+int demo_make(const char *out_dir, const demo_opts *o);
+
+int demo_tok_json(char **json, size_t *n, demo_tok_info *info);
+int demo_tok_write(const char *dir, demo_tok_info *info);
+
+int demo_model_config_json(const demo_tok_info *info, char **out);
+int demo_model_write(const char *dir, uint64_t seed, const demo_tok_info *info);
+
+void demo_scene_make(uint64_t seed, int64_t i, demo_scene *s);
+int demo_scene_draw(const demo_scene *s, uint8_t **px);
+void demo_pair_make(const demo_scene *s, uint64_t seed, int64_t i, demo_pair *p);
+const char *const *demo_words(int *n);
+const char *demo_colour_name(int c);
+void demo_colour_rgb(int c, uint8_t rgb[3]);
+const char *demo_shape_name(int s);
+const char *demo_pos_name(int p);
+
+/* internal helpers shared by the demo_*.c files */
+uint64_t demo_hash(uint64_t seed, uint64_t a, uint64_t b);
+uint64_t demo_next(uint64_t *state);            /* splitmix64 */
+int demo_below(uint64_t *state, int n);          /* uniform integer in [0, n) */
+
+#endif
