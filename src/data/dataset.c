@@ -368,15 +368,14 @@ static int write_sources(ds_writer *w) {
     return rc;
 }
 
-int ds_finish(ds_writer *w, const ds_meta *meta) {
-    ds_meta m = *meta;
-    m.n_pairs = w->n_pairs;
-    m.n_images = w->n_images;
-    m.n_tokens = w->tok_total;
-    m.n_image_bytes = w->img_total;
+int ds_finish(ds_writer *w, ds_meta *m) {
+    m->n_pairs = w->n_pairs;
+    m->n_images = w->n_images;
+    m->n_tokens = w->tok_total;
+    m->n_image_bytes = w->img_total;
     int rc = flush(w);
     if (!rc) rc = write_sources(w);
-    if (!rc) rc = write_attrs(w->f, &m);
+    if (!rc) rc = write_attrs(w->f, m);
     if (!rc) rc = h5x_close(&w->f);
     if (!rc) rc = atomic_commit(&w->af);
     if (rc) {

@@ -18,7 +18,8 @@
  *   ds_add_source(w, name)                    register an input file; returns its index (or -1 on error)
  *   ds_add_pair(w, &rec, prefix, chosen, rejected, img, img_len)   append one pair (offsets and rec.image
  *                                             are filled in); an image equal to the previous one is stored once
- *   ds_finish(w, &meta)                       write the attributes, close, fsync, rename; frees w
+ *   ds_finish(w, &meta)                       fill in the stored counts, write the attributes, close, fsync,
+ *                                             rename; frees w (also on failure)
  *   ds_abort(w)                               close and remove the temporary; frees w (NULL is fine)
  *
  * Reader:
@@ -111,7 +112,7 @@ int ds_create(const char *final_path, const ds_meta *meta, ds_writer **out);
 int ds_add_source(ds_writer *w, const char *name);
 int ds_add_pair(ds_writer *w, ds_pair *rec, const int32_t *prefix, const int32_t *chosen, const int32_t *rejected,
                 const uint8_t *img, size_t img_len);
-int ds_finish(ds_writer *w, const ds_meta *meta);
+int ds_finish(ds_writer *w, ds_meta *meta);
 void ds_abort(ds_writer *w);
 
 int ds_open(const char *path, ds_file **out);

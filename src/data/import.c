@@ -285,7 +285,7 @@ static int import_row_group(importer *im, pq_file *pq, const pq_cols *c, int fil
         free(q);
         free(ch);
         free(rj);
-        progress_update(&im->pg, (uint64_t)im->rep->meta.rows_seen);
+        if (im->o->progress) progress_update(&im->pg, (uint64_t)im->rep->meta.rows_seen);
     }
     *row_in_file += n;
     pq_values_free(&vq);
@@ -386,7 +386,7 @@ static int import_jsonl(importer *im) {
         rc = do_row(im, &r);
         free(bytes);
         cJSON_Delete(j);
-        progress_update(&im->pg, (uint64_t)im->rep->meta.rows_seen);
+        if (im->o->progress) progress_update(&im->pg, (uint64_t)im->rep->meta.rows_seen);
     }
     if (!rc && ferror(fp)) rc = err_set(ERR_IO, "%s: read error after line %lld", o->jsonl, (long long)lineno);
     free(line);
