@@ -22,6 +22,16 @@ typedef struct dec_acts {
     float *t[LT_DEC_MODULES]; /* LoRA x A^T per module */
 } dec_acts;
 
+/* saved activations of one adapted vision layer */
+typedef struct vis_acts {
+    float *mean1, *rstd1, *a1, *q, *k, *v, *att, *lse, *h_mid, *mean2, *rstd2, *a2, *f1, *g;
+    float *t[LT_VIS_MODULES];
+} vis_acts;
+
+static const char *vis_module_names[LT_VIS_MODULES] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                                       "self_attn.out_proj", "mlp.fc1", "mlp.fc2"};
+enum { V_Q, V_K, V_V, V_OUT, V_FC1, V_FC2 };
+
 typedef struct img_inst {   /* one encoded image in the packed batch */
     int pair, P, h, w;
     int64_t sel_off;        /* first row in the per-tile feature buffers (rows of np) */
@@ -31,6 +41,7 @@ typedef struct img_inst {   /* one encoded image in the packed batch */
 struct lt_ws {
     int64_t max_tok, max_rows, max_img_rows;
     int max_tiles;
+    int vis_nadapt;                   /* adapted vision layers (vision LoRA) */
     /* packing */
     int32_t *ids, *pos;
     seq_desc *seqs;
@@ -62,6 +73,13 @@ struct lt_ws {
     float *dX, *dMid, *dA, *dQ, *dK, *dV, *dAtt, *dG, *dU, *dH, *dsel, *dP, *dG1, *dH1, *tmp;
     float *wscr, *ldt, *lxd;
     uint32_t step;
+    /* vision LoRA: all tiles of the micro-batch as one packed batch of (CLS + patches) sequences */
+    int64_t vtok;                     /* tokens of the vision batch */
+    seq_desc *vseqs;
+    float *vpatch, *vxin, *vscr;      /* im2col rows; inputs of layers vis_first.. and the output; frozen-layer scratch */
+    vis_acts *vacts;                  /* one per adapted layer */
+    float *vdX, *vdMid, *vdA, *vdQ, *vdK, *vdV, *vdAtt, *vdF, *vdG, *vtmp;
+    float *dvsel;                     /* d loss / d selected vision features */
 };
 
 /* ---- init ------------------------------------------------------------------------------------ */
@@ -143,6 +161,20 @@ static void layout(llava_trainer *t) {
             setup_lora(t, &t->dec[l * LT_DEC_MODULES + mi], dec_lin(&w->dec[l], mi), name, (uint32_t)(l * 64 + mi),
                        &off, &tid);
         }
+    for (int l = t->vis_first; l < c->v_run_layers; l++) {
+        vis_layer *vl = &w->vis[l];
+        lin_w *vlin[LT_VIS_MODULES] = {&vl->q, &vl->k, &vl->v, &vl->o, &vl->fc1, &vl->fc2};
+        for (int mi = 0; mi < LT_VIS_MODULES; mi++) {
+            if (!(t->spec.vision_targets & (1u << mi))) continue;
+            snprintf(name, sizeof name, "vision_tower.vision_model.encoder.layers.%d.%s", l, vis_module_names[mi]);
+            lora_ad *ad = &t->vis[l * LT_VIS_MODULES + mi];
+            setup_lora(t, ad, vlin[mi], name, (uint32_t)((1000 + l) * 64 + mi), &off, &tid);
+            if (t->store) { /* vision LoRA is its own parameter group */
+                t->tensors[t->ntensors - 1].group = "vision_lora";
+                t->tensors[t->ntensors - 2].group = "vision_lora";
+            }
+        }
+    }
     if ((t->spec.targets & LT_PROJ) && !t->spec.full_projector) {
         setup_lora(t, &t->proj[0], &w->proj1, "multi_modal_projector.linear_1", 60 * 64 + 0, &off, &tid);
         setup_lora(t, &t->proj[1], &w->proj2, "multi_modal_projector.linear_2", 60 * 64 + 1, &off, &tid);
@@ -164,7 +196,11 @@ static void layout(llava_trainer *t) {
             memcpy(t->proj_master[1], p1->b, sizeof(float) * (size_t)p1->out);
             memcpy(t->proj_master[2], p2->w, sizeof(float) * (size_t)(p2->out * p2->in));
             memcpy(t->proj_master[3], p2->b, sizeof(float) * (size_t)p2->out);
-            /* the model now reads the trainable masters */
+            /* the model now reads the trainable masters (lt_free puts its own arrays back) */
+            t->proj_orig[0] = w->proj1.w;
+            t->proj_orig[1] = w->proj1.b;
+            t->proj_orig[2] = w->proj2.w;
+            t->proj_orig[3] = w->proj2.b;
             w->proj1.w = t->proj_master[0];
             w->proj1.b = t->proj_master[1];
             w->proj2.w = t->proj_master[2];
@@ -194,6 +230,12 @@ int lt_init(llava_trainer *t, llava_model *m, const lt_spec *spec) {
         return err_set(ERR_ARGS, "train.full_modules: mm_projector cannot be trained fully when it is NF4 "
                        "(re-import with --quant-scope decoder)");
     t->dec = calloc((size_t)c->t_layers * LT_DEC_MODULES, sizeof *t->dec);
+    t->vis = calloc((size_t)c->v_run_layers * LT_VIS_MODULES, sizeof *t->vis);
+    t->vis_first = c->v_run_layers;
+    if (spec->vision_targets) {
+        int n = spec->vision_layers > 0 && spec->vision_layers < c->v_run_layers ? spec->vision_layers : c->v_run_layers;
+        t->vis_first = c->v_run_layers - n;
+    }
     if (spec->train_token_rows) {
         /* ids added to the vocabulary: beyond the source vocabulary, plus <image> and <pad> */
         t->tok_ids = malloc(sizeof(int32_t) * (size_t)(c->vocab + 2));
@@ -226,6 +268,13 @@ static void *take(carve *cv, size_t bytes) {
     return p;
 }
 #define TAKEF(cv, n) ((float *)take(cv, sizeof(float) * (size_t)(n)))
+
+static int64_t maxin_of(const llava_config *c) {
+    int64_t m = c->t_hidden > c->t_inter ? c->t_hidden : c->t_inter;
+    if (c->v_hidden > m) m = c->v_hidden;
+    if (c->v_inter > m) m = c->v_inter;
+    return m;
+}
 
 static void carve_ws(lt_ws *s, carve *cv, const llava_config *c, const lt_spec *sp) {
     const int64_t T = s->max_tok, D = c->t_hidden, Q = (int64_t)c->t_heads * c->t_head_dim;
@@ -300,11 +349,52 @@ static void carve_ws(lt_ws *s, carve *cv, const llava_config *c, const lt_spec *
     int64_t wmax = (int64_t)c->t_hidden * (c->t_inter > Q ? c->t_inter : Q);
     if ((int64_t)V * D > wmax) wmax = (int64_t)V * D;
     if ((int64_t)c->v_hidden * D > wmax) wmax = (int64_t)c->v_hidden * D;
+    if ((int64_t)c->v_hidden * c->v_inter > wmax) wmax = (int64_t)c->v_hidden * c->v_inter;
     s->wscr = TAKEF(cv, wmax);
-    s->ldt = TAKEF(cv, (big > R ? big : R) * r);
-    int64_t maxin = D > I ? D : I;
-    if (c->v_hidden > maxin) maxin = c->v_hidden;
-    s->lxd = TAKEF(cv, (big > R ? big : R) * maxin);
+    int64_t lrows = big > R ? big : R; /* rows any LoRA sees at once: tokens, target rows, vision tokens */
+    if (tiles * (np + 1) > lrows) lrows = tiles * (np + 1);
+    s->ldt = TAKEF(cv, lrows * r);
+    s->lxd = TAKEF(cv, lrows * maxin_of(c));
+    if (sp->vision_targets) {
+        const int64_t Dv = c->v_hidden, NT = tiles * (np + 1), VI = c->v_inter, pk = 3LL * c->v_patch * c->v_patch;
+        int nad = s->vis_nadapt;
+        s->vseqs = take(cv, sizeof(seq_desc) * (size_t)tiles);
+        s->vpatch = TAKEF(cv, tiles * np * (pk > Dv ? pk : Dv));
+        s->vxin = TAKEF(cv, (int64_t)(nad + 1) * NT * Dv);
+        s->vscr = TAKEF(cv, NT * (9 * Dv + 2 * VI + c->v_heads + 4));
+        s->vacts = take(cv, sizeof(vis_acts) * (size_t)(nad > 0 ? nad : 1));
+        for (int l = 0; l < nad; l++) {
+            vis_acts a;
+            a.mean1 = TAKEF(cv, NT);
+            a.rstd1 = TAKEF(cv, NT);
+            a.a1 = TAKEF(cv, NT * Dv);
+            a.q = TAKEF(cv, NT * Dv);
+            a.k = TAKEF(cv, NT * Dv);
+            a.v = TAKEF(cv, NT * Dv);
+            a.att = TAKEF(cv, NT * Dv);
+            a.lse = TAKEF(cv, NT * c->v_heads);
+            a.h_mid = TAKEF(cv, NT * Dv);
+            a.mean2 = TAKEF(cv, NT);
+            a.rstd2 = TAKEF(cv, NT);
+            a.a2 = TAKEF(cv, NT * Dv);
+            a.f1 = TAKEF(cv, NT * VI);
+            a.g = TAKEF(cv, NT * VI);
+            for (int mi = 0; mi < LT_VIS_MODULES; mi++) a.t[mi] = TAKEF(cv, NT * r);
+            if (cv->base) s->vacts[l] = a;
+        }
+        s->vdX = TAKEF(cv, NT * Dv);
+        s->vdMid = TAKEF(cv, NT * Dv);
+        s->vdA = TAKEF(cv, NT * Dv);
+        s->vdQ = TAKEF(cv, NT * Dv);
+        s->vdK = TAKEF(cv, NT * Dv);
+        s->vdV = TAKEF(cv, NT * Dv);
+        s->vdAtt = TAKEF(cv, NT * Dv);
+        s->vdF = TAKEF(cv, NT * VI);
+        s->vdG = TAKEF(cv, NT * VI);
+        s->vtmp = TAKEF(cv, NT * (Dv > VI ? Dv : VI));
+        s->dvsel = TAKEF(cv, tiles * np * Dv);
+    }
+
 }
 
 int lt_plan(llava_trainer *t, int64_t max_tok, int max_tiles, int64_t max_rows) {
@@ -314,6 +404,7 @@ int lt_plan(llava_trainer *t, int64_t max_tok, int max_tiles, int64_t max_rows) 
     probe.max_tok = max_tok;
     probe.max_tiles = max_tiles;
     probe.max_rows = max_rows;
+    probe.vis_nadapt = c->v_run_layers - t->vis_first;
     carve cv = {NULL, 0};
     carve_ws(&probe, &cv, c, &t->spec);
     char *mem = calloc(1, cv.used + sizeof(lt_ws) + 64);
@@ -329,9 +420,17 @@ int lt_plan(llava_trainer *t, int64_t max_tok, int max_tiles, int64_t max_rows) 
 }
 
 void lt_free(llava_trainer *t) {
+    if (t->proj_orig[0]) {
+        llava_weights *w = &t->m->w;
+        w->proj1.w = t->proj_orig[0];
+        w->proj1.b = t->proj_orig[1];
+        w->proj2.w = t->proj_orig[2];
+        w->proj2.b = t->proj_orig[3];
+    }
     if (t->ws) free(t->ws->vis_ws);
     free(t->ws);
     free(t->dec);
+    free(t->vis);
     free(t->store);
     free(t->gstore);
     free(t->tensors);
@@ -530,6 +629,140 @@ static void layer_bwd(llava_trainer *t, int l, const float *x, dec_acts *a, floa
     o->rmsnorm_bwd(cx, dX, NULL, s->dA, x, ly->in_norm, a->rstd1, T, D);
 }
 
+/* ---- vision tower with LoRA ------------------------------------------------------------------- */
+
+static void vis_layer_fwd(llava_trainer *t, int l, const float *x, vis_acts *a, float *out) {
+    lt_ws *s = t->ws;
+    const llava_config *c = &t->m->cfg;
+    vis_layer *vl = &t->m->w.vis[l];
+    lora_ad *ad = &t->vis[l * LT_VIS_MODULES];
+    const ops *o = t->o;
+    opctx *cx = &t->ctx;
+    const int64_t NT = s->vtok, Dv = c->v_hidden;
+    o->layernorm_fwd(cx, a->a1, a->mean1, a->rstd1, x, vl->ln1_w, vl->ln1_b, NT, Dv, c->v_eps);
+    lin_fwd(t, a->q, a->a1, &vl->q, &ad[V_Q], a->t[V_Q], NT);
+    lin_fwd(t, a->k, a->a1, &vl->k, &ad[V_K], a->t[V_K], NT);
+    lin_fwd(t, a->v, a->a1, &vl->v, &ad[V_V], a->t[V_V], NT);
+    o->attn_fwd(cx, a->att, a->lse, a->q, a->k, a->v, s->vseqs, (int)s->n_tiles, NT, c->v_heads, c->v_heads,
+                (int)(Dv / c->v_heads), 0);
+    lin_fwd(t, s->vtmp, a->att, &vl->o, &ad[V_OUT], a->t[V_OUT], NT);
+    o->copy(cx, a->h_mid, x, NT * Dv);
+    o->add_inplace(cx, a->h_mid, s->vtmp, NT * Dv);
+    o->layernorm_fwd(cx, a->a2, a->mean2, a->rstd2, a->h_mid, vl->ln2_w, vl->ln2_b, NT, Dv, c->v_eps);
+    lin_fwd(t, a->f1, a->a2, &vl->fc1, &ad[V_FC1], a->t[V_FC1], NT);
+    o->copy(cx, a->g, a->f1, NT * c->v_inter);
+    o->quick_gelu_fwd(cx, a->g, a->g, NT * c->v_inter);
+    lin_fwd(t, s->vtmp, a->g, &vl->fc2, &ad[V_FC2], a->t[V_FC2], NT);
+    o->copy(cx, out, a->h_mid, NT * Dv);
+    o->add_inplace(cx, out, s->vtmp, NT * Dv);
+}
+
+static void vis_layer_bwd(llava_trainer *t, int l, const float *x, vis_acts *a, float *dX) {
+    lt_ws *s = t->ws;
+    const llava_config *c = &t->m->cfg;
+    vis_layer *vl = &t->m->w.vis[l];
+    lora_ad *ad = &t->vis[l * LT_VIS_MODULES];
+    const ops *o = t->o;
+    opctx *cx = &t->ctx;
+    const int64_t NT = s->vtok, Dv = c->v_hidden, VI = c->v_inter;
+    o->zero(cx, s->vdG, NT * VI);
+    lin_bwd(t, s->vdG, dX, a->g, &vl->fc2, &ad[V_FC2], a->t[V_FC2], NT);
+    o->zero(cx, s->vdF, NT * VI);
+    o->quick_gelu_bwd(cx, s->vdF, s->vdG, a->f1, NT * VI);
+    o->zero(cx, s->vdA, NT * Dv);
+    lin_bwd(t, s->vdA, s->vdF, a->a2, &vl->fc1, &ad[V_FC1], a->t[V_FC1], NT);
+    o->copy(cx, s->vdMid, dX, NT * Dv);
+    o->layernorm_bwd(cx, s->vdMid, NULL, NULL, s->vdA, a->h_mid, vl->ln2_w, a->mean2, a->rstd2, NT, Dv);
+    o->zero(cx, s->vdAtt, NT * Dv);
+    lin_bwd(t, s->vdAtt, s->vdMid, a->att, &vl->o, &ad[V_OUT], a->t[V_OUT], NT);
+    o->zero(cx, s->vdQ, NT * Dv);
+    o->zero(cx, s->vdK, NT * Dv);
+    o->zero(cx, s->vdV, NT * Dv);
+    o->attn_bwd(cx, s->vdQ, s->vdK, s->vdV, s->vdAtt, a->att, a->lse, a->q, a->k, a->v, s->vseqs, (int)s->n_tiles, NT,
+                c->v_heads, c->v_heads, (int)(Dv / c->v_heads), 0);
+    o->zero(cx, s->vdA, NT * Dv);
+    lin_bwd(t, s->vdA, s->vdQ, a->a1, &vl->q, &ad[V_Q], a->t[V_Q], NT);
+    lin_bwd(t, s->vdA, s->vdK, a->a1, &vl->k, &ad[V_K], a->t[V_K], NT);
+    lin_bwd(t, s->vdA, s->vdV, a->a1, &vl->v, &ad[V_V], a->t[V_V], NT);
+    o->copy(cx, dX, s->vdMid, NT * Dv);
+    o->layernorm_bwd(cx, dX, NULL, NULL, s->vdA, x, vl->ln1_w, a->mean1, a->rstd1, NT, Dv);
+}
+
+/* every tile of the micro-batch through the tower at once; the adapted layers keep their activations */
+static void vis_forward(llava_trainer *t, const lt_batch *b) {
+    lt_ws *s = t->ws;
+    const llava_config *c = &t->m->cfg;
+    const llava_weights *w = &t->m->w;
+    const ops *o = t->o;
+    opctx *cx = &t->ctx;
+    const int g = c->v_image / c->v_patch, p = c->v_patch, T = c->v_image;
+    const int64_t np = (int64_t)g * g, L = np + 1, Dv = c->v_hidden, pk = 3LL * p * p;
+    const int64_t NT = s->n_tiles * L;
+    s->vtok = NT;
+    /* patch embedding: im2col rows (c, ky, kx) then one GEMM with the conv weight */
+    for (int k = 0; k < s->ninst; k++) {
+        const img_inst *in = &s->inst[k];
+        const float *px = b->pairs[in->pair].pixels;
+        for (int tl = 0; tl < in->P; tl++)
+            for (int py = 0; py < g; py++)
+                for (int qx = 0; qx < g; qx++) {
+                    float *row = s->vpatch + ((in->sel_off + tl) * np + py * g + qx) * pk;
+                    for (int ch = 0; ch < 3; ch++)
+                        for (int ky = 0; ky < p; ky++)
+                            memcpy(row + ((int64_t)ch * p + ky) * p,
+                                   px + (((int64_t)tl * 3 + ch) * T + (int64_t)py * p + ky) * T + (int64_t)qx * p,
+                                   sizeof(float) * (size_t)p);
+                }
+    }
+    float *h = s->vscr;              /* ping-pong buffers for the frozen layers */
+    float *h2 = h + NT * Dv;
+    float *scr = h2 + NT * Dv;
+    o->linear_fwd(cx, s->vtmp, s->vpatch, w->patch_w, NULL, s->n_tiles * np, pk, Dv);
+    for (int64_t tl = 0; tl < s->n_tiles; tl++) {
+        float *h0 = h + tl * L * Dv;
+        o->copy(cx, h0, w->cls, Dv);
+        o->add_inplace(cx, h0, w->pos, Dv);
+        o->copy(cx, h0 + Dv, s->vtmp + tl * np * Dv, np * Dv);
+        o->add_inplace(cx, h0 + Dv, w->pos + Dv, np * Dv);
+        s->vseqs[tl] = (seq_desc){(int32_t)(tl * L), (int32_t)L, 0, -1};
+    }
+    /* frozen layers run with scratch activations */
+    vis_acts fz;
+    memset(&fz, 0, sizeof fz);
+    fz.mean1 = scr; fz.rstd1 = scr + NT; fz.mean2 = scr + 2 * NT; fz.rstd2 = scr + 3 * NT;
+    fz.a1 = scr + 4 * NT; fz.q = fz.a1 + NT * Dv; fz.k = fz.q + NT * Dv; fz.v = fz.k + NT * Dv;
+    fz.att = fz.v + NT * Dv; fz.h_mid = fz.att + NT * Dv; fz.a2 = fz.h_mid + NT * Dv;
+    fz.f1 = fz.a2 + NT * Dv; fz.g = fz.f1 + NT * c->v_inter; fz.lse = fz.g + NT * c->v_inter;
+    o->layernorm_fwd(cx, h2, fz.mean1, fz.rstd1, h, w->pre_ln_w, w->pre_ln_b, NT, Dv, c->v_eps);
+    float *cur = h2, *nxt = h;
+    for (int l = 0; l < t->vis_first; l++) {
+        vis_layer_fwd(t, l, cur, &fz, nxt);
+        float *tmp = cur; cur = nxt; nxt = tmp;
+    }
+    o->copy(cx, s->vxin, cur, NT * Dv);
+    for (int l = t->vis_first; l < c->v_run_layers; l++) {
+        int k = l - t->vis_first;
+        vis_layer_fwd(t, l, s->vxin + (int64_t)k * NT * Dv, &s->vacts[k], s->vxin + (int64_t)(k + 1) * NT * Dv);
+    }
+    const float *last = s->vxin + (int64_t)(c->v_run_layers - t->vis_first) * NT * Dv;
+    for (int64_t tl = 0; tl < s->n_tiles; tl++) /* drop CLS */
+        o->copy(cx, s->sel + tl * np * Dv, last + (tl * L + 1) * Dv, np * Dv);
+}
+
+static void vis_backward(llava_trainer *t) {
+    lt_ws *s = t->ws;
+    const llava_config *c = &t->m->cfg;
+    const ops *o = t->o;
+    opctx *cx = &t->ctx;
+    const int64_t np = (int64_t)(c->v_image / c->v_patch) * (c->v_image / c->v_patch), L = np + 1, Dv = c->v_hidden;
+    o->zero(cx, s->vdX, s->vtok * Dv);
+    for (int64_t tl = 0; tl < s->n_tiles; tl++) o->copy(cx, s->vdX + (tl * L + 1) * Dv, s->dvsel + tl * np * Dv, np * Dv);
+    for (int l = c->v_run_layers - 1; l >= t->vis_first; l--) {
+        int k = l - t->vis_first;
+        vis_layer_bwd(t, l, s->vxin + (int64_t)k * s->vtok * Dv, &s->vacts[k], s->vdX);
+    }
+}
+
 /* ---- the step's forward and backward ---------------------------------------------------------- */
 
 int lt_forward(llava_trainer *t, const lt_batch *b, lt_fwd *fw) {
@@ -547,11 +780,14 @@ int lt_forward(llava_trainer *t, const lt_batch *b, lt_fwd *fw) {
 
     /* 1. vision tower (frozen) per image instance; the projector once over all their tiles; anyres packing.
      *    nn_pos/nn_dst remember where every non-newline image row came from, for the backward. */
-    for (int k = 0; k < s->ninst; k++) {
-        const img_inst *in = &s->inst[k];
-        llava_vision_forward(o, cx, c, w, b->pairs[in->pair].pixels, in->P, s->sel + in->sel_off * np * c->v_hidden,
-                             s->vis_ws);
-    }
+    if (t->vis_first < c->v_run_layers)
+        vis_forward(t, b);
+    else
+        for (int k = 0; k < s->ninst; k++) {
+            const img_inst *in = &s->inst[k];
+            llava_vision_forward(o, cx, c, w, b->pairs[in->pair].pixels, in->P, s->sel + in->sel_off * np * c->v_hidden,
+                                 s->vis_ws);
+        }
     const int64_t NR = s->n_tiles * np;
     lin_fwd(t, s->h1, s->sel, &w->proj1, &t->proj[0], s->pt1, NR);
     o->copy(cx, s->g1, s->h1, NR * D);
@@ -626,7 +862,8 @@ int lt_backward(llava_trainer *t, const float *dlogp) {
         o->gather_rows(cx, s->tmp, s->dX, s->tok_pos, s->n_tok_pos, D);
         o->scatter_add_rows(cx, t->tok_grad, s->tmp, s->tok_slot, s->n_tok_pos, D);
     }
-    if (!t->spec.full_projector && !has_lora(&t->proj[0])) return ERR_OK;
+    const int vision = t->vis_first < c->v_run_layers;
+    if (!t->spec.full_projector && !has_lora(&t->proj[0]) && !vision) return ERR_OK;
     /* 1'. image rows -> projector output rows -> projector (the vision tower is frozen: no dx below it) */
     const int64_t NR = s->n_tiles * np;
     o->gather_rows(cx, s->tmp, s->dX, s->nn_pos, s->n_nn, D);
@@ -637,11 +874,15 @@ int lt_backward(llava_trainer *t, const float *dlogp) {
     if (t->spec.full_projector) {
         o->linear_bwd(cx, s->dG1, t->proj_grad[2], t->proj_grad[3], s->dP, s->g1, w->proj2.w, NR, w->proj2.in, w->proj2.out);
         o->gelu_bwd(cx, s->dH1, s->dG1, s->h1, NR * D);
-        o->linear_bwd(cx, NULL, t->proj_grad[0], t->proj_grad[1], s->dH1, s->sel, w->proj1.w, NR, w->proj1.in, w->proj1.out);
+        if (vision) o->zero(cx, s->dvsel, NR * c->v_hidden);
+        o->linear_bwd(cx, vision ? s->dvsel : NULL, t->proj_grad[0], t->proj_grad[1], s->dH1, s->sel, w->proj1.w, NR,
+                      w->proj1.in, w->proj1.out);
     } else {
         lin_bwd(t, s->dG1, s->dP, s->g1, &w->proj2, &t->proj[1], s->pt2, NR);
         o->gelu_bwd(cx, s->dH1, s->dG1, s->h1, NR * D);
-        lin_bwd(t, NULL, s->dH1, s->sel, &w->proj1, &t->proj[0], s->pt1, NR);
+        if (vision) o->zero(cx, s->dvsel, NR * c->v_hidden);
+        lin_bwd(t, vision ? s->dvsel : NULL, s->dH1, s->sel, &w->proj1, &t->proj[0], s->pt1, NR);
     }
+    if (vision) vis_backward(t);
     return ERR_OK;
 }

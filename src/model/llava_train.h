@@ -1,7 +1,8 @@
 /* llava_train — forward with saved activations and the explicit backward of LLaVA-NeXT for training:
  * LoRA on the decoder linears, the projector and lm_head; the projector fully trained instead
  * (train.full_modules: [mm_projector]); the embedding rows of tokens added to the vocabulary
- * (lora.train_new_token_embeddings). The vision tower is frozen and run forward only. Frozen NF4
+ * (lora.train_new_token_embeddings); LoRA on the vision tower's linears of its last N layers (vision:* targets),
+ * else the vision tower is frozen and run forward only. Frozen NF4
  * weights get no gradient; the input gradient through them uses the dequantized weight.
  *
  * One micro-batch = pairs of (prompt+image prefix, chosen answer, rejected answer), packed flat. With
@@ -34,6 +35,10 @@ enum {
 };
 #define LT_DEC_MODULES 7
 
+/* vision LoRA target bits (vision:q_proj ... vision:fc2) */
+enum { LTV_Q = 1 << 0, LTV_K = 1 << 1, LTV_V = 1 << 2, LTV_OUT = 1 << 3, LTV_FC1 = 1 << 4, LTV_FC2 = 1 << 5 };
+#define LT_VIS_MODULES 6
+
 /* roles of a target row (same bits as orpo.h's ORPO_TOK_*) */
 enum { LT_ROLE_NLL = 1, LT_ROLE_CHOSEN = 2, LT_ROLE_REJECTED = 4 };
 
@@ -42,6 +47,8 @@ typedef struct lt_spec {
     float alpha, dropout;
     int rslora;
     unsigned targets;       /* LT_* bits */
+    unsigned vision_targets; /* LTV_* bits */
+    int vision_layers;      /* vision LoRA on the last N layers that feed the projector (0 = all) */
     int full_projector;     /* train the projector's weights instead of LoRA on it */
     int train_token_rows;   /* train the embedding rows of ids >= cfg.src_vocab and the image/pad tokens */
     int grad_ckpt;          /* keep only each decoder layer's input; recompute in backward */
@@ -91,11 +98,14 @@ typedef struct llava_trainer {
     lt_spec spec;
     lora_ad *dec;           /* [t_layers * LT_DEC_MODULES]; A == NULL when not targeted */
     lora_ad proj[2], head;
+    lora_ad *vis;           /* [v_run_layers * LT_VIS_MODULES]; A == NULL when not adapted */
+    int vis_first;          /* first adapted vision layer (v_run_layers when none) */
     float *tok_rows;        /* [n_tok_rows, D] trainable embedding rows (masters) */
     float *tok_grad;
     int32_t *tok_ids;       /* their token ids */
     int n_tok_rows;
     float *proj_master[4], *proj_grad[4]; /* full projector: w1, b1, w2, b2 */
+    const void *proj_orig[4];               /* the model's own projector arrays, restored by lt_free */
     float *store, *gstore;  /* all trainable values / gradients, contiguous */
     int64_t nstore;
     lt_tensor_info *tensors;

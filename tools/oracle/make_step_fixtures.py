@@ -42,6 +42,8 @@ def our_name(peft_name):
     mod = n.split(".lora_")[0]
     if mod.startswith("model.language_model."):
         mod = "language_model.model." + mod[len("model.language_model."):]
+    elif mod.startswith("model.vision_tower."):
+        mod = "vision_tower.vision_model." + mod[len("model.vision_tower."):]
     elif mod.startswith("model.multi_modal_projector."):
         mod = mod[len("model."):]
     elif mod == "lm_head":
@@ -167,6 +169,10 @@ def run(variant, base, g):
     if variant == "lora":
         targets = dec + r"|lm_head|model\.multi_modal_projector\.linear_(1|2)"
         cfg = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=targets)
+    elif variant == "vision":  # decoder q,v + every linear of the last vision layer that feeds the projector
+        targets = (r"model\.language_model\.layers\.\d+\.self_attn\.(q|v)_proj"
+                   r"|model\.vision_tower\.encoder\.layers\.1\.(self_attn\.(q|k|v|out)_proj|mlp\.fc(1|2))")
+        cfg = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=targets)
     else:
         targets = r"model\.language_model\.layers\.\d+\.self_attn\.(q|v)_proj"
         cfg = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=targets,
@@ -221,8 +227,8 @@ def main():
         f.attrs["beta"], f.attrs["lr"], f.attrs["weight_decay"], f.attrs["clip"] = BETA, LR, WD, CLIP
         f.attrs["warmup"], f.attrs["total_steps"], f.attrs["rank"], f.attrs["alpha"] = 1, 4, 4, 8.0
         batch = None
-        for variant in ("lora", "fullproj"):
-            for base in ("fp32", "nf4"):
+        for variant in ("lora", "fullproj", "vision"):
+            for base in (("fp32", "nf4") if variant != "vision" else ("fp32",)):
                 batch = run(variant, base, f.create_group("%s_%s" % (variant, base)))
         for i, b in enumerate(batch):
             g = f.create_group("pair%d" % i)
