@@ -2,7 +2,10 @@
  *
  *   bench forward --model DIR|model.h5 [--image HxW] [--text N] [--iters N]
  *       CPU forward of one image + N text tokens: vision tower, projector, pack, decoder, lm_head on the
- *       text positions. Prints ms per forward, tokens/s (sequence tokens) and images/s. */
+ *       text positions. Prints ms per forward, tokens/s (sequence tokens) and images/s.
+ *   bench step --model DIR|model.h5 [--image HxW] [--pairs N] [--prompt N] [--answer N] [--iters N]
+ *       one training micro-batch (forward, backward; LoRA on every decoder linear, projector, lm_head) with the
+ *       prompt+image prefix shared by both answers and with a copy per answer; prints both and the speed-up. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +14,7 @@
 #include "io/err.h"
 #include "io/fsutil.h"
 #include "io/log.h"
+#include "model/llava_train.h"
 #include "model/model_h5.h"
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
@@ -84,10 +88,87 @@ static int bench_forward(int argc, char **argv) {
     return 0;
 }
 
+/* bench step: one ORPO micro-batch (forward, loss, backward) with and without prefix sharing */
+static int bench_step(int argc, char **argv) {
+    const char *model = NULL;
+    int h = 480, w = 640, npairs = 2, prompt = 24, answer = 32, iters = 3;
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(argv[i], "--model") && v) { model = v; i++; }
+        else if (!strcmp(argv[i], "--image") && v && sscanf(v, "%dx%d", &h, &w) == 2) i++;
+        else if (!strcmp(argv[i], "--pairs") && v) { npairs = atoi(v); i++; }
+        else if (!strcmp(argv[i], "--prompt") && v) { prompt = atoi(v); i++; }
+        else if (!strcmp(argv[i], "--answer") && v) { answer = atoi(v); i++; }
+        else if (!strcmp(argv[i], "--iters") && v) { iters = atoi(v); i++; }
+        else return err_set(ERR_ARGS, "bench step: unexpected argument '%s'", argv[i]), cli_fail();
+    }
+    if (!model) return err_set(ERR_ARGS, "bench step: --model DIR|model.h5 is required"), cli_fail();
+    if (npairs < 1 || npairs > 64 || prompt < 2 || answer < 1 || iters < 1)
+        return err_set(ERR_ARGS, "bench step: --pairs 1..64, --prompt >= 2, --answer >= 1, --iters >= 1"), cli_fail();
+    llava_model m;
+    int rc = fs_is_dir(model) ? llava_model_load_hf(model, &m) : mh5_load(model, &m);
+    if (rc) return cli_fail();
+    const llava_config *c = &m.cfg;
+    int P = anyres_num_patches(&c->anyres, h, w);
+    int64_t nimg = anyres_num_image_tokens(&c->anyres, h, w), npre = nimg + prompt;
+    size_t npx = (size_t)P * 3 * (size_t)c->v_image * (size_t)c->v_image;
+    float *pix = malloc(sizeof(float) * npx);
+    for (size_t i = 0; i < npx; i++) pix[i] = frand();
+    int32_t *pre = malloc(sizeof(int32_t) * (size_t)npre), *ans = malloc(sizeof(int32_t) * (size_t)(2 * answer));
+    pre[0] = c->bos;
+    for (int64_t i = 1; i < npre; i++) pre[i] = i <= nimg ? c->image_token : (int32_t)(3 + i % 50);
+    for (int i = 0; i < 2 * answer; i++) ans[i] = (int32_t)(5 + (i * 7) % 40);
+    ans[answer - 1] = ans[2 * answer - 1] = c->eos;
+    lt_pair *pairs = malloc(sizeof(lt_pair) * (size_t)npairs);
+    for (int i = 0; i < npairs; i++)
+        pairs[i] = (lt_pair){pix, P, h, w, pre, (int32_t)npre, ans, ans + answer, answer, answer};
+    char desc[512];
+    llava_config_describe(c, desc, sizeof desc);
+    printf("model: %s\n%s\n%d pairs/micro-batch: image %dx%d (%d tiles, %lld image tokens), prompt %lld, answers %d+%d\n",
+           model, desc, npairs, h, w, P, (long long)nimg, (long long)npre, answer, answer);
+    double best[2] = {0, 0};
+    int64_t toks[2] = {0, 0};
+    for (int share = 1; share >= 0; share--) {
+        lt_spec sp;
+        lt_spec_default(&sp);
+        sp.targets = LT_Q | LT_K | LT_V | LT_O | LT_GATE | LT_UP | LT_DOWN | LT_PROJ | LT_LM_HEAD;
+        sp.share_prefix = share;
+        llava_trainer t;
+        if (lt_init(&t, &m, &sp) || lt_plan(&t, (int64_t)npairs * (2 * npre + 2 * answer), 2 * npairs * P,
+                                            (int64_t)npairs * (npre + 2 * answer)))
+            return cli_fail();
+        float *dlogp = malloc(sizeof(float) * (size_t)npairs * (size_t)(npre + 2 * answer));
+        double b = 1e30;
+        for (int it = 0; it <= iters; it++) {
+            lt_batch bt = {pairs, npairs, (uint32_t)it};
+            lt_fwd fw;
+            double t0 = log_now();
+            lt_zero_grads(&t);
+            if (lt_forward(&t, &bt, &fw)) return cli_fail();
+            for (int64_t r = 0; r < fw.nrows; r++) dlogp[r] = -1.0f / (float)fw.nrows;
+            if (lt_backward(&t, dlogp)) return cli_fail();
+            double dt = log_now() - t0;
+            toks[share] = fw.ntok;
+            if (it > 0 && dt < b) b = dt;
+        }
+        best[share] = b;
+        printf("%-22s step %.1f ms (best of %d), %.2f pairs/s, %.0f tokens/s (%lld packed tokens)\n",
+               share ? "prefix shared:" : "prefix per answer:", 1e3 * b, iters, npairs / b, (double)toks[share] / b,
+               (long long)toks[share]);
+        free(dlogp);
+        lt_free(&t);
+    }
+    printf("speed-up from prefix sharing: %.2fx\n", best[0] / best[1]);
+    free(pix); free(pre); free(ans); free(pairs);
+    llava_model_free(&m);
+    return 0;
+}
+
 int cmd_bench(int argc, char **argv) {
     if (argc < 2) return err_set(ERR_ARGS, "bench: which benchmark? forward (step and import-data come later)"), cli_fail();
     if (!strcmp(argv[1], "forward")) return bench_forward(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "step") || !strcmp(argv[1], "import-data"))
-        return cli_not_built("bench step / bench import-data", "the training step and the data importer are not built yet");
+    if (!strcmp(argv[1], "step")) return bench_step(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "import-data"))
+        return cli_not_built("bench import-data", "time `orpo-hpc import-data` itself (it prints pairs/s)");
     return err_set(ERR_ARGS, "bench: unknown benchmark '%s' (forward, step, import-data)", argv[1]), cli_fail();
 }
