@@ -25,7 +25,7 @@ int cmd_make_demo(int argc, char **argv) {
     demo_opts_default(&o);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long long x;
+        long long x = 0;
         if (!strcmp(a, "--out") && v) {
             out = v;
             i++;
@@ -44,9 +44,10 @@ int cmd_make_demo(int argc, char **argv) {
     if (!out) return err_set(ERR_ARGS, "make-demo: --out DIR is required"), cli_fail();
     double t0 = log_now();
     if (demo_make(out, &o)) return cli_fail();
-    log_info("make-demo: wrote %s/model and %s/data in %.2f s; next:", out, out, log_now() - t0);
-    log_info("  orpo-hpc import-model --from %s/model --out %s/model.h5", out, out);
-    log_info("  orpo-hpc import-data --parquet %s/data/rlaif-v-demo.parquet --model %s/model.h5 --out %s/data.h5",
-             out, out, out);
+    printf("make-demo: wrote %s/model (HF LLaVA-NeXT directory) and %s/data (%d pairs) in %.2f s\n", out, out,
+           o.pairs, log_now() - t0);
+    printf("next:\n  orpo-hpc import-model --from %s/model --out %s/model.h5\n"
+           "  orpo-hpc import-data --parquet %s/data/rlaif-v-demo.parquet --model %s/model.h5 --out %s/data.h5\n",
+           out, out, out, out, out);
     return 0;
 }
