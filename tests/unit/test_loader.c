@@ -347,5 +347,10 @@ int main(void) {
             ldr_close(l);
         }
     }
+    if (!t_fail) { /* keep the scratch files of a failed run for a look */
+        char cmd[1200];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+    }
     TEST_MAIN_END();
 }
