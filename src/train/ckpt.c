@@ -21,11 +21,13 @@
 #endif
 
 #define MF_PATH 256 /* bytes of a manifest path (NUL-terminated) */
+#define MF_GROUP 64 /* bytes of an optimiser group name */
 #define PATHCAP 4096
 
-/* one manifest row; its memory layout equals the packed file layout (256 + 8 + 8 bytes, no padding) */
+/* one manifest row; its memory layout equals the packed file layout (256 + 64 + 8 + 8 bytes, no padding) */
 typedef struct mrow {
     char path[MF_PATH];
+    char group[MF_GROUP]; /* params: the "group" attribute, "" otherwise */
     int64_t nbytes;
     int64_t crc32;
 } mrow;
@@ -156,20 +158,22 @@ int ckpt_list(const char *dir, int64_t *steps, int cap, int *n) {
 /* ---- manifest --------------------------------------------------------------------------- */
 
 static hid_t manifest_type(void) {
-    hid_t s = H5Tcopy(H5T_C_S1);
+    hid_t s = H5Tcopy(H5T_C_S1), g = H5Tcopy(H5T_C_S1);
     hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(mrow));
-    if (s < 0 || t < 0 || H5Tset_size(s, MF_PATH) < 0 || H5Tset_strpad(s, H5T_STR_NULLTERM) < 0 ||
-        H5Tinsert(t, "path", offsetof(mrow, path), s) < 0 ||
+    if (s < 0 || g < 0 || t < 0 || H5Tset_size(s, MF_PATH) < 0 || H5Tset_strpad(s, H5T_STR_NULLTERM) < 0 ||
+        H5Tset_size(g, MF_GROUP) < 0 || H5Tset_strpad(g, H5T_STR_NULLTERM) < 0 ||
+        H5Tinsert(t, "path", offsetof(mrow, path), s) < 0 || H5Tinsert(t, "group", offsetof(mrow, group), g) < 0 ||
         H5Tinsert(t, "nbytes", offsetof(mrow, nbytes), H5T_STD_I64LE) < 0 ||
         H5Tinsert(t, "crc32", offsetof(mrow, crc32), H5T_STD_I64LE) < 0) {
         if (t >= 0) H5Tclose(t);
         t = -1;
     }
     if (s >= 0) H5Tclose(s);
+    if (g >= 0) H5Tclose(g);
     return t;
 }
 
-static int manifest_add(manifest *m, const char *path, int64_t nbytes, uint32_t crc) {
+static int manifest_add(manifest *m, const char *path, const char *group, int64_t nbytes, uint32_t crc) {
     if (m->n == m->cap) {
         int64_t nc = m->cap ? m->cap * 2 : 64;
         mrow *nr = realloc(m->rows, (size_t)nc * sizeof *nr);
@@ -180,6 +184,7 @@ static int manifest_add(manifest *m, const char *path, int64_t nbytes, uint32_t 
     mrow *r = &m->rows[m->n++];
     memset(r, 0, sizeof *r);
     snprintf(r->path, sizeof r->path, "%s", path);
+    snprintf(r->group, sizeof r->group, "%s", group ? group : "");
     r->nbytes = nbytes;
     r->crc32 = (int64_t)crc;
     return ERR_OK;
@@ -204,7 +209,7 @@ static int put(hid_t f, manifest *mf, const char *path, h5x_dtype dt, int ndim, 
     int rc = h5x_write(f, path, dt, ndim, dims, data);
     if (!rc) rc = h5x_attr_set_i64(f, path, "crc32", (int64_t)crc);
     if (!rc && group) rc = h5x_attr_set_str(f, path, "group", group);
-    if (!rc) rc = manifest_add(mf, path, nbytes, crc);
+    if (!rc) rc = manifest_add(mf, path, group, nbytes, crc);
     return rc;
 }
 
@@ -214,6 +219,8 @@ static int check_tensors(const ckpt_state *s, const char *final) {
     for (int i = 0; i < s->ntensors; i++) {
         const ckpt_tensor *p = &s->params[i];
         const char *n = p->name;
+        if (p->group && strlen(p->group) >= MF_GROUP)
+            return err_set(ERR_ARGS, "%s: tensor '%s': group name longer than %d bytes", final, n ? n : "", MF_GROUP - 1);
         if (!n || !n[0] || strchr(n, '/') || strlen(n) > CKPT_MAX_NAME)
             return err_set(ERR_ARGS, "%s: tensor %d: name '%s' must be 1..%d bytes without '/'", final, i,
                            n ? n : "(null)", CKPT_MAX_NAME);
@@ -337,7 +344,8 @@ static int read_manifest(vfile *v) {
     if (want < 0 || d < 0 || t < 0 || H5Tequal(t, want) <= 0) {
         char desc[512] = "?";
         if (t >= 0) h5x_type_describe(t, desc, sizeof desc);
-        rc = err_set(ERR_DATA, "%s: /manifest: expected compound{path:string(256), nbytes:int64, crc32:int64}, got %s",
+        rc = err_set(ERR_DATA, "%s: /manifest: expected compound{path:string(256), group:string(64), nbytes:int64, "
+                     "crc32:int64}, got %s",
                      path, desc);
         goto done;
     }
@@ -362,7 +370,8 @@ static int read_manifest(vfile *v) {
     }
     for (int64_t i = 0; i < v->mf.n; i++) {
         mrow *r = &v->mf.rows[i];
-        if (memchr(r->path, 0, MF_PATH) == NULL || r->path[0] != '/' || r->nbytes < 0) {
+        if (memchr(r->path, 0, MF_PATH) == NULL || memchr(r->group, 0, MF_GROUP) == NULL || r->path[0] != '/' ||
+            r->nbytes < 0) {
             rc = err_set(ERR_DATA, "%s: /manifest row %lld: bad path or size", path, (long long)i);
             goto done;
         }
@@ -406,6 +415,15 @@ static int read_checked(vfile *v, const mrow *r, const h5x_dsinfo *in, void *buf
     if ((int64_t)crc != r->crc32 || attr != r->crc32)
         return err_set(ERR_DATA, "%s: %s: CRC-32 of the data %08x, manifest %08llx, attribute %08llx (damaged file)",
                        v->path, r->path, crc, (unsigned long long)r->crc32, (unsigned long long)attr);
+    if (r->group[0]) { /* the attribute a reader sees must say what the manifest says */
+        char *g = NULL;
+        if ((rc = h5x_attr_get_str(v->f, r->path, "group", &g))) return err_push("damaged file");
+        int eq = !strcmp(g, r->group);
+        if (!eq) err_set(ERR_DATA, "%s: %s: attribute group '%s', the manifest says '%s' (damaged file)", v->path, r->path,
+                         g, r->group);
+        free(g);
+        if (!eq) return ERR_DATA;
+    }
     return ERR_OK;
 }
 
@@ -471,8 +489,12 @@ int ckpt_verify(const char *path, int64_t *step) {
     vfile v;
     int rc = vopen(path, 1, &v);
     if (rc) return rc;
-    int64_t s = -1;
+    int64_t s = -1, attr = -1;
     rc = read_scalar(&v, "step", H5X_I64, &s);
+    if (!rc) rc = h5x_attr_get_i64(v.f, "/", "step", &attr);
+    if (!rc && attr != s)
+        rc = err_set(ERR_DATA, "%s: root attribute step %lld, /state/step %lld (damaged file)", path, (long long)attr,
+                     (long long)s);
     vclose(&v);
     if (!rc && step) *step = s;
     return rc;
@@ -517,14 +539,8 @@ static int tensors(vfile *v, int l, const ckpt_tensor *list, int nt, int read) {
             return err_set(ERR_DATA, "%s: tensor '%s' (%s): expected float32 %s, got %s %s", v->path, t->name, p, a,
                            h5x_dtype_name(in.dtype), b);
         }
-        if (l == 0 && t->group && h5x_attr_exists(v->f, p, "group")) {
-            char *g = NULL;
-            if ((rc = h5x_attr_get_str(v->f, p, "group", &g))) return rc;
-            int eq = !strcmp(g, t->group);
-            if (!eq) err_set(ERR_DATA, "%s: tensor '%s': group '%s', expected '%s'", v->path, t->name, g, t->group);
-            free(g);
-            if (!eq) return ERR_DATA;
-        }
+        if (l == 0 && t->group && strcmp(r->group, t->group))
+            return err_set(ERR_DATA, "%s: tensor '%s': group '%s', expected '%s'", v->path, t->name, r->group, t->group);
         if (read && (rc = read_checked(v, r, &in, t->data))) return rc;
     }
     if (have != nt)
