@@ -93,10 +93,10 @@ static hid_t field_type(const fld *f, int file) {
 /* the compound type of a table: file = packed little-endian, else the C struct */
 static hid_t table_type(const tdesc *td, int file) {
     h5x_init();
-    hid_t mt[16];
+    hid_t mt[32];
     size_t size = 0;
     int nok = 0;
-    while (nok < td->nf && nok < 16 && (mt[nok] = field_type(&td->f[nok], file)) >= 0) size += H5Tget_size(mt[nok++]);
+    while (nok < td->nf && nok < 32 && (mt[nok] = field_type(&td->f[nok], file)) >= 0) size += H5Tget_size(mt[nok++]);
     hid_t t = nok == td->nf ? H5Tcreate(H5T_COMPOUND, file ? size : td->esz) : -1;
     size_t off = 0;
     for (int i = 0; i < nok; i++) {
