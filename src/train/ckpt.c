@@ -196,7 +196,9 @@ static int cmp_row(const void *a, const void *b) {
 
 static const mrow *manifest_find(const manifest *m, const char *path) {
     mrow key;
-    snprintf(key.path, sizeof key.path, "%s", path);
+    size_t n = strlen(path);
+    if (n >= sizeof key.path) return NULL; /* longer than any stored path */
+    memcpy(key.path, path, n + 1);
     return m->n ? bsearch(&key, m->rows, (size_t)m->n, sizeof(mrow), cmp_row) : NULL;
 }
 

@@ -494,7 +494,7 @@ static int64_t parse_seg(const char *name) {
 }
 
 static void move_aside(const char *path, const char *why) {
-    char aside[PATHCAP + 32];
+    char aside[PATHCAP + 256];
     snprintf(aside, sizeof aside, "%s.corrupt", path);
     log_warn("%s: unreadable, ignored: %s", path, why);
     if (rename(path, aside) == 0) log_warn("moved %s to %s", path, aside);
