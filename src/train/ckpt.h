@@ -8,7 +8,8 @@
  *   ckpt_find_latest(dir, path, cap, &step) newest checkpoint that verifies (step -1, path "" when none);
  *                                          bad ones are logged, moved aside to *.corrupt; temporaries removed
  *   ckpt_prune(dir, keep_last)             delete all but the newest keep_last, only once the newest verifies
- *   ckpt_list(dir, steps, cap, &n)         steps of DIR/checkpoints/step-*.h5, ascending (no verification)
+ *   ckpt_list(dir, steps, cap, &n)         steps of DIR/checkpoints/step-*.h5, ascending, not verified: the
+ *                                          first min(n, cap) are stored, n is the total (0: none)
  *   ckpt_path(dir, step, buf, cap)         "DIR/checkpoints/step-NNNNNNNN.h5"
  *
  * Every dataset carries an int64 attribute "crc32" (zlib CRC-32 of its little-endian bytes, the same

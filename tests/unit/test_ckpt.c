@@ -427,7 +427,13 @@ static void test_find_latest(const char *root) {
     CHECK_EQ_INT(ckpt_prune(dir, 0), ERR_ARGS);
     CHECK_EQ_INT(ckpt_list(dir, steps, 8, &n), ERR_OK);
     CHECK(n == 2 && steps[0] == 30 && steps[1] == 40);
-    CHECK_EQ_INT(ckpt_list(dir, steps, 1, &n), ERR_ARGS);
+    steps[1] = -7;
+    CHECK_EQ_INT(ckpt_list(dir, steps, 1, &n), ERR_OK); /* the total, and as many as fit */
+    CHECK(n == 2 && steps[0] == 30 && steps[1] == -7);
+    char nodir[1200];
+    snprintf(nodir, sizeof nodir, "%s/nothing-here", root);
+    CHECK_EQ_INT(ckpt_list(nodir, steps, 8, &n), ERR_OK);
+    CHECK_EQ_INT(n, 0);
     CHECK_EQ_INT(count_temps(cdir), 0);
     model_free(&m10);
     model_free(&m20);
