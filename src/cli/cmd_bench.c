@@ -140,7 +140,7 @@ static int bench_step(int argc, char **argv) {
         float *dlogp = malloc(sizeof(float) * (size_t)npairs * (size_t)(npre + 2 * answer));
         double b = 1e30;
         for (int it = 0; it <= iters; it++) {
-            lt_batch bt = {pairs, npairs, (uint32_t)it};
+            lt_batch bt = {pairs, npairs, (uint32_t)it, 0};
             lt_fwd fw;
             double t0 = log_now();
             lt_zero_grads(&t);

@@ -73,6 +73,7 @@ struct lt_ws {
     float *dX, *dMid, *dA, *dQ, *dK, *dV, *dAtt, *dG, *dU, *dH, *dsel, *dP, *dG1, *dH1, *tmp;
     float *wscr, *ldt, *lxd;
     uint32_t step;
+    int eval;                         /* no LoRA dropout */
     /* vision LoRA: all tiles of the micro-batch as one packed batch of (CLS + patches) sequences */
     int64_t vtok;                     /* tokens of the vision batch */
     seq_desc *vseqs;
@@ -445,7 +446,14 @@ static int has_lora(const lora_ad *ad) { return ad && ad->A; }
 static void lin_fwd(llava_trainer *t, float *y, const float *x, const lin_w *w, const lora_ad *ad, float *tsave,
                     int64_t M) {
     t->o->linear_fwd(&t->ctx, y, x, lin_f32(w, t->ws->wscr), w->b, M, w->in, w->out);
-    if (has_lora(ad)) lora_fwd(t->o, &t->ctx, ad, y, x, M, tsave, t->ws->lxd, t->ws->step);
+    if (!has_lora(ad)) return;
+    if (t->ws->eval && ad->dropout > 0.0f) {
+        lora_ad nodrop = *ad;
+        nodrop.dropout = 0.0f;
+        lora_fwd(t->o, &t->ctx, &nodrop, y, x, M, tsave, t->ws->lxd, t->ws->step);
+    } else {
+        lora_fwd(t->o, &t->ctx, ad, y, x, M, tsave, t->ws->lxd, t->ws->step);
+    }
 }
 
 /* dx += dy W (+ LoRA path); LoRA dA/dB accumulate. dW of the base is never needed (frozen) except for the
@@ -769,6 +777,7 @@ int lt_forward(llava_trainer *t, const lt_batch *b, lt_fwd *fw) {
     if (!t->ws) return err_set(ERR_INTERNAL, "lt_forward before lt_plan");
     lt_ws *s = t->ws;
     s->step = b->step;
+    s->eval = b->eval;
     int rc = pack(t, b);
     if (rc) return rc;
     const llava_config *c = &t->m->cfg;

@@ -70,6 +70,7 @@ typedef struct lt_batch {
     const lt_pair *pairs;
     int n;
     uint32_t step;          /* optimiser step (dropout stream) */
+    int eval;               /* 1: evaluation (no LoRA dropout) */
 } lt_batch;
 
 typedef struct lt_tensor_info {

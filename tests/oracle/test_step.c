@@ -53,7 +53,7 @@ static void load_pairs(void) {
 
 /* one micro-batch: forward, ORPO, backward; returns metrics */
 static int step_grads(llava_trainer *t, uint32_t step, orpo_metrics *m) {
-    lt_batch b = {pairs, 2, step};
+    lt_batch b = {pairs, 2, step, 0};
     lt_fwd fw;
     lt_zero_grads(t);
     int rc = lt_forward(t, &b, &fw);

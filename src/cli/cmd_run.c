@@ -1,0 +1,55 @@
+/* orpo-hpc train | resume | eval: load and check the job, then run it (src/train/run.c). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "io/err.h"
+#include "io/log.h"
+#include "job/job.h"
+#include "train/run.h"
+
+static int run_command(int mode, int argc, char **argv) {
+    job_override *ov = NULL;
+    int nov = 0;
+    if (job_parse_set_args(&argc, argv, &ov, &nov)) return cli_fail();
+    run_opts o;
+    run_opts_default(&o);
+    o.mode = mode;
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (mode == RUN_TRAIN && !strcmp(argv[i], "--restart")) o.restart = 1;
+        else if (mode == RUN_EVAL && !strcmp(argv[i], "--checkpoint") && i + 1 < argc) o.checkpoint = argv[++i];
+        else if (argv[i][0] != '-' && !path) path = argv[i];
+        else {
+            job_free_overrides(ov, nov);
+            return err_set(ERR_ARGS, "%s: unexpected argument '%s' (see orpo-hpc help %s)", argv[0], argv[i], argv[0]),
+                   cli_fail();
+        }
+    }
+    if (!path) {
+        job_free_overrides(ov, nov);
+        return err_set(ERR_ARGS, "%s: which job? usage: orpo-hpc %s JOB.yaml", argv[0], argv[0]), cli_fail();
+    }
+    job_config job;
+    job_report rep;
+    job_report_init(&rep);
+    int rc = job_load(path, ov, nov, 1, &job, &rep);
+    job_report_print(&rep, stderr);
+    job_report_free(&rep);
+    job_free_overrides(ov, nov);
+    if (rc) {
+        log_error("%s: the job has errors (listed above); nothing was run", path);
+        return ERR_ARGS;
+    }
+    run_signal_install();
+    rc = run_job(&job, &o);
+    job_free(&job);
+    if (rc == ERR_INTERRUPTED) return ERR_INTERRUPTED;
+    if (rc) return cli_fail();
+    return 0;
+}
+
+int cmd_train(int argc, char **argv) { return run_command(RUN_TRAIN, argc, argv); }
+int cmd_resume(int argc, char **argv) { return run_command(RUN_RESUME, argc, argv); }
+int cmd_eval(int argc, char **argv) { return run_command(RUN_EVAL, argc, argv); }
