@@ -45,13 +45,13 @@
 #include "train/ckpt.h"
 #include "train/metrics.h"
 
-static double cu_now(void) {
+static inline double cu_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static void cu_sleep(double s) {
+static inline void cu_sleep(double s) {
     if (s <= 0) return;
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
@@ -62,7 +62,7 @@ static void cu_sleep(double s) {
 
 static uint64_t cu_rng_state = 0x9e3779b97f4a7c15ull;
 
-static uint64_t cu_seed(void) {
+static inline uint64_t cu_seed(void) {
     const char *e = getenv("CRASH_SEED");
     uint64_t s = e && *e ? strtoull(e, NULL, 0) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
     cu_rng_state = s ? s : 1;
@@ -70,7 +70,7 @@ static uint64_t cu_seed(void) {
     return s;
 }
 
-static uint64_t cu_rand(void) {
+static inline uint64_t cu_rand(void) {
     uint64_t x = cu_rng_state;
     x ^= x >> 12;
     x ^= x << 25;
@@ -79,11 +79,11 @@ static uint64_t cu_rand(void) {
     return x * 0x2545f4914f6cdd1dull;
 }
 
-static double cu_uniform(double a, double b) { return a + (b - a) * (double)(cu_rand() >> 11) * (1.0 / 9007199254740992.0); }
+static inline double cu_uniform(double a, double b) { return a + (b - a) * (double)(cu_rand() >> 11) * (1.0 / 9007199254740992.0); }
 
 /* ---- files ---------------------------------------------------------------------------------------- */
 
-static char *cu_slurp(const char *path) {
+static inline char *cu_slurp(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     size_t cap = 4096, n = 0;
@@ -98,7 +98,7 @@ static char *cu_slurp(const char *path) {
     return b;
 }
 
-static const char *cu_bin(void) {
+static inline const char *cu_bin(void) {
     const char *b = getenv("ORPO_BIN");
     if (!b || !*b) {
         fprintf(stderr, "ORPO_BIN is not set (run through ctest)\n");
@@ -117,7 +117,7 @@ typedef struct cu_child {
     double t0;     /* start time */
 } cu_child;
 
-static int cu_spawn(cu_child *c, char *const argv[]) {
+static inline int cu_spawn(cu_child *c, char *const argv[]) {
     memset(c, 0, sizeof *c);
     int p[2];
     if (pipe(p)) return -1;
@@ -145,7 +145,7 @@ static int cu_spawn(cu_child *c, char *const argv[]) {
 }
 
 /* one read (waiting at most `wait_s`); 0 data or nothing yet, -1 EOF */
-static int cu_read_some(cu_child *c, double wait_s) {
+static inline int cu_read_some(cu_child *c, double wait_s) {
     if (c->fd < 0) return -1;
     struct pollfd pf = {c->fd, POLLIN, 0};
     int ms = wait_s <= 0 ? 0 : (int)(wait_s * 1000.0) + 1;
@@ -172,7 +172,7 @@ static int cu_read_some(cu_child *c, double wait_s) {
 typedef int (*cu_match_fn)(const char *line, void *ctx);
 
 /* 1: match(line) was true for a new complete line; 0: deadline (absolute cu_now() time); -1: EOF */
-static int cu_pump(cu_child *c, double deadline, cu_match_fn match, void *ctx) {
+static inline int cu_pump(cu_child *c, double deadline, cu_match_fn match, void *ctx) {
     for (;;) {
         char *nl;
         while ((nl = memchr(c->out + c->scan, '\n', c->len - c->scan)) != NULL) {
@@ -192,7 +192,7 @@ static int cu_pump(cu_child *c, double deadline, cu_match_fn match, void *ctx) {
 }
 
 /* exit code, or 128 + signal number */
-static int cu_reap(cu_child *c) {
+static inline int cu_reap(cu_child *c) {
     while (cu_read_some(c, 1.0) == 0) {
     }
     int st = 0;
@@ -203,12 +203,12 @@ static int cu_reap(cu_child *c) {
     return -1;
 }
 
-static void cu_free(cu_child *c) {
+static inline void cu_free(cu_child *c) {
     free(c->out);
     c->out = NULL;
 }
 
-static int cu_run_argv(char *const argv[], double timeout_s, char **log) {
+static inline int cu_run_argv(char *const argv[], double timeout_s, char **log) {
     cu_child c;
     if (cu_spawn(&c, argv)) return -1;
     int r = cu_pump(&c, cu_now() + timeout_s, NULL, NULL);
@@ -222,7 +222,7 @@ static int cu_run_argv(char *const argv[], double timeout_s, char **log) {
 
 /* ---- the demo job ------------------------------------------------------------------------------ */
 
-static int cu_setup(const char *dir) {
+static inline int cu_setup(const char *dir) {
     char d[1100], model[1100], out[1100], pq[1100], data[1100];
     snprintf(d, sizeof d, "%s/D", dir);
     snprintf(model, sizeof model, "%s/D/model", dir);
@@ -284,7 +284,7 @@ typedef struct cu_argv {
     char job[1100], outset[1200];
 } cu_argv;
 
-static void cu_job_argv_v(cu_argv *a, const char *dir, const char *verb, const char *out, va_list ap) {
+static inline void cu_job_argv_v(cu_argv *a, const char *dir, const char *verb, const char *out, va_list ap) {
     int n = 0;
     snprintf(a->job, sizeof a->job, "%s/job.yaml", dir);
     snprintf(a->outset, sizeof a->outset, "job.output_dir=%s", out);
@@ -298,7 +298,7 @@ static void cu_job_argv_v(cu_argv *a, const char *dir, const char *verb, const c
     a->v[n] = NULL;
 }
 
-static int cu_job(cu_child *c, const char *dir, const char *verb, const char *out, ...) {
+static inline int cu_job(cu_child *c, const char *dir, const char *verb, const char *out, ...) {
     cu_argv a;
     va_list ap;
     va_start(ap, out);
@@ -308,7 +308,7 @@ static int cu_job(cu_child *c, const char *dir, const char *verb, const char *ou
 }
 
 /* run a job command to its end (at most 600 s); the exit code; its log in *log (caller frees) when log != NULL */
-static int cu_job_run(char **log, const char *dir, const char *verb, const char *out, ...) {
+static inline int cu_job_run(char **log, const char *dir, const char *verb, const char *out, ...) {
     cu_argv a;
     va_list ap;
     va_start(ap, out);
@@ -319,13 +319,13 @@ static int cu_job_run(char **log, const char *dir, const char *verb, const char 
 
 /* ---- the output directory ------------------------------------------------------------------------- */
 
-static int cu_cmp_i64(const void *a, const void *b) {
+static inline int cu_cmp_i64(const void *a, const void *b) {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return x < y ? -1 : x > y;
 }
 
 /* steps of OUT/checkpoints/step-NNNNNNNN.h5 (exact names), ascending */
-static int cu_ckpt_steps(const char *out, int64_t *steps, int cap) {
+static inline int cu_ckpt_steps(const char *out, int64_t *steps, int cap) {
     char p[1200];
     snprintf(p, sizeof p, "%s/checkpoints", out);
     DIR *d = opendir(p);
@@ -344,7 +344,7 @@ static int cu_ckpt_steps(const char *out, int64_t *steps, int cap) {
     return n;
 }
 
-static int cu_count_temps(const char *dir) {
+static inline int cu_count_temps(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return 0;
     int n = 0;
@@ -356,7 +356,7 @@ static int cu_count_temps(const char *dir) {
 }
 
 /* temporaries (".NAME.tmp.HOST.PID") in OUT/checkpoints (*nck) and in OUT and OUT/metrics (*nmet) */
-static void cu_temps(const char *out, int *nck, int *nmet) {
+static inline void cu_temps(const char *out, int *nck, int *nmet) {
     char p[1200];
     snprintf(p, sizeof p, "%s/checkpoints", out);
     *nck = cu_count_temps(p);
@@ -374,7 +374,7 @@ typedef struct cu_state {
     int n;
 } cu_state;
 
-static void cu_state_free(cu_state *st) {
+static inline void cu_state_free(cu_state *st) {
     free(st->t);
     free(st->names);
     free(st->buf);
@@ -383,7 +383,7 @@ static void cu_state_free(cu_state *st) {
 }
 
 /* the tensor list is taken from the file's /params group; then ckpt_read verifies and reads everything */
-static int cu_state_load(const char *path, cu_state *st) {
+static inline int cu_state_load(const char *path, cu_state *st) {
     memset(st, 0, sizeof *st);
     hid_t f = -1;
     int rc = h5x_open(path, 0, &f);
@@ -447,7 +447,7 @@ static int cu_state_load(const char *path, cu_state *st) {
     } while (0)
 
 /* 0 when every tensor (params, adam_m, adam_v) and every scalar that does not measure time is bit-identical */
-static int cu_state_diff(const cu_state *a, const cu_state *b, const char *what) {
+static inline int cu_state_diff(const cu_state *a, const cu_state *b, const char *what) {
     int ndiff = 0;
     if (a->n != b->n) {
         fprintf(stderr, "%s: %d tensors vs %d\n", what, a->n, b->n);
@@ -489,7 +489,7 @@ static int cu_state_diff(const cu_state *a, const cu_state *b, const char *what)
 
 /* ---- metrics tables, bit for bit ---------------------------------------------------------------------- */
 
-static int cu_train_row_diff(const met_train *a, const met_train *b, const char *what) {
+static inline int cu_train_row_diff(const met_train *a, const met_train *b, const char *what) {
     int ndiff = 0;
     CU_SAME(a, b, step, what);
     CU_SAME(a, b, epoch, what);
@@ -509,7 +509,7 @@ static int cu_train_row_diff(const met_train *a, const met_train *b, const char 
 }
 
 /* got must hold steps 1..ngot in order, each row equal to the reference row of its step */
-static int cu_train_diff(const met_train *ref, int64_t nref, const met_train *got, int64_t ngot, const char *what) {
+static inline int cu_train_diff(const met_train *ref, int64_t nref, const met_train *got, int64_t ngot, const char *what) {
     int ndiff = 0;
     for (int64_t i = 0; i < ngot; i++) {
         char w[600];
@@ -530,7 +530,7 @@ static int cu_train_diff(const met_train *ref, int64_t nref, const met_train *go
     return ndiff;
 }
 
-static int cu_val_diff(const met_val *ref, int64_t nref, const met_val *got, int64_t ngot, const char *what) {
+static inline int cu_val_diff(const met_val *ref, int64_t nref, const met_val *got, int64_t ngot, const char *what) {
     int ndiff = 0;
     if (nref != ngot) {
         fprintf(stderr, "%s: %lld val rows, the reference has %lld\n", what, (long long)ngot, (long long)nref);
@@ -550,7 +550,7 @@ static int cu_val_diff(const met_val *ref, int64_t nref, const met_val *got, int
     return ndiff;
 }
 
-static int cu_samples_diff(const met_sample_row *ref, int64_t nref, const met_sample_row *got, int64_t ngot,
+static inline int cu_samples_diff(const met_sample_row *ref, int64_t nref, const met_sample_row *got, int64_t ngot,
                            const char *what) {
     int ndiff = 0;
     if (nref != ngot) {
