@@ -5,7 +5,9 @@
  *   cu_now()                                  monotonic seconds
  *   cu_rand() / cu_uniform(a, b)              xorshift64* (seed: cu_seed(), from $CRASH_SEED or the clock; printed)
  *   cu_slurp(path)                            whole file, malloc'ed and NUL-terminated (NULL when missing)
- *   cu_spawn(&c, argv)                        start a command; stdout+stderr come back through a pipe into c.out
+ *   cu_spawn(&c, argv)                        start a command; stdout+stderr come back through a pipe into c.out;
+ *                                             with cu_child_fsize >= 0 the child runs under RLIMIT_FSIZE of that
+ *                                             many bytes and ignores SIGXFSZ, so its writes fail with EFBIG
  *   cu_pump(&c, deadline, match, ctx)         read lines until match(line, ctx) (1), the deadline (0) or EOF (-1)
  *   cu_reap(&c)                               read to EOF, wait: the exit code, or 128+signal; frees nothing
  *   cu_free(&c)                               free c.out
@@ -35,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -117,6 +120,8 @@ typedef struct cu_child {
     double t0;     /* start time */
 } cu_child;
 
+static int64_t cu_child_fsize = -1;
+
 static inline int cu_spawn(cu_child *c, char *const argv[]) {
     memset(c, 0, sizeof *c);
     int p[2];
@@ -131,6 +136,11 @@ static inline int cu_spawn(cu_child *c, char *const argv[]) {
         dup2(p[1], 2);
         close(p[0]);
         close(p[1]);
+        if (cu_child_fsize >= 0) {
+            struct rlimit rl = {(rlim_t)cu_child_fsize, (rlim_t)cu_child_fsize};
+            signal(SIGXFSZ, SIG_IGN);
+            if (setrlimit(RLIMIT_FSIZE, &rl)) _exit(126);
+        }
         execv(argv[0], argv);
         perror(argv[0]);
         _exit(127);
