@@ -14,7 +14,8 @@ const cli_command cli_commands[] = {
      "  What the Slurm script runs: continues from the newest checkpoint that verifies,\n"
      "  starts fresh when there is none. Exit 75 means: interrupted, checkpointed, requeue me."},
     {"eval", cmd_eval, "validation loss, preference accuracy and metrics of a checkpoint",
-     "orpo-hpc eval JOB.yaml [--checkpoint FILE] [--set key.path=value ...]"},
+     "orpo-hpc eval JOB.yaml [--checkpoint FILE] [--set key.path=value ...]\n"
+     "  Loads the newest valid checkpoint (or FILE) and prints validation loss, accuracy and log-probs."},
     {"plan", cmd_plan, "memory and time plan of a job (no GPU needed)",
      "orpo-hpc plan JOB.yaml [--set key.path=value ...]"},
     {"validate", cmd_validate, "check a job file: types, ranges, unknown keys, files",
@@ -37,11 +38,19 @@ const cli_command cli_commands[] = {
      "  On error (exit 3) nothing is written at --out."},
     {"import-data", cmd_import_data, "RLAIF-V Parquet files or JSONL+images -> data.h5",
      "orpo-hpc import-data --model model.h5 --out data.h5 (--parquet FILE... | --jsonl FILE --images DIR)\n"
-     "                     [--max-pairs N] [--val-fraction F] [--seed S] [--max-tokens N]"},
+     "                     [--max-pairs N] [--val-fraction F] [--seed S] [--max-tokens N] [--no-progress]\n"
+     "  Tokenizes with model.h5's tokenizer, checks every image decodes, stores the encoded images as they are;\n"
+     "  corrupt or missing images, empty or identical answers and over-long pairs are skipped and counted.\n"
+     "  Docs: docs/data.md."},
     {"make-demo", cmd_make_demo, "write the tiny demo model and synthetic preference data",
-     "orpo-hpc make-demo --out DIR"},
-    {"bench", cmd_bench, "benchmarks: forward, step, import-data",
-     "orpo-hpc bench (forward|step|import-data) [options]"},
+     "orpo-hpc make-demo --out DIR [--pairs N] [--seed S]\n"
+     "  DIR/model: a tiny LLaVA-NeXT as a HuggingFace directory; DIR/data: synthetic preference pairs as PNG +\n"
+     "  pairs.jsonl and an RLAIF-V-shaped Parquet file. Docs: docs/demo.md."},
+    {"bench", cmd_bench, "benchmarks: forward, step",
+     "orpo-hpc bench forward --model DIR|model.h5 [--image HxW] [--text N] [--iters N]\n"
+     "       orpo-hpc bench step --model DIR|model.h5 [--image HxW] [--pairs N] [--prompt N] [--answer N] [--iters N]\n"
+     "  forward: CPU forward of one image + text; step: one ORPO micro-batch (forward + backward) with and\n"
+     "  without prefix sharing. Record results in docs/performance.md with the machine."},
     {"device", cmd_device, "show the compute devices this binary can use",
      "orpo-hpc device [--selftest] [--want auto|cpu|cuda]\n"
      "  Lists whether CUDA is built in and which GPUs the driver reports; --selftest runs a\n"
