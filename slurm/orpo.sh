@@ -92,7 +92,7 @@ if [ -z "$outdir" ] || ! mkdir -p "$outdir"; then
   exit 4
 fi
 log=$outdir/slurm.log
-say "job ${SLURM_JOB_ID:-?} restart ${SLURM_RESTART_COUNT:-0}: log in $log"
+say "job ${SLURM_JOB_ID:-(not under Slurm)} restart ${SLURM_RESTART_COUNT:-0}: log in $log"
 exec >>"$log" 2>&1
 
 mode=${ORPO_SLURM_MODE:-requeue}
@@ -148,8 +148,13 @@ say "job $job -> $outdir; newest checkpoint: step $start_step; running: $orpo re
 
 child=""
 got=""
+ended=""
 # shellcheck disable=SC2317  # called from the traps below
 on_signal() {
+  if [ -n "$ended" ]; then
+    say "received SIG$1 after the trainer ended (Slurm is ending this segment)"
+    return
+  fi
   got=$1
   say "received SIG$1; passing it to the trainer${child:+ (pid $child)}"
   if [ -n "$child" ]; then kill -s "$1" "$child" 2>/dev/null; fi
@@ -167,6 +172,7 @@ if [ -n "$got" ]; then kill -s "$got" "$child" 2>/dev/null; fi
 while kill -0 "$child" 2>/dev/null; do wait "$child"; done
 wait "$child"
 rc=$?
+ended=1
 end_step=$(latest_step)
 
 if [ -n "$got" ] && [ "$rc" -eq $((128 + $(kill -l "$got"))) ]; then
