@@ -60,6 +60,33 @@ static void print_errors(const char *log) {
     }
 }
 
+/* A child under the limit: HDF5 1.10.8 leaks 264 bytes inside H5Fcreate when the create fails (see
+ * tests/crash/lsan-hdf5.supp); in an ASan build LeakSanitizer would turn the exit code into 1. Only that leak is
+ * suppressed (by function name, which needs the slow unwinder); every other leak still fails the run. */
+static void limit_disk(int64_t bytes) {
+    static char saved[1024];
+    static int have;
+    if (bytes >= 0) {
+        const char *ao = getenv("ASAN_OPTIONS");
+        have = ao != NULL;
+        snprintf(saved, sizeof saved, "%s", ao ? ao : "");
+        char buf[1200], supp[1200];
+        snprintf(buf, sizeof buf, "%s%sfast_unwind_on_malloc=0", saved, saved[0] ? ":" : "");
+        setenv("ASAN_OPTIONS", buf, 1);
+        const char *src = getenv("ORPO_SOURCE_DIR");
+#ifdef ORPO_SOURCE_DIR
+        if (!src || !*src) src = ORPO_SOURCE_DIR;
+#endif
+        snprintf(supp, sizeof supp, "suppressions=%s/tests/crash/lsan-hdf5.supp", src ? src : ".");
+        setenv("LSAN_OPTIONS", supp, 1);
+    } else {
+        if (have) setenv("ASAN_OPTIONS", saved, 1);
+        else unsetenv("ASAN_OPTIONS");
+        unsetenv("LSAN_OPTIONS");
+    }
+    cu_child_fsize = bytes;
+}
+
 /* resume without a limit to the end: bit-identical to the uninterrupted run */
 static void finish_and_compare(const char *dir, const char *out, const char *what) {
     char *log = NULL, p[1300];
@@ -138,9 +165,9 @@ int main(void) {
     snprintf(out, sizeof out, "%s/full1", dir);
     char *cp1[] = {"/bin/cp", "-a", pre, out, NULL};
     CHECK_EQ_INT(cu_run_argv(cp1, 60, NULL), 0);
-    cu_child_fsize = limit;
+    limit_disk(limit);
     rc = cu_job_run(&log, dir, "resume", out, NULL);
-    cu_child_fsize = -1;
+    limit_disk(-1);
     printf("case 1 (limit %lld bytes): exit %d\n", (long long)limit, rc);
     print_errors(log);
     CHECK_EQ_INT(rc, 4);
@@ -173,9 +200,9 @@ int main(void) {
     snprintf(out, sizeof out, "%s/full2", dir);
     char *cp2[] = {"/bin/cp", "-a", pre, out, NULL};
     CHECK_EQ_INT(cu_run_argv(cp2, 60, NULL), 0);
-    cu_child_fsize = 0;
+    limit_disk(0);
     rc = cu_job_run(&log, dir, "resume", out, NULL);
-    cu_child_fsize = -1;
+    limit_disk(-1);
     printf("case 2 (limit 0 bytes): exit %d\n", rc);
     print_errors(log);
     CHECK_EQ_INT(rc, 4);
@@ -190,9 +217,9 @@ int main(void) {
     snprintf(out, sizeof out, "%s/full3", dir);
     char *cp3[] = {"/bin/cp", "-a", pre, out, NULL};
     CHECK_EQ_INT(cu_run_argv(cp3, 60, NULL), 0);
-    cu_child_fsize = s2 - 1;
+    limit_disk(s2 - 1);
     rc = cu_job_run(&log, dir, "resume", out, NULL);
-    cu_child_fsize = -1;
+    limit_disk(-1);
     printf("case 3 (limit %lld bytes): exit %d\n", (long long)(s2 - 1), rc);
     print_errors(log);
     CHECK_EQ_INT(rc, 4);
