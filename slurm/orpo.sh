@@ -59,6 +59,29 @@ set -uo pipefail
 
 say() { printf '%s orpo.sh: %s\n' "$(date '+%Y-%m-%d %H:%M:%S')" "$*"; }
 
+# Signals: trapped from the first line (bash's default for SIGUSR1 would end the script), remembered in
+# `got`, and passed on to the trainer once it runs (see the segment below).
+child=""
+got=""
+ended=""
+# shellcheck disable=SC2317  # called from the traps below
+on_signal() {
+  if [ -n "$ended" ]; then
+    say "received SIG$1 after the trainer ended (Slurm is ending this segment)"
+    return
+  fi
+  got=$1
+  if [ -n "$child" ]; then
+    say "received SIG$1; passing it to the trainer (pid $child)"
+    kill -s "$1" "$child" 2>/dev/null
+  else
+    say "received SIG$1 before the trainer started"
+  fi
+}
+trap 'on_signal USR1' USR1
+trap 'on_signal TERM' TERM
+trap 'on_signal INT' INT
+
 if [ $# -lt 1 ] || [ "${1:0:1}" = "-" ]; then
   say "usage: sbatch [SBATCH_OPTIONS] slurm/orpo.sh JOB.yaml [--set key.path=value ...]"
   exit 2
@@ -146,39 +169,27 @@ if [ -n "$jobid" ] && command -v squeue >/dev/null 2>&1; then
 fi
 say "job $job -> $outdir; newest checkpoint: step $start_step; running: $orpo resume $job $*"
 
-child=""
-got=""
-ended=""
-# shellcheck disable=SC2317  # called from the traps below
-on_signal() {
-  if [ -n "$ended" ]; then
-    say "received SIG$1 after the trainer ended (Slurm is ending this segment)"
-    return
+if [ -n "$got" ]; then
+  # the warning (or a cancellation) came before the trainer started: nothing to checkpoint
+  say "SIG$got came before the trainer started: not starting it"
+  rc=75
+else
+  "$orpo" resume "$job" "$@" &
+  child=$!
+  # a signal that came between the fork and `child=$!`
+  if [ -n "$got" ]; then kill -s "$got" "$child" 2>/dev/null; fi
+  # `wait` returns early (status > 128) whenever a trap runs; wait again until the trainer has really
+  # ended, then once more for its status (bash keeps the status of a finished background process)
+  while kill -0 "$child" 2>/dev/null; do wait "$child"; done
+  wait "$child"
+  rc=$?
+  if [ -n "$got" ] && [ "$rc" -eq $((128 + $(kill -l "$got"))) ]; then
+    say "the trainer was killed by SIG$got before it could catch it; resuming from the last checkpoint"
+    rc=75
   fi
-  got=$1
-  say "received SIG$1; passing it to the trainer${child:+ (pid $child)}"
-  if [ -n "$child" ]; then kill -s "$1" "$child" 2>/dev/null; fi
-}
-trap 'on_signal USR1' USR1
-trap 'on_signal TERM' TERM
-trap 'on_signal INT' INT
-
-"$orpo" resume "$job" "$@" &
-child=$!
-# a signal that came before the trainer existed
-if [ -n "$got" ]; then kill -s "$got" "$child" 2>/dev/null; fi
-# `wait` returns early (status > 128) whenever a trap runs; wait again until the trainer has really ended,
-# then once more for its status (bash keeps the status of a finished background process)
-while kill -0 "$child" 2>/dev/null; do wait "$child"; done
-wait "$child"
-rc=$?
+fi
 ended=1
 end_step=$(latest_step)
-
-if [ -n "$got" ] && [ "$rc" -eq $((128 + $(kill -l "$got"))) ]; then
-  say "the trainer was killed by SIG$got before it could catch it; resuming from the last checkpoint"
-  rc=75
-fi
 say "trainer exit $rc: $(explain "$rc"); newest checkpoint: step $end_step (segment started at $start_step)"
 
 requeue_or_stop() {
