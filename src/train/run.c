@@ -685,6 +685,8 @@ int run_job(const job_config *j, const run_opts *o) {
         return rc;
     }
     if (!rc) rc = restore(r, NULL);
+    /* keep_last may have changed since the last run (it does not change the result): apply it now too */
+    if (!rc && r->step > 0 && j->checkpoint.keep_last > 0) rc = ckpt_prune(r->ckdir, (int)j->checkpoint.keep_last);
     (void)existing;
     if (!rc) rc = met_open(r->ckdir, r->step, &r->metrics);
     double acc0 = -1, acc1 = -1;
