@@ -9,7 +9,7 @@
 # (--time=1 with --signal=B:USR1@30: the warning comes ~15-30 s after the start), and submitted:
 #   - through `sbatch slurm/orpo.sh` (requeue mode): it must be signalled, checkpoint, be requeued (same job
 #     id, SLURM_RESTART_COUNT+1), resume and finish; the log must show signal -> checkpoint -> requeue ->
-#     resume in that order; its final checkpoint (every tensor, optimiser moment and state value but the
+#     resume in that order (Slurm's own --output file appended, not truncated); its final checkpoint (every tensor, optimiser moment and state value but the
 #     elapsed time) and the deterministic columns of metrics.h5 (train and val tables) must equal those of
 #     an uninterrupted `orpo-hpc train` of the same job run beside it, and the segments table must tell the
 #     segments (steps contiguous, reasons, job id, restart counts);
@@ -336,7 +336,9 @@ check "requeue job COMPLETED with exit 0 (state $(jobfield "$rid" JobState), exi
   eval '[ "$(jobfield "$rid" JobState)" = COMPLETED ] && [ "$(jobfield "$rid" ExitCode)" = 0:0 ]'
 restarts=$(jobfield "$rid" Restarts)
 check "requeue job was requeued ($restarts times)" [ "${restarts:-0}" -ge 1 ]
-check "Slurm's own output file says DUE TO JOB REQUEUE" grep -q "DUE TO JOB REQUEUE" "$T/rq-$rid.out"
+# --open-mode=append: Slurm's own file still holds the first segment's line after the restarts
+check "Slurm's output file kept every segment (--open-mode=append): restart 0 and restart 1 lines" \
+  eval 'grep -q "job $rid restart 0: log in" "$T/rq-$rid.out" && grep -q "job $rid restart 1: log in" "$T/rq-$rid.out"'
 # the cycle, in this order: warning signal -> checkpoint -> exit 75 -> scontrol requeue -> restart 1 -> resume -> done
 cycle=$(awk -v id="$rid" '
   s == 0 && /orpo.sh: received SIGUSR1/ { s = 1; next }
