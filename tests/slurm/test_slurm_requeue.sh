@@ -60,12 +60,15 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: slurm-wlm ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  aptlog=$(mktemp)
   if ! { apt-get -o DPkg::Lock::Timeout=300 update -qq &&
-         apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends slurm-wlm "${missing[@]}"; } >/tmp/orpo-slurm-apt.log 2>&1; then
-    tail -20 /tmp/orpo-slurm-apt.log
+         apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends slurm-wlm "${missing[@]}"; } >"$aptlog" 2>&1; then
+    tail -20 "$aptlog"
+    rm -f "$aptlog"
     echo "skipped: apt-get could not install slurm-wlm ${missing[*]}"
     exit 77
   fi
+  rm -f "$aptlog"
 fi
 check "shellcheck clean" shellcheck "${scripts[@]}"
 
