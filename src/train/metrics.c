@@ -58,6 +58,7 @@ static const fld g_samp_f[] = {FI(met_sample_row, step), FI(met_sample_row, inde
 static const fld g_seg_f[] = {FI(met_segment, segment), FI(met_segment, start_step), FI(met_segment, end_step),
                               FI(met_segment, checkpoint_step), FS(met_segment, reason),
                               FI(met_segment, slurm_job_id), FI(met_segment, restart_count),
+                              FI(met_segment, slurm_array_job_id), FI(met_segment, slurm_array_task_id),
                               FD(met_segment, start_time), FD(met_segment, end_time), FS(met_segment, host)};
 
 #define NF(a) ((int)(sizeof a / sizeof a[0]))
@@ -612,6 +613,9 @@ int met_open(const char *dir, int64_t resume_from_step, met_log **out) {
     const char *sj = getenv("SLURM_JOB_ID"), *sr = getenv("SLURM_RESTART_COUNT");
     ns.slurm_job_id = sj ? strtoll(sj, NULL, 10) : 0;
     ns.restart_count = sr ? strtoll(sr, NULL, 10) : 0;
+    const char *aj = getenv("SLURM_ARRAY_JOB_ID"), *at = getenv("SLURM_ARRAY_TASK_ID");
+    ns.slurm_array_job_id = aj ? strtoll(aj, NULL, 10) : -1;
+    ns.slurm_array_task_id = at ? strtoll(at, NULL, 10) : -1;
     ns.start_time = wall_now();
     ns.end_time = NAN;
     if (gethostname(ns.host, sizeof ns.host) != 0) ns.host[0] = 0;

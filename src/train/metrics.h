@@ -53,6 +53,7 @@ typedef struct met_segment {
     int64_t segment, start_step, end_step, checkpoint_step; /* checkpoint_step: last durable one, -1 none */
     char reason[16];         /* running, done, interrupted, error, crashed */
     int64_t slurm_job_id, restart_count;
+    int64_t slurm_array_job_id, slurm_array_task_id; /* -1 outside a job array */
     double start_time, end_time; /* Unix seconds; end_time NaN when unknown (crashed) */
     char host[64];
 } met_segment;

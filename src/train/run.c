@@ -689,6 +689,13 @@ int run_job(const job_config *j, const run_opts *o) {
     if (!rc && r->step > 0 && j->checkpoint.keep_last > 0) rc = ckpt_prune(r->ckdir, (int)j->checkpoint.keep_last);
     (void)existing;
     if (!rc) rc = met_open(r->ckdir, r->step, &r->metrics);
+    const char *sj = getenv("SLURM_JOB_ID");
+    if (!rc && sj) {
+        const char *at = getenv("SLURM_ARRAY_TASK_ID"), *rcnt = getenv("SLURM_RESTART_COUNT");
+        const char *node = getenv("SLURMD_NODENAME");
+        log_info("slurm job %s%s%s, restart %s, node %s; segment %lld of this job", sj, at ? " array task " : "",
+                 at ? at : "", rcnt ? rcnt : "0", node ? node : "?", (long long)met_segment_id(r->metrics));
+    }
     double acc0 = -1, acc1 = -1;
     if (!rc) {
         log_info("%s %s at step %lld of %lld", o->mode == RUN_TRAIN ? "training" : "resuming", j->job.name,
