@@ -183,6 +183,7 @@ typedef int (*cu_match_fn)(const char *line, void *ctx);
 
 /* 1: match(line) was true for a new complete line; 0: deadline (absolute cu_now() time); -1: EOF */
 static inline int cu_pump(cu_child *c, double deadline, cu_match_fn match, void *ctx) {
+    int polled = 0; /* a deadline already past still reads what is there (once) */
     for (;;) {
         char *nl;
         while ((nl = memchr(c->out + c->scan, '\n', c->len - c->scan)) != NULL) {
@@ -196,8 +197,9 @@ static inline int cu_pump(cu_child *c, double deadline, cu_match_fn match, void 
         }
         if (c->fd < 0) return -1;
         double left = deadline - cu_now();
-        if (left <= 0) return 0;
+        if (left <= 0 && polled) return 0;
         cu_read_some(c, left);
+        polled = 1;
     }
 }
 

@@ -1,0 +1,107 @@
+/* Other orpo-hpc processes on a job directory while its trainer runs must not harm it (DESIGN.md: one trainer per
+ * output directory, a second one is refused; `eval` reads checkpoints).
+ *
+ * A trainer (`orpo-hpc resume`, a checkpoint after every step so that one is being written a good part of the
+ * time) runs the demo job; meanwhile the test runs, one after the other until the trainer ends:
+ *   - `orpo-hpc eval` on the same job: must exit 0 and report a step;
+ *   - a second `orpo-hpc resume` on the same directory: must be refused (exit 4, "another orpo-hpc process")
+ *     and change nothing.
+ * The trainer must still exit 0 with a final checkpoint and train table bit-identical to an uninterrupted run.
+ * Trainers are started again until 24 evals and 12 second resumes ran while one was training. */
+#include "test.h"
+#include "crash_util.h"
+
+enum { NSTEPS = 30, MIN_EVALS = 24, MIN_SECOND = 12 };
+
+static cu_state g_ref;
+static met_train *g_train;
+static int64_t g_ntrain;
+
+int main(void) {
+    const char *dir = test_tmpdir();
+    if (cu_setup(dir)) {
+        CHECK(0);
+        TEST_MAIN_END();
+    }
+    setenv("ORPO_LOG", "info", 1);
+    char ref[1200], out[1200], p[1300], *log = NULL;
+    snprintf(ref, sizeof ref, "%s/ref", dir);
+    int rc = cu_job_run(&log, dir, "train", ref, NULL);
+    if (rc) fprintf(stderr, "reference run failed (%d):\n%s\n", rc, log);
+    free(log);
+    CHECK_EQ_INT(rc, 0);
+    snprintf(p, sizeof p, "%s/checkpoints/step-%08d.h5", ref, NSTEPS);
+    CHECK_EQ_INT(cu_state_load(p, &g_ref), 0);
+    snprintf(p, sizeof p, "%s/metrics.h5", ref);
+    CHECK_EQ_INT(met_read_train(p, &g_train, &g_ntrain), 0);
+    if (t_fail) TEST_MAIN_END();
+
+    int evals = 0, seconds = 0, trainers = 0;
+    double t0 = cu_now();
+    while ((evals < MIN_EVALS || seconds < MIN_SECOND) && trainers < 20) {
+        snprintf(out, sizeof out, "%s/run-%d", dir, trainers);
+        cu_child a;
+        CHECK_EQ_INT(cu_job(&a, dir, "resume", out, "--set", "checkpoint.every_steps=1", NULL), 0);
+        trainers++;
+        /* wait for the first step, then keep the trainer company until it ends */
+        int r = 0; /* -1 once the trainer's output ended (it exited) */
+        while (r == 0 && !strstr(a.out, ": step 1/")) r = cu_pump(&a, cu_now() + 0.05, NULL, NULL);
+        for (int k = 0; r == 0 && k < 1000; k++) {
+            char *elog = NULL;
+            int erc;
+            if (k % 3 != 2) {
+                erc = cu_job_run(&elog, dir, "eval", out, NULL);
+                { /* started while the trainer ran */
+                    evals++;
+                    if (erc != 0) fprintf(stderr, "eval while training: exit %d\n%s\n", erc, elog);
+                    CHECK_EQ_INT(erc, 0);
+                    CHECK_CONTAINS(elog, "eval crash at step ");
+                }
+            } else {
+                erc = cu_job_run(&elog, dir, "resume", out, NULL);
+                /* exit 0 is right only when the trainer had finished just before (it found the job complete) */
+                if (!(erc == 0 && strstr(elog, "resuming crash at step 30 of 30"))) {
+                    seconds++;
+                    if (erc != 4) fprintf(stderr, "second resume while training: exit %d\n%s\n", erc, elog);
+                    CHECK_EQ_INT(erc, 4);
+                    CHECK_CONTAINS(elog, "another orpo-hpc process");
+                }
+            }
+            free(elog);
+            r = cu_pump(&a, cu_now(), NULL, NULL);
+            if (t_fail) break;
+        }
+        int st = cu_reap(&a);
+        if (st != 0) fprintf(stderr, "%s: the trainer exited %d:\n%s\n", out, st, a.out);
+        CHECK_EQ_INT(st, 0);
+        cu_free(&a);
+        if (st == 0) {
+            cu_state s;
+            snprintf(p, sizeof p, "%s/checkpoints/step-%08d.h5", out, NSTEPS);
+            CHECK_EQ_INT(cu_state_load(p, &s), 0);
+            CHECK_EQ_INT(cu_state_diff(&g_ref, &s, out), 0);
+            cu_state_free(&s);
+            met_train *tr = NULL;
+            int64_t ntr = 0;
+            snprintf(p, sizeof p, "%s/metrics.h5", out);
+            CHECK_EQ_INT(met_read_train(p, &tr, &ntr), 0);
+            CHECK_EQ_INT(ntr, NSTEPS);
+            CHECK_EQ_INT(cu_train_diff(g_train, g_ntrain, tr, ntr, out), 0);
+            free(tr);
+        }
+        if (t_fail) break;
+    }
+    printf("%d trainers, %d evals and %d second resumes while one was training (%.1f s)\n", trainers, evals, seconds,
+           cu_now() - t0);
+    if (!t_fail) {
+        CHECK(evals >= MIN_EVALS);
+        CHECK(seconds >= MIN_SECOND);
+    }
+    cu_state_free(&g_ref);
+    free(g_train);
+    if (!t_fail) {
+        char *rm[] = {"/bin/rm", "-rf", (char *)dir, NULL};
+        cu_run_argv(rm, 60, NULL);
+    }
+    TEST_MAIN_END();
+}
