@@ -608,8 +608,9 @@ int ckpt_find_latest(const char *dir, char *path, size_t cap, int64_t *step) {
     *step = -1;
     if ((rc = ckpt_dir(dir, cdir, sizeof cdir))) return rc;
     if (!fs_is_dir(cdir)) return ERR_OK;
-    /* one trainer per output directory: every temporary here is stale */
-    if ((rc = atomic_cleanup(cdir, 1, &removed))) log_warn("%s", err_msg());
+    /* only temporaries of dead processes on this host: a live trainer may be writing one right now (eval, or a
+     * second resume that will be refused by the job lock); ckpt_cleanup removes the rest under the lock */
+    if ((rc = atomic_cleanup(cdir, 0, &removed))) log_warn("%s", err_msg());
     if (removed) log_info("%s: removed %d unfinished checkpoint temporaries", cdir, removed);
     if ((rc = list_steps(cdir, &steps, &n))) return rc;
     for (int i = n - 1; i >= 0; i--) {
@@ -640,6 +641,15 @@ int ckpt_find_latest(const char *dir, char *path, size_t cap, int64_t *step) {
         err_clear();
     }
     free(steps);
+    return rc;
+}
+
+int ckpt_cleanup(const char *dir) {
+    char cdir[PATHCAP];
+    int removed = 0, rc = ckpt_dir(dir, cdir, sizeof cdir);
+    if (rc || !fs_is_dir(cdir)) return rc;
+    rc = atomic_cleanup(cdir, 1, &removed);
+    if (removed) log_info("%s: removed %d unfinished checkpoint temporaries", cdir, removed);
     return rc;
 }
 

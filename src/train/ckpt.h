@@ -6,7 +6,9 @@
  *                                          buffers; names/shapes must match those set in `into` (ERR_DATA)
  *   ckpt_verify(path, &step)               full verification (format, manifest, every dataset's CRC-32)
  *   ckpt_find_latest(dir, path, cap, &step) newest checkpoint that verifies (step -1, path "" when none);
- *                                          bad ones are logged, moved aside to *.corrupt; temporaries removed
+ *                                          bad ones are logged, moved aside to *.corrupt; temporaries of dead
+ *                                          processes on this host removed (a live writer's are left alone)
+ *   ckpt_cleanup(dir)                      remove every checkpoint temporary: only for the job's lock holder
  *   ckpt_prune(dir, keep_last)             delete all but the newest keep_last, only once the newest verifies
  *   ckpt_list(dir, steps, cap, &n)         steps of DIR/checkpoints/step-*.h5, ascending, not verified: the
  *                                          first min(n, cap) are stored, n is the total (0: none)
@@ -57,6 +59,7 @@ int ckpt_write(const char *dir, const ckpt_state *s);
 int ckpt_verify(const char *path, int64_t *step);
 int ckpt_read(const char *path, ckpt_state *into);
 int ckpt_find_latest(const char *dir, char *path, size_t cap, int64_t *step);
+int ckpt_cleanup(const char *dir);
 int ckpt_prune(const char *dir, int keep_last);
 int ckpt_list(const char *dir, int64_t *steps, int cap, int *n);
 

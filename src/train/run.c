@@ -685,10 +685,11 @@ int run_job(const job_config *j, const run_opts *o) {
         return rc;
     }
     if (!rc) rc = restore(r, NULL);
+    (void)existing;
+    if (!rc) rc = met_open(r->ckdir, r->step, &r->metrics); /* takes the job's lock: one trainer per directory */
+    if (!rc) rc = ckpt_cleanup(r->ckdir);                    /* now every temporary is a dead writer's */
     /* keep_last may have changed since the last run (it does not change the result): apply it now too */
     if (!rc && r->step > 0 && j->checkpoint.keep_last > 0) rc = ckpt_prune(r->ckdir, (int)j->checkpoint.keep_last);
-    (void)existing;
-    if (!rc) rc = met_open(r->ckdir, r->step, &r->metrics);
     const char *sj = getenv("SLURM_JOB_ID");
     if (!rc && sj) {
         const char *at = getenv("SLURM_ARRAY_TASK_ID"), *rcnt = getenv("SLURM_RESTART_COUNT");
