@@ -7,9 +7,14 @@
  *   - a second `orpo-hpc resume` on the same directory: must be refused (exit 4, "another orpo-hpc process")
  *     and change nothing.
  * The trainer must still exit 0 with a final checkpoint and train table bit-identical to an uninterrupted run.
+ * Whether a run of the trainer happens to be inside a checkpoint write when another process looks is luck, so the
+ * test also plants a temporary of a live process (this test's own, named by atomic_begin) in the checkpoint
+ * directory: neither eval nor the refused resume may remove it (only the trainer holding the directory may clean
+ * up, and only stale temporaries).
  * Trainers are started again until 24 evals and 12 second resumes ran while one was training. */
 #include "test.h"
 #include "crash_util.h"
+#include "io/atomic.h"
 
 enum { NSTEPS = 30, MIN_EVALS = 24, MIN_SECOND = 12 };
 
@@ -36,7 +41,7 @@ int main(void) {
     CHECK_EQ_INT(met_read_train(p, &g_train, &g_ntrain), 0);
     if (t_fail) TEST_MAIN_END();
 
-    int evals = 0, seconds = 0, trainers = 0;
+    int evals = 0, seconds = 0, trainers = 0, removed = 0;
     double t0 = cu_now();
     while ((evals < MIN_EVALS || seconds < MIN_SECOND) && trainers < 20) {
         snprintf(out, sizeof out, "%s/run-%d", dir, trainers);
@@ -45,10 +50,16 @@ int main(void) {
         trainers++;
         /* wait for the first step, then keep the trainer company until it ends */
         int r = 0; /* -1 once the trainer's output ended (it exited) */
-        while (r == 0 && !strstr(a.out, ": step 1/")) r = cu_pump(&a, cu_now() + 0.05, NULL, NULL);
+        while (r == 0 && !strstr(a.out, "checkpoint step 1 written")) r = cu_pump(&a, cu_now() + 0.05, NULL, NULL);
+        atomic_file live;
+        char fin[1300];
+        snprintf(fin, sizeof fin, "%s/checkpoints/step-99999999.h5", out);
+        CHECK_EQ_INT(atomic_begin(&live, fin), 0);
         for (int k = 0; r == 0 && k < 1000; k++) {
             char *elog = NULL;
             int erc;
+            FILE *lf = fopen(live.tmp, "w");
+            if (lf) fclose(lf);
             if (k % 3 != 2) {
                 erc = cu_job_run(&elog, dir, "eval", out, NULL);
                 { /* started while the trainer ran */
@@ -67,10 +78,18 @@ int main(void) {
                     CHECK_CONTAINS(elog, "another orpo-hpc process");
                 }
             }
+            /* (a resume that found the job complete held the directory: it may clean up) */
+            int owner = k % 3 == 2 && erc == 0 && strstr(elog, "resuming crash at step 30 of 30") != NULL;
+            if (!owner && access(live.tmp, F_OK) != 0) {
+                fprintf(stderr, "%s removed %s, the temporary of a live process\n", k % 3 != 2 ? "eval" : "a second resume",
+                        live.tmp);
+                removed++;
+            }
             free(elog);
             r = cu_pump(&a, cu_now(), NULL, NULL);
             if (t_fail) break;
         }
+        unlink(live.tmp);
         int st = cu_reap(&a);
         if (st != 0) fprintf(stderr, "%s: the trainer exited %d:\n%s\n", out, st, a.out);
         CHECK_EQ_INT(st, 0);
@@ -91,8 +110,9 @@ int main(void) {
         }
         if (t_fail) break;
     }
-    printf("%d trainers, %d evals and %d second resumes while one was training (%.1f s)\n", trainers, evals, seconds,
-           cu_now() - t0);
+    printf("%d trainers, %d evals and %d second resumes while one was training (%.1f s); %d removed a live temporary\n",
+           trainers, evals, seconds, cu_now() - t0, removed);
+    CHECK_EQ_INT(removed, 0);
     if (!t_fail) {
         CHECK(evals >= MIN_EVALS);
         CHECK(seconds >= MIN_SECOND);
