@@ -5,7 +5,9 @@
  * time) runs the demo job; meanwhile the test runs, one after the other until the trainer ends:
  *   - `orpo-hpc eval` on the same job: must exit 0 and report a step;
  *   - a second `orpo-hpc resume` on the same directory: must be refused (exit 4, "another orpo-hpc process")
- *     and change nothing.
+ *     and change nothing;
+ *   - once per trainer, right after its first checkpoint, `orpo-hpc train --restart` on the same directory: refused the same way, nothing moved
+ *     aside (no restart-* directory).
  * The trainer must still exit 0 with a final checkpoint and train table bit-identical to an uninterrupted run.
  * Whether a run of the trainer happens to be inside a checkpoint write when another process looks is luck, so the
  * test also plants a temporary of a live process (this test's own, named by atomic_begin) in the checkpoint
@@ -41,7 +43,7 @@ int main(void) {
     CHECK_EQ_INT(met_read_train(p, &g_train, &g_ntrain), 0);
     if (t_fail) TEST_MAIN_END();
 
-    int evals = 0, seconds = 0, trainers = 0, removed = 0;
+    int evals = 0, seconds = 0, trainers = 0, removed = 0, restarts = 0;
     double t0 = cu_now();
     while ((evals < MIN_EVALS || seconds < MIN_SECOND) && trainers < 20) {
         snprintf(out, sizeof out, "%s/run-%d", dir, trainers);
@@ -60,7 +62,23 @@ int main(void) {
             int erc;
             FILE *lf = fopen(live.tmp, "w");
             if (lf) fclose(lf);
-            if (k % 3 != 2) {
+            if (k == 0) { /* right after the trainer's first checkpoint: it has 29 steps to go */
+                erc = cu_job_run(&elog, dir, "train", out, "--restart", NULL);
+                {
+                    restarts++;
+                    if (erc != 4) fprintf(stderr, "train --restart while training: exit %d\n%s\n", erc, elog);
+                    CHECK_EQ_INT(erc, 4);
+                    CHECK_CONTAINS(elog, "another orpo-hpc process");
+                    char pat[1300];
+                    snprintf(pat, sizeof pat, "%s", out);
+                    DIR *d = opendir(pat);
+                    struct dirent *e;
+                    int moved = 0;
+                    while (d && (e = readdir(d)) != NULL) moved += !strncmp(e->d_name, "restart-", 8);
+                    if (d) closedir(d);
+                    CHECK_EQ_INT(moved, 0);
+                }
+            } else if (k % 3 != 2) {
                 erc = cu_job_run(&elog, dir, "eval", out, NULL);
                 { /* started while the trainer ran */
                     evals++;
@@ -81,7 +99,8 @@ int main(void) {
             /* (a resume that found the job complete held the directory: it may clean up) */
             int owner = k % 3 == 2 && erc == 0 && strstr(elog, "resuming crash at step 30 of 30") != NULL;
             if (!owner && access(live.tmp, F_OK) != 0) {
-                fprintf(stderr, "%s removed %s, the temporary of a live process\n", k % 3 != 2 ? "eval" : "a second resume",
+                fprintf(stderr, "%s removed %s, the temporary of a live process\n",
+                        k == 0 ? "train --restart" : k % 3 != 2 ? "eval" : "a second resume",
                         live.tmp);
                 removed++;
             }
@@ -110,12 +129,13 @@ int main(void) {
         }
         if (t_fail) break;
     }
-    printf("%d trainers, %d evals and %d second resumes while one was training (%.1f s); %d removed a live temporary\n",
-           trainers, evals, seconds, cu_now() - t0, removed);
+    printf("%d trainers, %d evals, %d second resumes and %d train --restart while one was training (%.1f s); %d "
+           "removed a live temporary\n", trainers, evals, seconds, restarts, cu_now() - t0, removed);
     CHECK_EQ_INT(removed, 0);
     if (!t_fail) {
         CHECK(evals >= MIN_EVALS);
         CHECK(seconds >= MIN_SECOND);
+        CHECK(restarts >= 1);
     }
     cu_state_free(&g_ref);
     free(g_train);
