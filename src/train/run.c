@@ -3,10 +3,12 @@
 
 #include <cblas.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -177,6 +179,7 @@ static const char *yaml_value(const char *y, const char *path, char *out, size_t
             const char *c = memchr(v, '#', vl); /* drop "# default" comments */
             if (c) vl = (size_t)(c - v);
             while (vl && (v[vl - 1] == ' ')) vl--;
+            while (vl && *v == ' ') v++, vl--;
             snprintf(out, cap, "%.*s", (int)vl, v);
             return out;
         }
@@ -593,6 +596,30 @@ static void fmt_eta(char *buf, size_t n, double s) {
     else snprintf(buf, n, "%02ld:%02ld", t / 60, t % 60);
 }
 
+/* One trainer per output directory from its first file operation on. met_open's lock (DIR/metrics/lock) comes
+ * after restore and lives in a directory that train --restart moves aside: a `train --restart` started while a
+ * trainer runs would move the running trainer's files away and then get a fresh lock of its own. This lock file
+ * stays in DIR and is taken before anything there is read, moved or written; the kernel drops it when the
+ * process dies. */
+static int lock_dir(const char *dir, int *fd) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/run.lock", dir);
+    *fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (*fd < 0) return err_set(ERR_IO, "%s: cannot create the lock file: %s", p, strerror(errno));
+    if (flock(*fd, LOCK_EX | LOCK_NB) == 0) return ERR_OK;
+    int e = errno;
+    if (e == ENOLCK || e == EINVAL || e == EOPNOTSUPP) {
+        log_debug("%s: no flock on this file system (%s); not locked", p, strerror(e));
+        return ERR_OK;
+    }
+    close(*fd);
+    *fd = -1;
+    if (e == EWOULDBLOCK)
+        return err_set(ERR_IO, "%s: another orpo-hpc process is running this job there (lock %s is held); "
+                       "nothing was changed", dir, p);
+    return err_set(ERR_IO, "%s: cannot lock: %s", p, strerror(e));
+}
+
 /* train --restart: the old checkpoints and metrics move to output_dir/restart-<time>/, nothing is deleted */
 static int move_aside(const char *dir) {
     char aside[4200], from[4200], to[4400];
@@ -651,6 +678,8 @@ int run_job(const job_config *j, const run_opts *o) {
     r->j = j;
     snprintf(r->ckdir, sizeof r->ckdir, "%s", j->job.output_dir);
     int rc = fs_mkdirs(r->ckdir);
+    int lockfd = -1;
+    if (!rc && o->mode != RUN_EVAL) rc = lock_dir(r->ckdir, &lockfd);
     char probe[4200];
     int64_t existing = -1;
     if (!rc && o->mode == RUN_TRAIN) {
@@ -704,8 +733,15 @@ int run_job(const job_config *j, const run_opts *o) {
         rc = train_loop(r, &acc0, &acc1);
     }
     if (r->metrics) {
+        char first[2048];
+        snprintf(first, sizeof first, "%s", err_msg()); /* met_close's own error would replace it */
         int crc = met_close(r->metrics, rc == ERR_OK ? "done" : rc == ERR_INTERRUPTED ? "interrupted" : "error");
-        if (!rc) rc = crc;
+        if (!rc) {
+            rc = crc;
+        } else if (crc) {
+            log_warn("%s", err_msg()); /* the second failure is reported too, the first stays the error */
+            err_set(rc, "%s", first);
+        }
     }
     if (!rc) {
         printf("\n%s: done at step %lld (%.1f s of training)\n", j->job.name, (long long)r->step, r->elapsed);
@@ -717,5 +753,6 @@ int run_job(const job_config *j, const run_opts *o) {
     }
     teardown(r);
     free(r);
+    if (lockfd >= 0) close(lockfd);
     return rc;
 }
