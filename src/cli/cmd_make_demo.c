@@ -1,4 +1,5 @@
-/* orpo-hpc make-demo: the tiny demo model (HF LLaVA-NeXT directory) and synthetic preference data */
+/* orpo-hpc make-demo: the tiny demo model (HF LLaVA-NeXT directory) and synthetic preference data.
+ *   make-demo --out DIR [--pairs N] [--seed S] [--mix c,s,n,p,e,d] [--init scaled|hf]   (docs/demo.md) */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,14 @@ int cmd_make_demo(int argc, char **argv) {
         } else if (!strcmp(a, "--seed") && v) {
             if (parse_num(a, v, 0, 0x7fffffffffffffffLL, &x)) return cli_fail();
             o.seed = (uint64_t)x;
+            i++;
+        } else if (!strcmp(a, "--mix") && v) {
+            if (demo_mix_parse(v, o.mix)) return cli_fail();
+            i++;
+        } else if (!strcmp(a, "--init") && v) {
+            if (!strcmp(v, "scaled")) o.init = DEMO_INIT_SCALED;
+            else if (!strcmp(v, "hf")) o.init = DEMO_INIT_HF;
+            else return err_set(ERR_ARGS, "make-demo: --init %s: expected scaled or hf", v), cli_fail();
             i++;
         } else {
             return err_set(ERR_ARGS, "make-demo: unexpected argument '%s' (see orpo-hpc help make-demo)", a), cli_fail();

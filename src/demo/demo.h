@@ -4,8 +4,9 @@
  * file), so that the demo goes through the same import paths as the real 7B model. Deterministic from a
  * seed: two runs with the same options write byte-identical files. Layout and contents: docs/demo.md.
  *
- *   demo_opts_default(&o)                    seed 1, 600 pairs
+ *   demo_opts_default(&o)                    seed 1, 6000 pairs, scaled init, the default task mix
  *   demo_make(out_dir, &o)                   write DIR/model/ and DIR/data/ (ERR_IO naming the path)
+ *   demo_mix_parse(text, mix)                "c,s,n,p,e,d" task weights -> mix[DEMO_NQ] (ERR_ARGS)
  *
  * Tokenizer (demo_tok.c): a small SentencePiece-style BPE (tokenizer.json) whose merges build every word
  * the data set uses, so a word is one token.
@@ -14,14 +15,15 @@
  *
  * Model (demo_model.c):
  *   demo_model_config_json(&info, &s)        config.json text (malloc'ed) for the tokenizer's vocabulary
- *   demo_model_write(dir, seed, &info)       config.json, model.safetensors (seeded random init),
+ *   demo_model_write(dir, seed, init, &info) config.json, model.safetensors (seeded random init, DEMO_INIT_*),
  *                                            generation_config.json, preprocessor_config.json,
  *                                            processor_config.json
  *
  * Scenes and texts (demo_scene.c):
  *   demo_scene_make(seed, i, &scene)         the scene of pair i (image size, background, shapes)
  *   demo_scene_draw(&scene, &px)             RGB8 pixels, h*w*3 (malloc'ed)
- *   demo_pair_make(&scene, seed, i, &pair)   question, TRUE chosen answer, HALLUCINATED rejected answer
+ *   demo_pair_make(&scene, &o, i, &pair)     question (kind drawn from o.mix), TRUE chosen answer,
+ *                                            HALLUCINATED rejected answer
  *   demo_words(&n)                           every word a question or answer can contain
  *   demo_colour_name(c) / demo_colour_rgb(c, rgb)   palette of shape colours (DEMO_NCOLOURS)
  *   demo_shape_name(s), demo_pos_name(p)     the words of shapes and positions
@@ -32,9 +34,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* question kinds */
+enum { DEMO_Q_COLOUR, DEMO_Q_SHAPE, DEMO_Q_COUNT, DEMO_Q_POSITION, DEMO_Q_EXIST, DEMO_Q_DESCRIBE, DEMO_NQ };
+/* model initialisation (demo_model.c) */
+enum { DEMO_INIT_SCALED, DEMO_INIT_HF };
+
 typedef struct demo_opts {
     uint64_t seed;
     int pairs;
+    int init;         /* DEMO_INIT_* */
+    int mix[DEMO_NQ]; /* relative weights of the question kinds (>= 0, sum >= 1) */
 } demo_opts;
 
 typedef struct demo_tok_info {
@@ -49,9 +58,6 @@ enum { DEMO_CIRCLE, DEMO_SQUARE, DEMO_TRIANGLE, DEMO_NSHAPES };
 enum { DEMO_RED, DEMO_GREEN, DEMO_BLUE, DEMO_YELLOW, DEMO_ORANGE, DEMO_PURPLE, DEMO_NCOLOURS };
 enum { DEMO_LEFT, DEMO_RIGHT, DEMO_TOP, DEMO_BOTTOM, DEMO_CENTER, DEMO_NPOS };
 enum { DEMO_BG_WHITE, DEMO_BG_GRAY, DEMO_BG_BLACK, DEMO_NBG };
-/* question kinds */
-enum { DEMO_Q_COLOUR, DEMO_Q_SHAPE, DEMO_Q_COUNT, DEMO_Q_POSITION, DEMO_Q_EXIST, DEMO_Q_DESCRIBE, DEMO_NQ };
-
 #define DEMO_MAX_OBJ 3
 
 typedef struct demo_obj {
@@ -76,16 +82,17 @@ typedef struct demo_pair {
 
 void demo_opts_default(demo_opts *o);
 int demo_make(const char *out_dir, const demo_opts *o);
+int demo_mix_parse(const char *text, int mix[DEMO_NQ]);
 
 int demo_tok_json(char **json, size_t *n, demo_tok_info *info);
 int demo_tok_write(const char *dir, demo_tok_info *info);
 
 int demo_model_config_json(const demo_tok_info *info, char **out);
-int demo_model_write(const char *dir, uint64_t seed, const demo_tok_info *info);
+int demo_model_write(const char *dir, uint64_t seed, int init, const demo_tok_info *info);
 
 void demo_scene_make(uint64_t seed, int64_t i, demo_scene *s);
 int demo_scene_draw(const demo_scene *s, uint8_t **px);
-void demo_pair_make(const demo_scene *s, uint64_t seed, int64_t i, demo_pair *p);
+void demo_pair_make(const demo_scene *s, const demo_opts *o, int64_t i, demo_pair *p);
 const char *const *demo_words(int *n);
 const char *demo_colour_name(int c);
 void demo_colour_rgb(int c, uint8_t rgb[3]);

@@ -1,9 +1,16 @@
 /* demo_model — the demo's LLaVA-NeXT model directory: config.json with the key layout of
  * llava-hf/llava-v1.6-mistral-7b-hf (transformers 4.x) but tiny dimensions, and model.safetensors with a
- * seeded random initialisation in the spirit of HF's _init_weights: linear weights, embeddings, patch and
- * position embeddings ~ N(0, 0.02^2), image_newline ~ N(0, 1/hidden) (as LlavaNextModel), norm weights 1,
- * biases 0. Tensor names are the llava-hf 4.x names; every tensor of the checkpoint is written, including
- * the vision layers past the selected one and post_layernorm, which the model never uses. Stored as F32. */
+ * seeded random initialisation. Tensor names are the llava-hf 4.x names; every tensor of the checkpoint is
+ * written, including the vision layers past the selected one and post_layernorm, which the model never
+ * uses. Stored as F32.
+ *
+ * Initialisation (norm weights 1, biases 0, image_newline ~ N(0, 1/hidden) as LlavaNextModel, always):
+ *   DEMO_INIT_SCALED (default): every linear weight ~ N(0, 1/fan_in), token embeddings ~ N(0, 1), patch
+ *     embedding ~ N(0, 1/(3*14*14)), position and class embeddings ~ N(0, 0.25); the vision tower's residual
+ *     branches (out_proj, fc2) 10x smaller, so that the frozen random tower passes the colour and position
+ *     of each patch through rather than scrambling them (a trained CLIP keeps them too).
+ *   DEMO_INIT_HF: everything else ~ N(0, 0.02^2), HF's _init_weights for large models; in a model this small
+ *     that leaves the image signal too weak to learn from in a CPU demo (docs/demo.md). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,15 +110,32 @@ static int ends_with(const char *s, const char *suf) {
     return a >= b && !strcmp(s + a - b, suf);
 }
 
-static void init_tensor(uint64_t seed, const char *name, int ndim, float *x, int64_t n) {
+/* the residual branches of the (frozen) vision tower start this much smaller than 1/sqrt(fan_in) */
+#define VISION_RESIDUAL_GAIN 0.1
+
+static int has(const char *s, const char *part) { return strstr(s, part) != NULL; }
+
+static void init_tensor(uint64_t seed, int init, const llava_param *p, float *x) {
+    const char *name = p->name;
+    const int64_t n = p->numel;
     if (ends_with(name, ".bias")) {
         memset(x, 0, sizeof *x * (size_t)n);
-    } else if (ndim == 1 && strstr(name, "norm") && ends_with(name, ".weight")) {
+    } else if (p->ndim == 1 && has(name, "norm") && ends_with(name, ".weight")) {
         for (int64_t i = 0; i < n; i++) x[i] = 1.0f;
     } else if (!strcmp(name, "image_newline")) {
         fill_normal(seed, name, 1.0 / sqrt((double)T_HIDDEN), x, n);
-    } else {
+    } else if (init == DEMO_INIT_HF) {
         fill_normal(seed, name, INIT_STD, x, n);
+    } else if (has(name, "patch_embedding")) { /* a conv over 3 x 14 x 14 inputs */
+        fill_normal(seed, name, 1.0 / sqrt(3.0 * V_PATCH * V_PATCH), x, n);
+    } else if (has(name, "position_embedding") || has(name, "class_embedding")) {
+        fill_normal(seed, name, 0.5, x, n);
+    } else if (has(name, "embed_tokens")) {
+        fill_normal(seed, name, 1.0, x, n);
+    } else { /* a linear layer's [out, in] weight */
+        double std = 1.0 / sqrt((double)p->shape[1]);
+        if (has(name, "vision_tower") && (has(name, "out_proj") || has(name, "fc2"))) std *= VISION_RESIDUAL_GAIN;
+        fill_normal(seed, name, std, x, n);
     }
 }
 
@@ -122,7 +146,7 @@ static int write_text(const char *dir, const char *name, const char *text) {
     return rc;
 }
 
-int demo_model_write(const char *dir, uint64_t seed, const demo_tok_info *info) {
+int demo_model_write(const char *dir, uint64_t seed, int init, const demo_tok_info *info) {
     char *cfg_text = NULL;
     int rc = demo_model_config_json(info, &cfg_text);
     if (rc) return rc;
@@ -151,14 +175,16 @@ int demo_model_write(const char *dir, uint64_t seed, const demo_tok_info *info) 
     float *buf = rc ? NULL : malloc(sizeof *buf * (size_t)maxn);
     if (!rc && !buf) rc = err_set(ERR_INTERNAL, "demo: out of memory");
     for (int i = 0; !rc && i < n; i++) {
-        init_tensor(seed, list[i].name, list[i].ndim, buf, list[i].numel);
+        init_tensor(seed, init, &list[i], buf);
         rc = stw_add(sw, list[i].name, "F32", list[i].ndim, list[i].shape, buf);
     }
     const char *post[2] = {"vision_tower.vision_model.post_layernorm.weight",
                            "vision_tower.vision_model.post_layernorm.bias"};
     for (int i = 0; !rc && i < 2; i++) {
         int64_t shape[1] = {cfg.v_hidden};
-        init_tensor(seed, post[i], 1, buf, cfg.v_hidden);
+        llava_param pp = {.ndim = 1, .shape = {cfg.v_hidden}, .numel = cfg.v_hidden};
+        snprintf(pp.name, sizeof pp.name, "%s", post[i]);
+        init_tensor(seed, init, &pp, buf);
         rc = stw_add(sw, post[i], "F32", 1, shape, buf);
     }
     if (!rc) rc = stw_meta(sw, "format", "pt");

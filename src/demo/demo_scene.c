@@ -46,7 +46,7 @@ static const char *const words[] = {
     "[INST]", "[/INST]",
     /* questions */
     "What", "color", "is", "the", "big", "shape", "object", "How", "many", "shapes", "are", "there", "Where",
-    "Is", "a", "Describe", "image",
+    "Is", "a", "an", "Describe", "image",
     /* answers */
     "A", "The", "It", "There", "Yes", "No", "no", "small", "and", "on", "at", "in", "background",
     "left", "right", "top", "bottom", "center",
@@ -120,7 +120,7 @@ static void obj_geometry(const demo_scene *s, const demo_obj *o, double *cx, dou
     double m = s->h < s->w ? s->h : s->w;
     *cx = fx[o->pos] * s->w;
     *cy = fy[o->pos] * s->h;
-    *r = (o->big ? 0.2 : 0.09) * m;
+    *r = (o->big ? 0.33 : 0.2) * m;
 }
 
 int demo_scene_draw(const demo_scene *s, uint8_t **px) {
@@ -161,13 +161,19 @@ static void count_answer(int n, char *out, size_t cap) {
     else snprintf(out, cap, "There are %s shapes.", numbers[n]);
 }
 
-void demo_pair_make(const demo_scene *s, uint64_t seed, int64_t i, demo_pair *p) {
-    uint64_t st = demo_hash(seed, 2, (uint64_t)i);
+/* "a" or "an" before a colour name */
+static const char *article(int colour) { return colour_names[colour][0] == 'o' ? "an" : "a"; }
+
+void demo_pair_make(const demo_scene *s, const demo_opts *opt, int64_t i, demo_pair *p) {
+    uint64_t st = demo_hash(opt->seed, 2, (uint64_t)i);
     memset(p, 0, sizeof *p);
-    /* kinds: the colour of the big shape is the easiest, so the most frequent */
-    int r = demo_below(&st, 100);
-    p->kind = r < 40 ? DEMO_Q_COLOUR : r < 52 ? DEMO_Q_SHAPE : r < 64 ? DEMO_Q_COUNT : r < 76 ? DEMO_Q_POSITION
-            : r < 90 ? DEMO_Q_EXIST : DEMO_Q_DESCRIBE;
+    /* the kind, drawn with the weights of opt->mix (the default favours what a tiny model learns fast) */
+    int total = 0;
+    for (int k = 0; k < DEMO_NQ; k++) total += opt->mix[k] > 0 ? opt->mix[k] : 0;
+    int v = demo_below(&st, total > 0 ? total : 1);
+    p->kind = 0;
+    while (p->kind < DEMO_NQ - 1 && v >= (opt->mix[p->kind] > 0 ? opt->mix[p->kind] : 0))
+        v -= opt->mix[p->kind] > 0 ? opt->mix[p->kind] : 0, p->kind++;
     const demo_obj *big = &s->obj[0];
     const demo_obj *o = &s->obj[demo_below(&st, s->nobj)];
     switch (p->kind) {
@@ -184,7 +190,8 @@ void demo_pair_make(const demo_scene *s, uint64_t seed, int64_t i, demo_pair *p)
         }
         break;
     }
-    case DEMO_Q_SHAPE: {
+    case DEMO_Q_SHAPE: { /* about the big object: the small ones are a patch or two of a 14-pixel grid */
+        o = big;
         int wrong = other(&st, DEMO_NSHAPES, o->shape);
         snprintf(p->question, sizeof p->question, "What shape is the %s object?", colour_names[o->colour]);
         snprintf(p->chosen, sizeof p->chosen, "It is a %s.", shape_names[o->shape]);
@@ -198,8 +205,12 @@ void demo_pair_make(const demo_scene *s, uint64_t seed, int64_t i, demo_pair *p)
         count_answer(wrong, p->rejected, sizeof p->rejected);
         break;
     }
-    case DEMO_Q_POSITION: {
+    case DEMO_Q_POSITION: { /* about the big object; the rejected answer is the opposite side (any other
+                               position for the center) */
+        static const int opposite[DEMO_NPOS] = {DEMO_RIGHT, DEMO_LEFT, DEMO_BOTTOM, DEMO_TOP, -1};
+        o = big;
         int wrong = other(&st, DEMO_NPOS, o->pos);
+        if (opposite[o->pos] >= 0) wrong = opposite[o->pos];
         snprintf(p->question, sizeof p->question, "Where is the %s %s?", colour_names[o->colour],
                  shape_names[o->shape]);
         snprintf(p->chosen, sizeof p->chosen, "It is %s.", pos_phrase[o->pos]);
@@ -209,17 +220,16 @@ void demo_pair_make(const demo_scene *s, uint64_t seed, int64_t i, demo_pair *p)
     case DEMO_Q_EXIST: {
         int present = demo_below(&st, 2);
         int shape = o->shape, colour = o->colour;
-        if (!present) { /* an object that is not there: a colour no object of that shape has */
+        if (!present) { /* an object that is not there: a colour that nothing in the image has */
+            int used = 0;
+            for (int j = 0; j < s->nobj; j++) used |= 1 << s->obj[j].colour;
             shape = demo_below(&st, DEMO_NSHAPES);
-            int have = -1;
-            for (int j = 0; j < s->nobj; j++)
-                if (s->obj[j].shape == shape) have = s->obj[j].colour;
-            colour = have < 0 ? demo_below(&st, DEMO_NCOLOURS) : other(&st, DEMO_NCOLOURS, have);
+            do colour = demo_below(&st, DEMO_NCOLOURS); while (used >> colour & 1);
         }
-        const char *c = colour_names[colour], *sh = shape_names[shape];
-        snprintf(p->question, sizeof p->question, "Is there a %s %s?", c, sh);
+        const char *c = colour_names[colour], *sh = shape_names[shape], *a = article(colour);
+        snprintf(p->question, sizeof p->question, "Is there %s %s %s?", a, c, sh);
         char yes[256], no[256];
-        snprintf(yes, sizeof yes, "Yes, there is a %s %s.", c, sh);
+        snprintf(yes, sizeof yes, "Yes, there is %s %s %s.", a, c, sh);
         snprintf(no, sizeof no, "No, there is no %s %s.", c, sh);
         snprintf(p->chosen, sizeof p->chosen, "%s", present ? yes : no);
         snprintf(p->rejected, sizeof p->rejected, "%s", present ? no : yes);

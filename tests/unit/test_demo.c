@@ -4,8 +4,10 @@
  *     NF4 close to fp32;
  *   - the tokenizer loads from the written tokenizer.json; every question/answer round-trips
  *     (decode(encode(s)) == s) with one token per word and punctuation mark; the vocabulary equals the model's;
+ *   - the initialisation: scaled (default) and HF's N(0, 0.02^2), measured on the loaded weights;
  *   - every PNG decodes (img_decode) to exactly the drawn pixels; the answers are true / hallucinated as
- *     claimed, checked on the pixels (colour of the big shape, number of shapes, existence);
+ *     claimed, checked on the pixels (colour of the big shape, number of shapes, existence: a "No" object's
+ *     colour is nowhere in the image); the task mix (default shares; --mix honoured; bad --mix refused);
  *   - the Parquet file reads back with the pq_ reader, RLAIF-V columns and types, the same rows as pairs.jsonl
  *     and the PNG bytes of the image files;
  *   - two runs with the same seed give byte-identical files, another seed gives other files.
@@ -20,6 +22,7 @@
 #include <string.h>
 
 #include "backend/ops.h"
+#include "backend/tensor.h"
 #include "data/anyres.h"
 #include "data/image.h"
 #include "data/template.h"
@@ -32,7 +35,7 @@
 #include "model/model_h5.h"
 #include "test.h"
 
-#define NPAIRS 600
+#define NPAIRS 600 /* the test's data set (the default is 6000) */
 
 typedef struct {
     char image[64], question[128], chosen[256], rejected[256];
@@ -164,7 +167,7 @@ static void last_word(const char *s, char *w, size_t cap) {
 }
 
 static void test_images(const char *dir) {
-    int bad_px = 0, checked = 0, bad_truth = 0;
+    int bad_px = 0, checked = 0, bad_truth = 0, exist_yes = 0;
     int grids[4][4] = {{0}};
     img_config ic;
     img_config_llava16(&ic);
@@ -214,12 +217,16 @@ static void test_images(const char *dir) {
             static const char *num[4] = {"", "one", "two", "three"};
             checked++;
             if (!strstr(r->chosen, num[present]) || strstr(r->rejected, num[present])) bad_truth++;
-        } else if (!strncmp(r->question, "Is there a ", 11)) {
-            char cw[32];
-            sscanf(r->question + 11, "%31s", cw);
+        } else if (!strncmp(r->question, "Is there a", 10)) {
+            char art[8], cw[32];
+            sscanf(r->question + 9, "%7s %31s", art, cw);
             int c = colour_of(cw), yes = !strncmp(r->chosen, "Yes", 3);
             checked++;
-            if (c < 0 || (yes && cnt[c] == 0) || strncmp(r->rejected, yes ? "No" : "Yes", yes ? 2 : 3)) bad_truth++;
+            exist_yes += yes;
+            /* yes: that colour is there; no: that colour is nowhere in the image (the hallucinated object) */
+            if (c < 0 || (yes ? cnt[c] == 0 : cnt[c] != 0) || strncmp(r->rejected, yes ? "No" : "Yes", yes ? 2 : 3))
+                bad_truth++;
+            if (strcmp(art, cw[0] == 'o' ? "an" : "a")) bad_truth++; /* "an orange", "a red" */
         }
         if (!strcmp(r->chosen, r->rejected)) bad_truth++;
         img_free(&im);
@@ -227,8 +234,88 @@ static void test_images(const char *dir) {
     CHECK_EQ_INT(bad_px, 0);
     CHECK_EQ_INT(bad_truth, 0);
     CHECK(checked > nrows / 2);
+    CHECK(exist_yes > 0);
     /* anyres picks several grids: 1x2, 2x1, 2x2, 1x3, 3x1 */
     CHECK(grids[1][2] > 0 && grids[2][1] > 0 && grids[2][2] > 0 && grids[1][3] > 0 && grids[3][1] > 0);
+}
+
+/* the kinds of the rows: default shares (42/4/4/4/27/19 %), and --mix honoured */
+static void test_mix(void) {
+    int n[6] = {0};
+    for (int i = 0; i < nrows; i++) {
+        const char *q = rows[i].question;
+        int k = !strncmp(q, "What color", 10) ? 0 : !strncmp(q, "What shape", 10) ? 1 : !strncmp(q, "How many", 8) ? 2
+              : !strncmp(q, "Where", 5) ? 3 : !strncmp(q, "Is there", 8) ? 4 : !strncmp(q, "Describe", 8) ? 5 : -1;
+        CHECK(k >= 0);
+        if (k >= 0) n[k]++;
+    }
+    static const double share[6] = {0.42, 0.04, 0.04, 0.04, 0.27, 0.19};
+    for (int k = 0; k < 6; k++) CHECK_NEAR((double)n[k] / nrows, share[k], 0.05);
+    for (int k = 0; k < 6; k++) CHECK(n[k] > 0); /* every kind is present */
+    demo_opts o;
+    demo_opts_default(&o);
+    CHECK_EQ_INT(demo_mix_parse("0,0,1,0,0,0", o.mix), 0);
+    int only_count = 1;
+    for (int i = 0; i < 50; i++) {
+        demo_scene s;
+        demo_pair p;
+        demo_scene_make(o.seed, i, &s);
+        demo_pair_make(&s, &o, i, &p);
+        only_count &= p.kind == DEMO_Q_COUNT && !strcmp(p.question, "How many shapes are there?");
+    }
+    CHECK(only_count);
+    int mix[DEMO_NQ] = {7, 7, 7, 7, 7, 7};
+    CHECK_EQ_INT(demo_mix_parse("1,2,3", mix), ERR_ARGS);
+    CHECK_CONTAINS(err_msg(), "--mix 1,2,3");
+    CHECK_EQ_INT(demo_mix_parse("0,0,0,0,0,0", mix), ERR_ARGS);
+    CHECK_EQ_INT(demo_mix_parse("1,2,3,4,5,-6", mix), ERR_ARGS);
+    CHECK_EQ_INT(demo_mix_parse("1,2,3,4,5,6,7", mix), ERR_ARGS);
+    CHECK_EQ_INT(demo_mix_parse("1,2,3,4,5,6x", mix), ERR_ARGS);
+    CHECK_EQ_INT(mix[0], 7); /* untouched on error */
+    CHECK_EQ_INT(demo_mix_parse("1,2,3,4,5,6", mix), 0);
+    CHECK_EQ_INT(mix[5], 6);
+}
+
+/* sample standard deviation of n floats */
+static double stdev(const float *x, int64_t n) {
+    double s = 0, ss = 0;
+    for (int64_t i = 0; i < n; i++) s += x[i], ss += (double)x[i] * x[i];
+    return sqrt(ss / n - (s / n) * (s / n));
+}
+
+/* the weights of the default (scaled) init as loaded, and of --init hf */
+static void test_init(const char *dir) {
+    char hf[900];
+    snprintf(hf, sizeof hf, "%s/model", dir);
+    llava_model m;
+    CHECK_EQ_INT(llava_model_load_hf(hf, &m), 0);
+    const dec_layer *d = &m.w.dec[0];
+    CHECK_EQ_INT(d->q.dtype, DT_F32);
+    CHECK_NEAR(stdev(d->q.w, d->q.out * d->q.in), 1.0 / sqrt(128.0), 0.004);     /* 1/sqrt(fan_in) */
+    CHECK_NEAR(stdev(d->down.w, d->down.out * d->down.in), 1.0 / 16.0, 0.003);   /* fan_in 256 */
+    CHECK_NEAR(stdev(m.w.embed, (int64_t)m.cfg.vocab * 128), 1.0, 0.02);
+    CHECK_NEAR(stdev(m.w.vis[0].fc1.w, 256 * 64), 1.0 / 8.0, 0.004);            /* fan_in 64 */
+    CHECK_NEAR(stdev(m.w.vis[0].fc2.w, 64 * 256), 0.1 / 16.0, 0.0003);          /* residual branch: 0.1x */
+    CHECK_NEAR(stdev(m.w.vis[1].o.w, 64 * 64), 0.1 / 8.0, 0.0006);
+    llava_model_free(&m);
+    char sub[960];
+    snprintf(sub, sizeof sub, "%s/hf-init", test_tmpdir());
+    demo_opts o;
+    demo_opts_default(&o);
+    o.pairs = 2;
+    o.init = DEMO_INIT_HF;
+    CHECK_EQ_INT(demo_make(sub, &o), 0);
+    snprintf(hf, sizeof hf, "%s/model", sub);
+    CHECK_EQ_INT(llava_model_load_hf(hf, &m), 0);
+    CHECK_NEAR(stdev(m.w.dec[0].q.w, m.w.dec[0].q.out * m.w.dec[0].q.in), 0.02, 0.001);
+    CHECK_NEAR(stdev(m.w.embed, (int64_t)m.cfg.vocab * 128), 0.02, 0.001);
+    CHECK_NEAR(stdev(m.w.vis[0].fc2.w, 64 * 256), 0.02, 0.001);
+    llava_model_free(&m);
+    o.init = 7;
+    CHECK_EQ_INT(demo_make(sub, &o), ERR_ARGS);
+    demo_opts_default(&o);
+    o.mix[2] = -1;
+    CHECK_EQ_INT(demo_make(sub, &o), ERR_ARGS);
 }
 
 static void test_parquet(const char *dir) {
@@ -440,6 +527,7 @@ static int files_equal(const char *a, const char *b, const char *rel) {
 static void test_determinism(void) {
     demo_opts o;
     demo_opts_default(&o);
+    o.pairs = NPAIRS;
     double t0 = log_now();
     CHECK_EQ_INT(demo_make(dir_b, &o), 0);
     printf("make-demo (%d pairs, this build): %.2f s\n", o.pairs, log_now() - t0);
@@ -478,7 +566,9 @@ int main(void) {
     snprintf(dir_c, sizeof dir_c, "%s/c", test_tmpdir());
     demo_opts o;
     demo_opts_default(&o);
-    CHECK_EQ_INT(o.pairs, NPAIRS);
+    CHECK_EQ_INT(o.pairs, 6000);
+    CHECK_EQ_INT(o.init, DEMO_INIT_SCALED);
+    o.pairs = NPAIRS;
     int rc = demo_make(dir_a, &o);
     if (rc) fprintf(stderr, "%s\n", err_msg());
     CHECK_EQ_INT(rc, 0);
@@ -486,6 +576,8 @@ int main(void) {
     load_jsonl(dir_a);
     test_tokenizer(dir_a);
     test_images(dir_a);
+    test_mix();
+    test_init(dir_a);
     test_parquet(dir_a);
     test_model(dir_a);
     test_determinism();

@@ -32,6 +32,16 @@ if cmp -s "$tmp/d/data/rlaif-v-demo.parquet" "$tmp/e/data/rlaif-v-demo.parquet" 
 # the model directory goes through the real importer
 expect_rc 0 "$bin" import-model --from "$tmp/d/model" --out "$tmp/d/model.h5"
 if [ -s "$tmp/d/model.h5" ]; then ok; else bad "import-model wrote no model.h5"; fi
+# --mix picks the question kinds; --init hf writes HF's N(0, 0.02^2) init (another model file)
+expect_rc 0 "$bin" make-demo --out "$tmp/m" --pairs 20 --mix 1,0,0,0,0,0 --init hf
+n=$(grep -c '"question": "What color is the' "$tmp/m/data/pairs.jsonl")
+if [ "$n" -eq 20 ]; then ok; else bad "--mix 1,0,0,0,0,0: $n of 20 colour questions"; fi
+expect_rc 0 "$bin" make-demo --out "$tmp/s" --pairs 20 --mix 1,0,0,0,0,0 --init scaled
+if cmp -s "$tmp/m/data/pairs.jsonl" "$tmp/s/data/pairs.jsonl" &&
+   ! cmp -s "$tmp/m/model/model.safetensors" "$tmp/s/model/model.safetensors"; then ok; else bad "--init changes the data or not the model"; fi
+expect_rc 2 "$bin" make-demo --out "$tmp/x" --mix 1,2;          expect_out "--mix 1,2: expected 6 comma-separated integers"
+expect_rc 2 "$bin" make-demo --out "$tmp/x" --mix 0,0,0,0,0,0;  expect_out "add up to 0"
+expect_rc 2 "$bin" make-demo --out "$tmp/x" --init zero;        expect_out "--init zero: expected scaled or hf"
 # bad arguments: exit 2 with a message; an output under a regular file: exit 4
 expect_rc 2 "$bin" make-demo;                               expect_out "--out DIR is required"
 expect_rc 2 "$bin" make-demo --out "$tmp/x" --pairs 0;      expect_out "expected an integer in 1..1000000"
