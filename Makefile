@@ -14,7 +14,9 @@ build-asan: deps
 	cmake --preset asan >/dev/null
 	cmake --build --preset asan
 
+# the plot of the demo's curves uses Debian's h5py and matplotlib (/usr/bin/python3)
 demo: build
+	@scripts/install-deps.sh python3-h5py python3-matplotlib
 	scripts/demo.sh build/release/orpo-hpc
 
 # The sanitizer build runs the unit and oracle tests; the release build runs everything.

@@ -43,7 +43,7 @@ const cli_command cli_commands[] = {
      "  corrupt or missing images, empty or identical answers and over-long pairs are skipped and counted.\n"
      "  Docs: docs/data.md."},
     {"make-demo", cmd_make_demo, "write the tiny demo model and synthetic preference data",
-     "orpo-hpc make-demo --out DIR [--pairs N] [--seed S]\n"
+     "orpo-hpc make-demo --out DIR [--pairs N] [--seed S] [--mix c,s,n,p,e,d] [--init scaled|hf]\n"
      "  DIR/model: a tiny LLaVA-NeXT as a HuggingFace directory; DIR/data: synthetic preference pairs as PNG +\n"
      "  pairs.jsonl and an RLAIF-V-shaped Parquet file. Docs: docs/demo.md."},
     {"bench", cmd_bench, "benchmarks: forward, step",

@@ -664,7 +664,8 @@ static int train_loop(runner *r, double *acc_before, double *acc_after) {
                  "ETA %s", (long long)r->step, (long long)r->stop_step, row.epoch, row.loss, row.nll_loss,
                  row.reward_accuracy, row.reward_margin, row.lr, row.grad_norm, row.step_time, eta);
         int last = r->step == r->stop_step;
-        if (j->eval.every_steps > 0 && (r->step % j->eval.every_steps == 0 || last) &&
+        /* every eval.every_steps steps, and always at the end (every_steps 0: only at the end) */
+        if (((j->eval.every_steps > 0 && r->step % j->eval.every_steps == 0) || last) &&
             (rc = validate_now(r, acc_after)))
             return rc;
         if ((j->checkpoint.every_steps > 0 && r->step % j->checkpoint.every_steps == 0) || last)
