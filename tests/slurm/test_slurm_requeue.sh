@@ -122,7 +122,7 @@ show_logs() {
 }
 
 # ---- demo data and the job ---------------------------------------------------------------------------------
-if ! { "$bin" make-demo --out "$W/demo" &&
+if ! { "$bin" make-demo --out "$W/demo" --pairs 600 &&
        "$bin" import-model --from "$W/demo/model" --out "$W/demo/model.h5" &&
        "$bin" import-data --parquet "$W/demo/data/rlaif-v-demo.parquet" --model "$W/demo/model.h5" \
          --out "$W/demo/data.h5" --val-fraction 0.25 --seed 1; } >"$T/prep.log" 2>&1; then
