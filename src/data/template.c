@@ -59,8 +59,10 @@ int tpl_encode(const tok *t, const char *question, const char *answer, int32_t n
         rc = err_set(ERR_INTERNAL, "template: out of memory");
         goto done;
     }
-    if ((rc = tok_encode(t, prompt, strlen(prompt), TOK_ADD_BOS, &p))) goto done;
-    if ((rc = tok_encode(t, full, strlen(full), TOK_ADD_BOS, &f))) goto done;
+    /* a tokenizer.json is what transformers' processor uses: its segment rule; a tokenizer.model: sentencepiece's */
+    int flags = TOK_ADD_BOS | (strcmp(tok_kind(t), "sentencepiece") ? TOK_HF_SEGMENTS : 0);
+    if ((rc = tok_encode(t, prompt, strlen(prompt), flags, &p))) goto done;
+    if ((rc = tok_encode(t, full, strlen(full), flags, &f))) goto done;
     if (f.n == 0 || f.v[f.n - 1] != tok_eos_id(t)) {
         rc = err_set(ERR_INTERNAL, "template: the text does not end with </s>");
         goto done;

@@ -382,6 +382,7 @@ static struct cand heap_pop(struct heap *h) {
 
 /* Per-call scratch (tok_encode is reentrant). */
 struct work {
+    int hf_segments;            /* TOK_HF_SEGMENTS */
     struct buf norm;
     struct sym *sym;
     size_t cap_sym;
@@ -431,7 +432,7 @@ static int normalize(const tok *t, const char *seg, size_t n, int first, struct 
         while (i < n && s[i] == ' ') i++;
     if (i == n) return ERR_OK;
     int prefix = t->prefix == PREFIX_ALWAYS || (t->prefix == PREFIX_FIRST && first);
-    if (prefix && t->prefix_skip_ws && (s[i] == ' ' || (n - i >= WS_LEN && !memcmp(s + i, WS, WS_LEN)))) prefix = 0;
+    if (prefix && (t->prefix_skip_ws || w->hf_segments) && (s[i] == ' ' || (n - i >= WS_LEN && !memcmp(s + i, WS, WS_LEN)))) prefix = 0;
     char *o = w->norm.p;
     size_t m = 0;
     if (prefix) {
@@ -596,6 +597,7 @@ static int encode_segment(const tok *t, const char *seg, size_t n, int first, st
 int tok_encode(const tok *t, const char *text, size_t len, int flags, tok_ids *out) {
     struct work w;
     memset(&w, 0, sizeof w);
+    w.hf_segments = (flags & TOK_HF_SEGMENTS) != 0;
     int rc = ERR_OK;
     if (flags & TOK_ADD_BOS) {
         if (t->bos_id < 0) return err_set(ERR_ARGS, "tok_encode: TOK_ADD_BOS, but the tokenizer has no <s>");

@@ -20,7 +20,8 @@
  *   tok_load_from_memory(buf, len, name, &t)   the same from a blob (e.g. stored in model.h5); name is for messages
  *   tok_free(t)                                release
  *   tok_add_special(t, text, id)               add a special token (split out before BPE), e.g. "<image>" = 32000
- *   tok_encode(t, text, len, flags, &ids)      append the ids of text to ids (TOK_ADD_BOS/EOS, TOK_NO_SPECIAL)
+ *   tok_encode(t, text, len, flags, &ids)      append the ids of text to ids (TOK_ADD_BOS/EOS, TOK_NO_SPECIAL,
+ *                                              TOK_HF_SEGMENTS)
  *   tok_decode(t, ids, n, flags, &s, &len)     ids -> malloc'ed NUL-terminated UTF-8 (TOK_DECODE_SPECIAL)
  *   tok_hash(t)                                stable 64-bit FNV-1a hash of pieces, scores/merges, specials, settings
  *   tok_vocab_size(t)                          1 + the largest id (pieces and added tokens)
@@ -42,7 +43,13 @@ typedef struct tok tok;
 enum { TOK_NORMAL = 1, TOK_UNKNOWN = 2, TOK_CONTROL = 3, TOK_USER_DEFINED = 4, TOK_UNUSED = 5, TOK_BYTE = 6 };
 
 /* tok_encode flags */
-enum { TOK_ADD_BOS = 1, TOK_ADD_EOS = 2, TOK_NO_SPECIAL = 4 /* special-token text is ordinary text */ };
+enum {
+    TOK_ADD_BOS = 1,
+    TOK_ADD_EOS = 2,
+    TOK_NO_SPECIAL = 4, /* special-token text is ordinary text */
+    TOK_HF_SEGMENTS = 8 /* transformers' Metaspace segment rule: a segment (between special tokens) that already starts
+                           with a space gets no dummy "▁" (sentencepiece would give "▁▁"); what LlavaNextProcessor does */
+};
 /* tok_decode flags */
 enum { TOK_DECODE_SPECIAL = 1 /* write control/added tokens as their text */ };
 
