@@ -4,6 +4,7 @@
  *       CPU forward of one image + N text tokens: vision tower, projector, pack, decoder, lm_head on the
  *       text positions. Prints ms per forward, tokens/s (sequence tokens) and images/s.
  *   bench step --model DIR|model.h5 [--image HxW] [--pairs N] [--prompt N] [--answer N] [--iters N]
+ *       (--model demo: the demo model of `make demo`, demo/model)
  *       one training micro-batch (forward, backward; LoRA on every decoder linear, projector, lm_head) with the
  *       prompt+image prefix shared by both answers and with a copy per answer; prints both and the speed-up. */
 #include <stdio.h>
@@ -25,6 +26,15 @@ static float frand(void) { /* xorshift64*, uniform in [-1, 1) */
     return (float)((rng_state * 2685821657736338717ull) >> 40) / (float)(1 << 23) - 1.0f;
 }
 
+/* "--model demo" names the demo model that `make demo` (make-demo --out demo) writes */
+static int load_model(const char *model, llava_model *m) {
+    if (!strcmp(model, "demo")) {
+        if (fs_is_dir("demo/model")) return llava_model_load_hf("demo/model", m);
+        return err_set(ERR_ARGS, "--model demo: no demo/model here; run `make demo` or `orpo-hpc make-demo --out demo` first");
+    }
+    return fs_is_dir(model) ? llava_model_load_hf(model, m) : mh5_load(model, m);
+}
+
 static int bench_forward(int argc, char **argv) {
     const char *model = NULL;
     int h = 480, w = 640, ntext = 64, iters = 3;
@@ -39,8 +49,7 @@ static int bench_forward(int argc, char **argv) {
     if (!model) return err_set(ERR_ARGS, "bench forward: --model DIR|model.h5 is required"), cli_fail();
     if (h < 1 || w < 1 || ntext < 1 || iters < 1) return err_set(ERR_ARGS, "bench forward: sizes and counts must be >= 1"), cli_fail();
     llava_model m;
-    int rc = fs_is_dir(model) ? llava_model_load_hf(model, &m) : mh5_load(model, &m);
-    if (rc) return cli_fail();
+    if (load_model(model, &m)) return cli_fail();
     const llava_config *c = &m.cfg;
     const int64_t np = (int64_t)(c->v_image / c->v_patch) * (c->v_image / c->v_patch), D = c->t_hidden;
     int P = anyres_num_patches(&c->anyres, h, w);
@@ -106,8 +115,7 @@ static int bench_step(int argc, char **argv) {
     if (npairs < 1 || npairs > 64 || prompt < 2 || answer < 1 || iters < 1)
         return err_set(ERR_ARGS, "bench step: --pairs 1..64, --prompt >= 2, --answer >= 1, --iters >= 1"), cli_fail();
     llava_model m;
-    int rc = fs_is_dir(model) ? llava_model_load_hf(model, &m) : mh5_load(model, &m);
-    if (rc) return cli_fail();
+    if (load_model(model, &m)) return cli_fail();
     const llava_config *c = &m.cfg;
     int P = anyres_num_patches(&c->anyres, h, w);
     int64_t nimg = anyres_num_image_tokens(&c->anyres, h, w), npre = nimg + prompt;
