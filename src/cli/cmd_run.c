@@ -46,7 +46,10 @@ static int run_command(int mode, int argc, char **argv) {
     rc = run_job(&job, &o);
     job_free(&job);
     if (rc == ERR_INTERRUPTED) return ERR_INTERRUPTED;
-    if (rc) return cli_fail();
+    if (rc) {
+        log_error_current();
+        return err_exit_code(rc);
+    }
     return 0;
 }
 

@@ -48,6 +48,8 @@ void run_signal_install(void) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    /* a file-size limit (ulimit -f) must give a clean exit 4 with a message, not death by SIGXFSZ */
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 int run_stop_requested(void) { return (int)g_stop; }
