@@ -18,7 +18,7 @@
 #include "io/parquet.h"
 #include "model/llava.h"
 #include "model/model_h5.h"
-#include "train/rng.h"
+#include "backend/rng.h"
 
 void imp_opts_default(imp_opts *o) {
     memset(o, 0, sizeof *o);

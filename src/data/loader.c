@@ -8,7 +8,7 @@
 
 #include "io/err.h"
 #include "io/h5x.h"
-#include "train/rng.h"
+#include "backend/rng.h"
 
 enum { SLOT_EMPTY = 0, SLOT_READY = 1 };
 

@@ -9,7 +9,7 @@
 
 #include "backend/tensor.h"
 #include "io/err.h"
-#include "train/rng.h"
+#include "backend/rng.h"
 
 static const char *dec_module_names[LT_DEC_MODULES] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
                                                        "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",

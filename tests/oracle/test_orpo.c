@@ -11,7 +11,7 @@
 #include "io/err.h"
 #include "test.h"
 #include "train/orpo.h"
-#include "train/rng.h"
+#include "backend/rng.h"
 
 static hid_t F;
 static double worst_metric, worst_grad;

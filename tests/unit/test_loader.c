@@ -5,7 +5,7 @@
 #include "data/import.h"
 #include "data/loader.h"
 #include "io/h5x.h"
-#include "train/rng.h"
+#include "backend/rng.h"
 #include "io/err.h"
 #include "test_import_fixture.h"
 

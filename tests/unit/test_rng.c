@@ -5,7 +5,7 @@
 
 #include "io/err.h"
 #include "test.h"
-#include "train/rng.h"
+#include "backend/rng.h"
 
 static void test_kat(void) {
     static const uint32_t cases[3][10] = {

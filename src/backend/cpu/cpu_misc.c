@@ -2,7 +2,7 @@
 #include <string.h>
 
 #include "backend/cpu/cpu_ops.h"
-#include "train/rng.h"
+#include "backend/rng.h"
 
 void cpu_scale(opctx *c, void *x_, int64_t n, float alpha) {
     (void)c;

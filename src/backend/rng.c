@@ -6,7 +6,7 @@
  *   01  bounded element c, try k    q = 2^62 | (k >> 2) << 40 | c, word k & 3   (c < 2^40)
  *   10  normal element c            q = 2^63 | c, all four words                 (c < 2^62)
  *   11  uniform_d element c         q = 3*2^62 | c >> 1, words 2(c&1), 2(c&1)+1 */
-#include "train/rng.h"
+#include "backend/rng.h"
 
 #include <math.h>
 #include <string.h>
