@@ -4,6 +4,7 @@
 
 #include "cli/cli.h"
 #include "data/import.h"
+#include "model/model_h5.h"
 #include "io/err.h"
 #include "io/log.h"
 
@@ -62,7 +63,7 @@ int cmd_import_data(int argc, char **argv) {
     imp_report *rep = calloc(1, sizeof *rep);
     if (!rc && !rep) rc = err_set(ERR_INTERNAL, "out of memory");
     o.model_path = model;
-    if (!rc) rc = imp_model_load(model, &ref, &t);
+    if (!rc) rc = mh5_data_ref(model, &ref, &t);
     if (!rc) rc = imp_run(&o, &ref, t, rep);
     if (!rc) {
         imp_report_print(rep);

@@ -10,7 +10,7 @@
  *   /sources        string [n_sources]  the input files, as given on the command line
  * Everything is chunked with an unlimited first dimension and written in chunks while importing.
  *
- * Model reference (what a data set was made for; imp_model_load builds one from a model.h5):
+ * Model reference (what a data set was made for; mh5_data_ref builds one from a model.h5):
  *   ds_check_model(meta, ref, data_path)      ERR_DATA naming both hashes / values on a mismatch
  *
  * Writer (memory bounded: pairs, tokens and bytes are buffered up to a few MiB and appended):

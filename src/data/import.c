@@ -16,8 +16,6 @@
 #include "io/h5x.h"
 #include "io/log.h"
 #include "io/parquet.h"
-#include "model/llava.h"
-#include "model/model_h5.h"
 #include "backend/rng.h"
 
 void imp_opts_default(imp_opts *o) {
@@ -42,51 +40,6 @@ int imp_check_tokenizer(const char *label, int32_t vocab, int32_t image_token, c
                        label, tv - 1, vocab);
     if (tok_bos_id(t) < 0 || tok_eos_id(t) < 0)
         return err_set(ERR_DATA, "%s: the tokenizer has no <s> or </s>", label);
-    return ERR_OK;
-}
-
-int imp_model_load(const char *model_h5, ds_model_ref *ref, tok **tok_out) {
-    llava_config cfg;
-    memset(ref, 0, sizeof *ref);
-    *tok_out = NULL;
-    int rc = mh5_read_config(model_h5, &cfg);
-    if (rc) return rc;
-    hid_t f;
-    if ((rc = h5x_open(model_h5, 0, &f))) return rc;
-    int has_json = h5x_exists(f, "source/tokenizer.json"), has_model = h5x_exists(f, "source/tokenizer.model");
-    h5x_close(&f);
-    if (!has_json && !has_model)
-        return err_set(ERR_DATA,
-                       "%s: holds no tokenizer (/source/tokenizer.json or /source/tokenizer.model): import the model "
-                       "from a directory that has the tokenizer files",
-                       model_h5);
-    const char *name = has_json ? "source/tokenizer.json" : "source/tokenizer.model";
-    char *buf = NULL, label[1200];
-    size_t n = 0;
-    snprintf(label, sizeof label, "%s:/%s", model_h5, name);
-    if ((rc = mh5_read_blob(model_h5, name, &buf, &n))) return rc;
-    tok *t = NULL;
-    rc = tok_load_from_memory(buf, n, label, &t);
-    free(buf);
-    if (rc) return rc;
-    if (!has_json) { /* a SentencePiece model has no <image>/<pad>: llava-hf adds them as special tokens */
-        if (tok_piece_id(t, "<image>", 7) < 0) rc = tok_add_special(t, "<image>", cfg.image_token);
-        if (!rc && cfg.pad_token >= 0 && tok_piece_id(t, "<pad>", 5) < 0) rc = tok_add_special(t, "<pad>", cfg.pad_token);
-        if (rc) rc = err_set(ERR_DATA, "%s: %s", label, err_msg());
-    }
-    if (!rc) rc = imp_check_tokenizer(label, cfg.vocab, cfg.image_token, t);
-    if (rc) {
-        tok_free(t);
-        return rc;
-    }
-    ref->tok_hash = tok_hash(t);
-    snprintf(ref->tok_kind, sizeof ref->tok_kind, "%s", tok_kind(t));
-    ref->vocab = cfg.vocab;
-    ref->image_token = cfg.image_token;
-    ref->bos = tok_bos_id(t);
-    ref->eos = tok_eos_id(t);
-    ref->anyres = cfg.anyres;
-    *tok_out = t;
     return ERR_OK;
 }
 

@@ -7,12 +7,10 @@
  * files (ERR_IO = exit 4), bad options (ERR_ARGS = exit 2); on any error nothing is left at the output.
  * Streaming: one Parquet row group (or one JSONL line) and a few MiB of output buffers in memory.
  *
- * The one place where the data layer reads a model file: imp_model_load uses model/model_h5 to get the
- * configuration and the tokenizer stored in model.h5.
+ * The data layer never reads a model file itself: the caller gets the model's view (tokenizer, vocab, <image> id,
+ * image config) from mh5_data_ref (src/model/model_h5.h) and passes it in.
  *
  *   imp_opts_default(&o)                    val_fraction 0.1, seed 42, no limits
- *   imp_model_load(model_h5, &ref, &tok)    config + tokenizer of a model.h5 (tokenizer.json preferred, else
- *                                           tokenizer.model + <image>/<pad>), checked with imp_check_tokenizer
  *   imp_check_tokenizer(label, vocab, image_token, tok)   ERR_DATA unless every tokenizer id < vocab and
  *                                           the tokenizer's <image> id is the model's image_token_index
  *   imp_run(&o, &ref, tok, &report)         import; fills the report (counts, skipped examples, time)
@@ -49,7 +47,6 @@ typedef struct imp_report {
 } imp_report;
 
 void imp_opts_default(imp_opts *o);
-int imp_model_load(const char *model_h5, ds_model_ref *ref, tok **tok_out);
 int imp_check_tokenizer(const char *label, int32_t vocab, int32_t image_token, const tok *t);
 int imp_run(const imp_opts *o, const ds_model_ref *ref, const tok *t, imp_report *rep);
 void imp_report_print(const imp_report *rep);

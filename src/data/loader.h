@@ -18,7 +18,7 @@
  * and its provenance; the loader stops at the first error and repeats it.
  *
  *   ldr_opts_default(&o)            train split, 1 pair per batch, seed 42, shuffle on, prefetch on
- *   ldr_open(data_h5, &model, &o, &l)   open; the model reference comes from imp_model_load (or the trainer)
+ *   ldr_open(data_h5, &model, &o, &l)   open; the model reference comes from mh5_data_ref (or the trainer)
  *   ldr_next(l, &batch)             the next micro-batch; valid until the next ldr_next / ldr_seek / ldr_close
  *   ldr_tell(l)                     the cursor after the last batch returned (the open/seek cursor before)
  *   ldr_seek(l, cursor)             continue from a cursor (ERR_ARGS when pos is beyond the split)

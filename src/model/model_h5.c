@@ -13,6 +13,8 @@
 #include "io/log.h"
 #include "io/safetensors.h"
 #include "model/nf4.h"
+#include "data/import.h"
+#include "data/tok.h"
 
 static const char *quant_names[] = {"nf4", "bf16", "fp32"};
 static const char *scope_names[] = {"decoder", "all-linear"};
@@ -373,3 +375,51 @@ int mh5_load(const char *path, llava_model *m) {
     if (rc) llava_model_free(m);
     return rc;
 }
+
+/* The data layer's view of a model: configuration bits and the tokenizer stored in model.h5 (tokenizer.json
+ * preferred; a tokenizer.model gets <image>/<pad> as llava-hf adds them), checked with imp_check_tokenizer. */
+int mh5_data_ref(const char *model_h5, ds_model_ref *ref, tok **tok_out) {
+    llava_config cfg;
+    memset(ref, 0, sizeof *ref);
+    *tok_out = NULL;
+    int rc = mh5_read_config(model_h5, &cfg);
+    if (rc) return rc;
+    hid_t f;
+    if ((rc = h5x_open(model_h5, 0, &f))) return rc;
+    int has_json = h5x_exists(f, "source/tokenizer.json"), has_model = h5x_exists(f, "source/tokenizer.model");
+    h5x_close(&f);
+    if (!has_json && !has_model)
+        return err_set(ERR_DATA,
+                       "%s: holds no tokenizer (/source/tokenizer.json or /source/tokenizer.model): import the model "
+                       "from a directory that has the tokenizer files",
+                       model_h5);
+    const char *name = has_json ? "source/tokenizer.json" : "source/tokenizer.model";
+    char *buf = NULL, label[1200];
+    size_t n = 0;
+    snprintf(label, sizeof label, "%s:/%s", model_h5, name);
+    if ((rc = mh5_read_blob(model_h5, name, &buf, &n))) return rc;
+    tok *t = NULL;
+    rc = tok_load_from_memory(buf, n, label, &t);
+    free(buf);
+    if (rc) return rc;
+    if (!has_json) { /* a SentencePiece model has no <image>/<pad>: llava-hf adds them as special tokens */
+        if (tok_piece_id(t, "<image>", 7) < 0) rc = tok_add_special(t, "<image>", cfg.image_token);
+        if (!rc && cfg.pad_token >= 0 && tok_piece_id(t, "<pad>", 5) < 0) rc = tok_add_special(t, "<pad>", cfg.pad_token);
+        if (rc) rc = err_set(ERR_DATA, "%s: %s", label, err_msg());
+    }
+    if (!rc) rc = imp_check_tokenizer(label, cfg.vocab, cfg.image_token, t);
+    if (rc) {
+        tok_free(t);
+        return rc;
+    }
+    ref->tok_hash = tok_hash(t);
+    snprintf(ref->tok_kind, sizeof ref->tok_kind, "%s", tok_kind(t));
+    ref->vocab = cfg.vocab;
+    ref->image_token = cfg.image_token;
+    ref->bos = tok_bos_id(t);
+    ref->eos = tok_eos_id(t);
+    ref->anyres = cfg.anyres;
+    *tok_out = t;
+    return ERR_OK;
+}
+

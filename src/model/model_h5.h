@@ -9,6 +9,9 @@
  *   mh5_load(path, &m)                 model.h5 -> llava_model for the CPU reference (fp32 arena; NF4
  *                                      linears stay packed and are dequantized per layer by lin_f32)
  *   mh5_read_config(path, &cfg)        only the configuration (no weights): format/version checked
+ *   mh5_data_ref(path, &ref, &tok)     what data import and the loader need from a model: tokenizer (tokenizer.json
+ *                                      preferred, else tokenizer.model + <image>/<pad>), its hash, vocab, <image> id,
+ *                                      image config; ERR_DATA when the tokenizer does not fit the model
  *   mh5_read_blob(path, name, &buf, &n) a stored source file (e.g. "source/tokenizer.json"), malloc'ed;
  *                                      ERR_DATA when model.h5 has no such file
  */
@@ -17,6 +20,8 @@
 
 #include <stddef.h>
 
+#include "data/dataset.h"
+#include "data/tok.h"
 #include "model/llava_params.h"
 
 #define MH5_FORMAT "orpo-hpc/model"
@@ -36,6 +41,7 @@ void mh5_opts_default(mh5_opts *o);
 int mh5_import(const char *hf_dir, const char *out_path, const mh5_opts *o);
 int mh5_load(const char *path, llava_model *m);
 int mh5_read_config(const char *path, llava_config *cfg);
+int mh5_data_ref(const char *path, ds_model_ref *ref, tok **tok_out);
 int mh5_read_blob(const char *path, const char *name, char **buf, size_t *n);
 
 #endif

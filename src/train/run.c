@@ -253,7 +253,7 @@ static int setup(runner *r) {
     }
     if (j->runtime.threads > 0) openblas_set_num_threads((int)j->runtime.threads);
     if ((rc = mh5_load(j->model.path, &r->m))) return rc;
-    if ((rc = imp_model_load(j->model.path, &r->ref, &r->tk))) return rc;
+    if ((rc = mh5_data_ref(j->model.path, &r->ref, &r->tk))) return rc;
     /* data: its metadata, the loaders of both splits */
     ds_file *d = NULL;
     if ((rc = ds_open(j->data.path, &d))) return rc;

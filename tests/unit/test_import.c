@@ -4,6 +4,7 @@
 
 #include "data/dataset.h"
 #include "data/import.h"
+#include "model/model_h5.h"
 #include "io/err.h"
 #include "test_import_fixture.h"
 
@@ -20,7 +21,7 @@ static int run_import(const char *out, const char *const *pq, int npq, const cha
                       int64_t max_pairs, double vf, uint64_t seed, imp_report *rep) {
     ds_model_ref ref;
     tok *t = NULL;
-    int rc = imp_model_load(model_h5, &ref, &t);
+    int rc = mh5_data_ref(model_h5, &ref, &t);
     if (rc) return rc;
     imp_opts o;
     imp_opts_default(&o);
@@ -203,7 +204,7 @@ int main(void) {
     CHECK_EQ_INT(fx_make_model(dir, 32064, 32000, 1, model_h5), ERR_OK);
     ds_model_ref ref;
     tok *t = NULL;
-    CHECK_EQ_INT(imp_model_load(model_h5, &ref, &t), ERR_OK);
+    CHECK_EQ_INT(mh5_data_ref(model_h5, &ref, &t), ERR_OK);
     CHECK_EQ_INT(ref.vocab, 32064);
     CHECK_EQ_INT(ref.image_token, 32000);
     CHECK(ref.tok_hash == 0xb2276abcf7097f62ULL);
@@ -221,12 +222,12 @@ int main(void) {
         snprintf(d2, sizeof d2, "%s/hf_tiny", tmp);
         snprintf(m2, sizeof m2, "%s/tiny.h5", tmp);
         CHECK_EQ_INT(fx_make_model(d2, 320, 300, 1, m2), ERR_OK); /* the fixture model as it is */
-        CHECK_EQ_INT(imp_model_load(m2, &ref, &t), ERR_DATA);
+        CHECK_EQ_INT(mh5_data_ref(m2, &ref, &t), ERR_DATA);
         CHECK_CONTAINS(err_msg(), "<image> id is 32000, the model's image_token_index is 300");
         snprintf(d2, sizeof d2, "%s/hf_notok", tmp);
         snprintf(m2, sizeof m2, "%s/notok.h5", tmp);
         CHECK_EQ_INT(fx_make_model(d2, 32064, 32000, 0, m2), ERR_OK);
-        CHECK_EQ_INT(imp_model_load(m2, &ref, &t), ERR_DATA);
+        CHECK_EQ_INT(mh5_data_ref(m2, &ref, &t), ERR_DATA);
         CHECK_CONTAINS(err_msg(), "holds no tokenizer");
     }
 

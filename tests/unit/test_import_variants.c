@@ -6,6 +6,7 @@
 
 #include "data/dataset.h"
 #include "data/import.h"
+#include "model/model_h5.h"
 #include "io/err.h"
 #include "test_import_fixture.h"
 
@@ -71,7 +72,7 @@ int main(void) {
     CHECK_EQ_INT(fx_make_model(mdir, 32064, 32000, 1, model), 0);
     ds_model_ref ref;
     tok *tk = NULL;
-    CHECK_EQ_INT(imp_model_load(model, &ref, &tk), 0);
+    CHECK_EQ_INT(mh5_data_ref(model, &ref, &tk), 0);
 
     char dir[1024];
     snprintf(dir, sizeof dir, "%s", test_fixture("parquet"));

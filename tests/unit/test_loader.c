@@ -3,6 +3,7 @@
 #include "data/dataset.h"
 #include "data/image.h"
 #include "data/import.h"
+#include "model/model_h5.h"
 #include "data/loader.h"
 #include "io/h5x.h"
 #include "backend/rng.h"
@@ -18,7 +19,7 @@ static int import_pq(const char *out, int ncopies, double vf) {
     snprintf(pqpath, sizeof pqpath, "%s", test_fixture("data/rlaifv_small.parquet"));
     const char *pq[4] = {pqpath, pqpath, pqpath, pqpath};
     tok *t = NULL;
-    int rc = imp_model_load(model_h5, &ref, &t);
+    int rc = mh5_data_ref(model_h5, &ref, &t);
     imp_opts o;
     imp_opts_default(&o);
     o.out = out;
