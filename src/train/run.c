@@ -630,8 +630,14 @@ static int move_aside(const char *dir) {
     gmtime_r(&now, &tm);
     snprintf(aside, sizeof aside, "%s/restart-%04d%02d%02d-%02d%02d%02d", dir, tm.tm_year + 1900, tm.tm_mon + 1,
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    int rc = fs_mkdirs(aside);
     const char *names[] = {"checkpoints", "metrics", "metrics.h5", "job.yaml"};
+    int any = 0;
+    for (int i = 0; i < 4; i++) {
+        snprintf(from, sizeof from, "%s/%s", dir, names[i]);
+        any |= fs_exists(from);
+    }
+    if (!any) return ERR_OK; /* a first run: nothing to keep */
+    int rc = fs_mkdirs(aside);
     for (int i = 0; !rc && i < 4; i++) {
         snprintf(from, sizeof from, "%s/%s", dir, names[i]);
         snprintf(to, sizeof to, "%s/%s", aside, names[i]);
