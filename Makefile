@@ -1,7 +1,7 @@
 # orpo-hpc — the two set-up commands of the README, and a few conveniences.
 #   make demo    install missing packages, build, run the demo job on the embedded tiny model
 #   make test    install missing packages, build (release + ASan/UBSan), run the whole test suite
-.PHONY: demo test deps build build-asan test-release test-asan clean
+.PHONY: demo test deps build build-bin build-asan test-release test-asan clean
 
 deps:
 	@scripts/install-deps.sh
@@ -10,12 +10,17 @@ build: deps
 	cmake --preset release >/dev/null
 	cmake --build --preset release
 
+# the binary alone (what the demo needs; the tests are built by `build`)
+build-bin: deps
+	cmake --preset release >/dev/null
+	cmake --build --preset release --target orpo-hpc
+
 build-asan: deps
 	cmake --preset asan >/dev/null
 	cmake --build --preset asan
 
 # the plot of the demo's curves uses Debian's h5py and matplotlib (/usr/bin/python3)
-demo: build
+demo: build-bin
 	@scripts/install-deps.sh python3-h5py python3-matplotlib
 	scripts/demo.sh build/release/orpo-hpc
 
