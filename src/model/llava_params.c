@@ -202,8 +202,8 @@ static int find_param(const llava_param *ps, int n, const char *name) {
     return -1;
 }
 
-/* Fill every parameter from one safetensors file; seen[] marks what was found. */
-static int load_shard(const llava_config *cfg, const char *path, llava_param *ps, int np, float **dst, char *seen) {
+int llava_shard_visit(const llava_config *cfg, const char *path, llava_param *ps, int np, char *seen,
+                      llava_visit_fn visit, void *ctx) {
     st_file *f = NULL;
     int rc = st_open(path, &f);
     if (rc) return rc;
@@ -213,17 +213,32 @@ static int load_shard(const llava_config *cfg, const char *path, llava_param *ps
         if (!llava_canonical_name(t->name, canon, sizeof canon)) continue;
         int k = find_param(ps, np, canon);
         if (k < 0) continue; /* unused: post_layernorm, vision layers past the selected one, ... */
-        llava_param *p = &ps[k];
-        if ((rc = llava_match_tensor(cfg, p, t, path))) break;
+        if ((rc = llava_match_tensor(cfg, &ps[k], t, path))) break;
         if (seen[k]) {
-            rc = err_set(ERR_DATA, "%s: tensor %s: %s appears twice in the checkpoint", path, t->name, canon);
+            rc = err_set(ERR_DATA, "%s: tensor %s: a second copy of %s in the checkpoint", path, t->name, canon);
             break;
         }
-        if ((rc = llava_read_tensor(cfg, f, t, p, dst[k]))) break;
+        if ((rc = visit(ctx, f, t, k))) break;
         seen[k] = 1;
     }
     st_close(f);
     return rc;
+}
+
+typedef struct load_ctx {
+    const llava_config *cfg;
+    llava_param *ps;
+    float **dst;
+} load_ctx;
+
+static int load_one(void *ctx, const st_file *f, const st_tensor *t, int k) {
+    load_ctx *c = ctx;
+    return llava_read_tensor(c->cfg, f, t, &c->ps[k], c->dst[k]);
+}
+
+static int load_shard(const llava_config *cfg, const char *path, llava_param *ps, int np, float **dst, char *seen) {
+    load_ctx c = {cfg, ps, dst};
+    return llava_shard_visit(cfg, path, ps, np, seen, load_one, &c);
 }
 
 int llava_model_load_hf(const char *dir, llava_model *m) {

@@ -16,6 +16,9 @@
  *                                        both); embed/lm_head of a liuhaotian checkpoint may have src_vocab rows
  *   llava_read_tensor(cfg, f, t, p, dst) the tensor as fp32 into dst[p->numel]; rows missing from a liuhaotian
  *                                        checkpoint (<image>, <pad>) are set to the mean of the source rows
+ *   llava_shard_visit(cfg, path, ps, np, seen, visit, ctx)  every tensor of one safetensors file that maps to a
+ *                                        parameter, shape-checked and not seen before, handed to visit(ctx, f, t, k);
+ *                                        seen[k] is set after a successful visit (the loader and the importer)
  */
 #ifndef ORPO_LLAVA_PARAMS_H
 #define ORPO_LLAVA_PARAMS_H
@@ -50,6 +53,9 @@ struct st_file;
 struct st_tensor;
 
 int llava_canonical_name(const char *name, char *out, size_t n);
+typedef int (*llava_visit_fn)(void *ctx, const struct st_file *f, const struct st_tensor *t, int k);
+int llava_shard_visit(const llava_config *cfg, const char *path, llava_param *ps, int np, char *seen,
+                      llava_visit_fn visit, void *ctx);
 int llava_match_tensor(const llava_config *cfg, const llava_param *p, const struct st_tensor *t, const char *file);
 int llava_read_tensor(const llava_config *cfg, const struct st_file *f, const struct st_tensor *t,
                       const llava_param *p, float *dst);

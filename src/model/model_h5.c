@@ -69,34 +69,24 @@ static int write_param(hid_t f, const mh5_opts *o, const llava_param *p, const f
     return rc;
 }
 
-/* One shard: every tensor that maps to a parameter is converted, checked and written. */
-static int import_shard(hid_t f, const llava_config *cfg, const mh5_opts *o, const char *path, llava_param *ps, int np, char *seen,
-                        progress *pg, int *done) {
-    st_file *sf = NULL;
-    int rc = st_open(path, &sf);
-    if (rc) return rc;
-    for (int i = 0; i < st_count(sf) && !rc; i++) {
-        const st_tensor *t = st_at(sf, i);
-        char canon[256];
-        if (!llava_canonical_name(t->name, canon, sizeof canon)) continue;
-        int k = -1;
-        for (int j = 0; j < np && k < 0; j++)
-            if (!strcmp(ps[j].name, canon)) k = j;
-        if (k < 0) continue;
-        llava_param *p = &ps[k];
-        if ((rc = llava_match_tensor(cfg, p, t, path))) break;
-        if (seen[k]) {
-            rc = err_set(ERR_DATA, "%s: tensor %s: a second copy of %s", path, t->name, canon);
-            break;
-        }
-        float *buf = malloc(sizeof(float) * (size_t)(p->numel ? p->numel : 1));
-        rc = llava_read_tensor(cfg, sf, t, p, buf);
-        if (!rc) rc = write_param(f, o, p, buf);
-        free(buf);
-        seen[k] = 1;
-        progress_update(pg, (uint64_t)++*done);
-    }
-    st_close(sf);
+typedef struct import_ctx {
+    hid_t f;
+    const llava_config *cfg;
+    const mh5_opts *o;
+    llava_param *ps;
+    progress *pg;
+    int done;
+} import_ctx;
+
+/* one checkpoint tensor: to fp32 (one tensor in memory at a time), quantized or converted, written */
+static int import_one(void *ctx, const st_file *sf, const st_tensor *t, int k) {
+    import_ctx *c = ctx;
+    llava_param *p = &c->ps[k];
+    float *buf = malloc(sizeof(float) * (size_t)(p->numel ? p->numel : 1));
+    int rc = llava_read_tensor(c->cfg, sf, t, p, buf);
+    if (!rc) rc = write_param(c->f, c->o, p, buf);
+    free(buf);
+    progress_update(c->pg, (uint64_t)++c->done);
     return rc;
 }
 
@@ -197,10 +187,10 @@ int mh5_import(const char *dir, const char *out, const mh5_opts *o) {
     progress pg;
     progress_begin(&pg, "import-model: tensors", (uint64_t)np);
     if (!o->progress) pg.tty = 0;
-    int done = 0;
+    import_ctx ic = {f, &cfg, o, ps, &pg, 0};
     for (int s = 0; !rc && s < nshards; s++) {
         if (ix) fs_join(single, sizeof single, dir, st_index_shard_at(ix, s));
-        rc = import_shard(f, &cfg, o, single, ps, np, seen, &pg, &done);
+        rc = llava_shard_visit(&cfg, single, ps, np, seen, import_one, &ic);
     }
     for (int i = 0; !rc && i < np; i++)
         if (!seen[i]) rc = err_set(ERR_DATA, "%s: tensor %s is missing from the checkpoint", dir, ps[i].name);
