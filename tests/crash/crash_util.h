@@ -23,6 +23,9 @@
  *                                             deterministic column (all but step_time, tokens_per_s, mem_peak,
  *                                             segment); 0 when so
  *   cu_val_diff / cu_samples_diff             the same for the val and samples tables (all but segment)
+ *   cu_load_run(out, nsteps, &st, &tr, &n)    OUT's checkpoint of step nsteps and its metrics train table (the reference)
+ *   cu_compare_run(ref, rt, nrt, out, nsteps, what)  OUT's final checkpoint and train table (exactly nsteps rows)
+ *                                             against the reference; 0 when bit-identical
  */
 #ifndef ORPO_CRASH_UTIL_H
 #define ORPO_CRASH_UTIL_H
@@ -578,6 +581,39 @@ static inline int cu_samples_diff(const met_sample_row *ref, int64_t nref, const
         }
     }
     return ndiff;
+}
+
+static inline int cu_load_run(const char *out, int nsteps, cu_state *st, met_train **tr, int64_t *n) {
+    char p[1300];
+    snprintf(p, sizeof p, "%s/checkpoints/step-%08d.h5", out, nsteps);
+    if (cu_state_load(p, st)) return 1;
+    snprintf(p, sizeof p, "%s/metrics.h5", out);
+    if (met_read_train(p, tr, n)) {
+        cu_state_free(st);
+        return 1;
+    }
+    return 0;
+}
+
+static inline int cu_compare_run(const cu_state *ref, const met_train *rt, int64_t nrt, const char *out, int nsteps,
+                                 const char *what) {
+    cu_state st;
+    met_train *tr = NULL;
+    int64_t n = 0;
+    if (cu_load_run(out, nsteps, &st, &tr, &n)) {
+        fprintf(stderr, "%s: cannot read the final checkpoint (step %d) or metrics.h5 of %s: %s\n", what, nsteps, out,
+                err_msg());
+        return 1;
+    }
+    int bad = cu_state_diff(ref, &st, what) != 0;
+    if (n != nsteps) {
+        fprintf(stderr, "%s: %lld train rows, expected %d\n", what, (long long)n, nsteps);
+        bad++;
+    }
+    bad += cu_train_diff(rt, nrt, tr, n, what) != 0;
+    cu_state_free(&st);
+    free(tr);
+    return bad;
 }
 
 #endif

@@ -31,16 +31,13 @@ int main(void) {
         TEST_MAIN_END();
     }
     setenv("ORPO_LOG", "info", 1);
-    char ref[1200], out[1200], p[1300], *log = NULL;
+    char ref[1200], out[1200], *log = NULL;
     snprintf(ref, sizeof ref, "%s/ref", dir);
     int rc = cu_job_run(&log, dir, "train", ref, NULL);
     if (rc) fprintf(stderr, "reference run failed (%d):\n%s\n", rc, log);
     free(log);
     CHECK_EQ_INT(rc, 0);
-    snprintf(p, sizeof p, "%s/checkpoints/step-%08d.h5", ref, NSTEPS);
-    CHECK_EQ_INT(cu_state_load(p, &g_ref), 0);
-    snprintf(p, sizeof p, "%s/metrics.h5", ref);
-    CHECK_EQ_INT(met_read_train(p, &g_train, &g_ntrain), 0);
+    CHECK_EQ_INT(cu_load_run(ref, NSTEPS, &g_ref, &g_train, &g_ntrain), 0);
     if (t_fail) TEST_MAIN_END();
 
     int evals = 0, seconds = 0, trainers = 0, removed = 0, restarts = 0;
@@ -114,18 +111,7 @@ int main(void) {
         CHECK_EQ_INT(st, 0);
         cu_free(&a);
         if (st == 0) {
-            cu_state s;
-            snprintf(p, sizeof p, "%s/checkpoints/step-%08d.h5", out, NSTEPS);
-            CHECK_EQ_INT(cu_state_load(p, &s), 0);
-            CHECK_EQ_INT(cu_state_diff(&g_ref, &s, out), 0);
-            cu_state_free(&s);
-            met_train *tr = NULL;
-            int64_t ntr = 0;
-            snprintf(p, sizeof p, "%s/metrics.h5", out);
-            CHECK_EQ_INT(met_read_train(p, &tr, &ntr), 0);
-            CHECK_EQ_INT(ntr, NSTEPS);
-            CHECK_EQ_INT(cu_train_diff(g_train, g_ntrain, tr, ntr, out), 0);
-            free(tr);
+            CHECK_EQ_INT(cu_compare_run(&g_ref, g_train, g_ntrain, out, NSTEPS, out), 0);
         }
         if (t_fail) break;
     }

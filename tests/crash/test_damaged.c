@@ -124,18 +124,7 @@ static void run_case(const char *dir, const char *refout, const char *name, int 
     if (t_fail) fprintf(stderr, "%s log:\n%s\n", name, log);
     free(log);
     /* the end: bit-identical to the uninterrupted run */
-    cu_state st;
-    snprintf(p, sizeof p, "%s/checkpoints/step-%08d.h5", out, NSTEPS);
-    CHECK_EQ_INT(cu_state_load(p, &st), 0);
-    CHECK_EQ_INT(cu_state_diff(&g_ref, &st, name), 0);
-    cu_state_free(&st);
-    met_train *tr = NULL;
-    int64_t ntr = 0;
-    snprintf(p, sizeof p, "%s/metrics.h5", out);
-    CHECK_EQ_INT(met_read_train(p, &tr, &ntr), 0);
-    CHECK_EQ_INT(ntr, NSTEPS);
-    CHECK_EQ_INT(cu_train_diff(g_train, g_ntrain, tr, ntr, name), 0);
-    free(tr);
+    CHECK_EQ_INT(cu_compare_run(&g_ref, g_train, g_ntrain, out, NSTEPS, name), 0);
 }
 
 int main(void) {
@@ -145,7 +134,7 @@ int main(void) {
         TEST_MAIN_END();
     }
     setenv("ORPO_LOG", "info", 1);
-    char ref[1200], p[1300], *log = NULL;
+    char ref[1200], *log = NULL;
     snprintf(ref, sizeof ref, "%s/ref", dir);
     int rc = cu_job_run(&log, dir, "train", ref, "--set", "checkpoint.keep_last=100", NULL);
     if (rc) fprintf(stderr, "reference run failed (%d):\n%s\n", rc, log);
@@ -153,10 +142,7 @@ int main(void) {
     CHECK_EQ_INT(rc, 0);
     int64_t steps[64];
     CHECK_EQ_INT(cu_ckpt_steps(ref, steps, 64), NSTEPS / EVERY);
-    snprintf(p, sizeof p, "%s/checkpoints/step-%08d.h5", ref, NSTEPS);
-    CHECK_EQ_INT(cu_state_load(p, &g_ref), 0);
-    snprintf(p, sizeof p, "%s/metrics.h5", ref);
-    CHECK_EQ_INT(met_read_train(p, &g_train, &g_ntrain), 0);
+    CHECK_EQ_INT(cu_load_run(ref, NSTEPS, &g_ref, &g_train, &g_ntrain), 0);
     CHECK_EQ_INT(g_ntrain, NSTEPS);
     if (t_fail) TEST_MAIN_END();
 

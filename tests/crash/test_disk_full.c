@@ -89,23 +89,12 @@ static void limit_disk(int64_t bytes) {
 
 /* resume without a limit to the end: bit-identical to the uninterrupted run */
 static void finish_and_compare(const char *dir, const char *out, const char *what) {
-    char *log = NULL, p[1300];
+    char *log = NULL;
     int rc = cu_job_run(&log, dir, "resume", out, NULL);
     if (rc) fprintf(stderr, "%s: resume after the full disk: exit %d\n%s\n", what, rc, log);
     free(log);
     CHECK_EQ_INT(rc, 0);
-    cu_state st;
-    snprintf(p, sizeof p, "%s/checkpoints/step-%08d.h5", out, NSTEPS);
-    CHECK_EQ_INT(cu_state_load(p, &st), 0);
-    CHECK_EQ_INT(cu_state_diff(&g_ref, &st, what), 0);
-    cu_state_free(&st);
-    met_train *tr = NULL;
-    int64_t ntr = 0;
-    snprintf(p, sizeof p, "%s/metrics.h5", out);
-    CHECK_EQ_INT(met_read_train(p, &tr, &ntr), 0);
-    CHECK_EQ_INT(ntr, NSTEPS);
-    CHECK_EQ_INT(cu_train_diff(g_train, g_ntrain, tr, ntr, what), 0);
-    free(tr);
+    CHECK_EQ_INT(cu_compare_run(&g_ref, g_train, g_ntrain, out, NSTEPS, what), 0);
 }
 
 /* the output directory after a failed resume: checkpoints 9 and 12 as they were, no temporary */
@@ -139,10 +128,7 @@ int main(void) {
     if (rc) fprintf(stderr, "reference run failed (%d):\n%s\n", rc, log);
     free(log);
     CHECK_EQ_INT(rc, 0);
-    snprintf(p, sizeof p, "%s/checkpoints/step-%08d.h5", ref, NSTEPS);
-    CHECK_EQ_INT(cu_state_load(p, &g_ref), 0);
-    snprintf(p, sizeof p, "%s/metrics.h5", ref);
-    CHECK_EQ_INT(met_read_train(p, &g_train, &g_ntrain), 0);
+    CHECK_EQ_INT(cu_load_run(ref, NSTEPS, &g_ref, &g_train, &g_ntrain), 0);
     CHECK_EQ_INT(g_ntrain, NSTEPS);
 
     /* the state before the disk fills: checkpoints 9 and 12 */

@@ -31,19 +31,7 @@ static void piece(const char *dir, const char *out, const char *a, const char *b
 }
 
 static void compare(const char *out, const char *what) {
-    char p[1300];
-    cu_state st;
-    snprintf(p, sizeof p, "%s/checkpoints/step-%08d.h5", out, NSTEPS);
-    CHECK_EQ_INT(cu_state_load(p, &st), 0);
-    CHECK_EQ_INT(cu_state_diff(&g_ref, &st, what), 0);
-    cu_state_free(&st);
-    met_train *tr = NULL;
-    int64_t ntr = 0;
-    snprintf(p, sizeof p, "%s/metrics.h5", out);
-    CHECK_EQ_INT(met_read_train(p, &tr, &ntr), 0);
-    CHECK_EQ_INT(ntr, NSTEPS);
-    CHECK_EQ_INT(cu_train_diff(g_train, g_ntrain, tr, ntr, what), 0);
-    free(tr);
+    CHECK_EQ_INT(cu_compare_run(&g_ref, g_train, g_ntrain, out, NSTEPS, what), 0);
     printf("%s: final checkpoint and train table bit-identical: %s\n", what, t_fail ? "no" : "yes");
 }
 
@@ -60,10 +48,7 @@ int main(void) {
     if (rc) fprintf(stderr, "reference run failed (%d):\n%s\n", rc, log);
     free(log);
     CHECK_EQ_INT(rc, 0);
-    snprintf(p, sizeof p, "%s/checkpoints/step-%08d.h5", ref, NSTEPS);
-    CHECK_EQ_INT(cu_state_load(p, &g_ref), 0);
-    snprintf(p, sizeof p, "%s/metrics.h5", ref);
-    CHECK_EQ_INT(met_read_train(p, &g_train, &g_ntrain), 0);
+    CHECK_EQ_INT(cu_load_run(ref, NSTEPS, &g_ref, &g_train, &g_ntrain), 0);
     CHECK_EQ_INT(g_ntrain, NSTEPS);
     if (t_fail) TEST_MAIN_END();
 

@@ -36,23 +36,12 @@ static int match(const char *line, void *ctx) {
 }
 
 static void finish_and_compare(const char *dir, const char *out, const char *what) {
-    char *log = NULL, p[1300];
+    char *log = NULL;
     int rc = cu_job_run(&log, dir, "resume", out, NULL);
     if (rc) fprintf(stderr, "%s: resume: exit %d\n%s\n", what, rc, log);
     free(log);
     CHECK_EQ_INT(rc, 0);
-    cu_state st;
-    snprintf(p, sizeof p, "%s/checkpoints/step-%08d.h5", out, NSTEPS);
-    CHECK_EQ_INT(cu_state_load(p, &st), 0);
-    CHECK_EQ_INT(cu_state_diff(&g_ref, &st, what), 0);
-    cu_state_free(&st);
-    met_train *tr = NULL;
-    int64_t ntr = 0;
-    snprintf(p, sizeof p, "%s/metrics.h5", out);
-    CHECK_EQ_INT(met_read_train(p, &tr, &ntr), 0);
-    CHECK_EQ_INT(ntr, NSTEPS);
-    CHECK_EQ_INT(cu_train_diff(g_train, g_ntrain, tr, ntr, what), 0);
-    free(tr);
+    CHECK_EQ_INT(cu_compare_run(&g_ref, g_train, g_ntrain, out, NSTEPS, what), 0);
 }
 
 /* one signal (or two SIGINTs when twice) after the log line of step k (k < 0: after the set-up) */
@@ -164,7 +153,7 @@ int main(void) {
         TEST_MAIN_END();
     }
     setenv("ORPO_LOG", "info", 1);
-    char ref[1200], p[1300], *log = NULL;
+    char ref[1200], *log = NULL;
     snprintf(ref, sizeof ref, "%s/ref", dir);
     double t0 = cu_now();
     int rc = cu_job_run(&log, dir, "train", ref, NULL);
@@ -172,10 +161,7 @@ int main(void) {
     if (rc) fprintf(stderr, "reference run failed (%d):\n%s\n", rc, log);
     free(log);
     CHECK_EQ_INT(rc, 0);
-    snprintf(p, sizeof p, "%s/checkpoints/step-%08d.h5", ref, NSTEPS);
-    CHECK_EQ_INT(cu_state_load(p, &g_ref), 0);
-    snprintf(p, sizeof p, "%s/metrics.h5", ref);
-    CHECK_EQ_INT(met_read_train(p, &g_train, &g_ntrain), 0);
+    CHECK_EQ_INT(cu_load_run(ref, NSTEPS, &g_ref, &g_train, &g_ntrain), 0);
     CHECK_EQ_INT(g_ntrain, NSTEPS);
     if (t_fail) TEST_MAIN_END();
 
