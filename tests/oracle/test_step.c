@@ -8,6 +8,7 @@
  *   shared vs unshared prefix: loss and every gradient equal within 1e-6. */
 #include <string.h>
 
+#include "adamw_bound.h"
 #include "fixture_h5.h"
 #include "io/err.h"
 #include "model/llava_train.h"
@@ -169,6 +170,143 @@ static void check_dropout(llava_model *m) {
     for (int k = 0; k < 3; k++) free(g[k]);
 }
 
+/* Tolerance of the gradient check (its derivation is at the check in run_variant); the AdamW bound assumes it. */
+#define TOL_GRAD 1e-4
+
+/* worst-case relative error of an fp32 sum of n terms in any order (Higham's gamma_n) */
+static double gamma_n(double n) { return n * AB_U / (1 - n * AB_U); }
+
+typedef struct {
+    const char *what;
+    adamw_opt opt;
+    adamw_group g;
+    adamw_tensor *at;
+    float *w, *mom;
+    double worst;
+} mutant;
+
+static void mutant_init(mutant *mu, const char *what, llava_trainer *t, const adamw_group *real) {
+    int nt = lt_tensor_count(t);
+    mu->what = what;
+    adamw_init(&mu->opt);
+    mu->g = *real;
+    mu->at = calloc((size_t)nt, sizeof *mu->at);
+    mu->w = malloc(sizeof(float) * (size_t)t->nstore);
+    mu->mom = calloc((size_t)t->nstore * 2, sizeof(float));
+    mu->worst = 0;
+    int64_t off = 0;
+    for (int i = 0; i < nt; i++) {
+        const lt_tensor_info *ti = lt_tensor(t, i);
+        memcpy(mu->w + off, ti->data, sizeof(float) * (size_t)ti->numel);
+        mu->at[i] = (adamw_tensor){ti->name, mu->w + off, ti->grad, mu->mom + off, mu->mom + t->nstore + off, ti->numel};
+        off += ti->numel;
+    }
+    mu->g.t = mu->at;
+}
+
+/* 3 AdamW steps (warm-up 1 step: lr 0, then cosine: lr, 0.75 lr), weight decay, clipping, each on the same batch,
+ * against torch's weights after each step. The check is per element, |w - w_torch| <= bound, with the bound of
+ * adamw_bound.h (derivation there) computed from our own gradients. The gradient of each element may differ
+ * from torch's by delta (before clipping):
+ *   delta = TOL_GRAD/(1-TOL_GRAD) * max|g| of its tensor      (the gradient check: max|diff| <= TOL_GRAD max|ref|,
+ *                                                               and max|ref| <= max|g|/(1-TOL_GRAD))
+ * clip_grad_norm_ multiplies by c = clip/(N+1e-6) (when < 1). |N - N'| <= ||g - g'||_2 <= sqrt(sum n_i delta_i^2)
+ * plus torch's own rounding of N (fp32 norm of each tensor, then of the norms: gamma_n/2 each, any order, + 2 u for
+ * the square roots), so with k = |N - N'|/N: |c' - c| <= c (k/(1-k) + 2u) = c kc (2u: the coefficient rounded to
+ * fp32 on both sides) and |c g - c' g'| <= c (1 + kc) delta + kc |c g| (+ u |c g| for the product, in ab_grad).
+ * Control: two deliberately wrong optimisers (no bias correction: the step counter starts at 10^6, so that
+ * 1 - beta^t == 1; no weight decay) run on copies of the weights with the same gradients; the same bound must
+ * reject each of them at some element, or the check could not fail. */
+static void check_adamw(llava_trainer *t, const char *grp) {
+    int nt = lt_tensor_count(t);
+    int64_t N = t->nstore;
+    const double lr = fx_attr_d(F, "/", "lr"), wd = fx_attr_d(F, "/", "weight_decay"), clip = fx_attr_d(F, "/", "clip");
+    adamw_opt opt;
+    adamw_init(&opt);
+    adamw_tensor *at = calloc((size_t)nt, sizeof *at);
+    float *mom = calloc((size_t)N * 2, sizeof(float));
+    int64_t *off = calloc((size_t)nt + 1, sizeof(int64_t));
+    double *gmax = calloc((size_t)nt, sizeof(double));
+    for (int i = 0; i < nt; i++) {
+        const lt_tensor_info *ti = lt_tensor(t, i);
+        at[i] = (adamw_tensor){ti->name, ti->data, ti->grad, mom + off[i], mom + N + off[i], ti->numel};
+        off[i + 1] = off[i] + ti->numel;
+    }
+    adamw_group g = {"all", lr, wd, at, nt};
+    set_init(t, grp);
+    mutant mu[2];
+    mutant_init(&mu[0], "no bias correction", t, &g);
+    mu[0].opt.step = 1000000;
+    mutant_init(&mu[1], "no weight decay", t, &g);
+    mu[1].g.weight_decay = 0;
+    ab_state b;
+    ab_init(&b, &opt, N);
+    for (int s = 1; s <= 3; s++) {
+        orpo_metrics mt;
+        CHECK_EQ_INT(step_grads(t, (uint32_t)s, &mt), 0);
+        double ss = 0, kt = 0;
+        for (int i = 0; i < nt; i++) {
+            const lt_tensor_info *ti = lt_tensor(t, i);
+            gmax[i] = 0;
+            for (int64_t k = 0; k < ti->numel; k++) gmax[i] = fmax(gmax[i], fabs(ti->grad[k]));
+            double d = TOL_GRAD / (1 - TOL_GRAD) * gmax[i];
+            ss += (double)ti->numel * d * d;
+            kt = fmax(kt, gamma_n((double)ti->numel) / 2);
+        }
+        kt += gamma_n(nt) / 2 + 2 * AB_U;
+        double norm = adamw_clip(&g, 1, clip);
+        double c = norm > 0 && clip / (norm + 1e-6) < 1 ? clip / (norm + 1e-6) : 1;
+        double k = norm > 0 ? sqrt(ss) / norm + kt : 0;
+        CHECK(k < 0.5);
+        double kc = k / (1 - k) + 2 * AB_U;
+        ab_begin_step(&b);
+        for (int i = 0; i < nt; i++)
+            ab_grad(&b, off[i], lt_tensor(t, i)->grad, lt_tensor(t, i)->numel,
+                    c * (1 + kc) * TOL_GRAD / (1 - TOL_GRAD) * gmax[i], kc);
+        double f = sched_factor(SCHED_COSINE, s - 1, 1, 4);
+        CHECK_EQ_INT(adamw_step(&opt, &g, 1, f), 0);
+        for (int q = 0; q < 2; q++) CHECK_EQ_INT(adamw_step(&mu[q].opt, &mu[q].g, 1, f), 0);
+        double worst = 0, old = 0;
+        const char *worst_name = "";
+        int64_t worst_at = 0;
+        for (int i = 0; i < nt; i++) {
+            const lt_tensor_info *ti = lt_tensor(t, i);
+            ab_step(&b, off[i], ti->data, mom + off[i], mom + N + off[i], ti->numel, lr * f, wd);
+            char p[300];
+            size_t n;
+            snprintf(p, sizeof p, "%s/step%d/%s", grp, s, ti->name);
+            float *ref = fx_f32(F, p, &n);
+            CHECK_EQ_INT(n, ti->numel);
+            int64_t a = 0;
+            double r = ab_ratio(&b, off[i], ti->data, ref, ti->numel, &a);
+            if (r > worst) {
+                worst = r;
+                worst_name = ti->name;
+                worst_at = a;
+            }
+            old = fmax(old, fx_relerr(ti->data, ref, n));
+            for (int q = 0; q < 2; q++) mu[q].worst = fmax(mu[q].worst, ab_ratio(&b, off[i], mu[q].w + off[i], ref, ti->numel, NULL));
+            free(ref);
+        }
+        printf("    AdamW step %d: worst |w - w_torch| / bound %.3f (%s [%lld]); %lld of %lld elements with an "
+               "undetermined update; max|diff|/max|ref| %.1e; clip k %.1e\n", s, worst, worst_name,
+               (long long)worst_at, (long long)b.undetermined, (long long)b.elements, old, k);
+        CHECK(worst <= 1);
+    }
+    for (int q = 0; q < 2; q++) {
+        printf("    control, AdamW with %s: worst |w - w_torch| / bound %.3g (must be > 1)\n", mu[q].what, mu[q].worst);
+        CHECK(mu[q].worst > 1);
+        free(mu[q].at);
+        free(mu[q].w);
+        free(mu[q].mom);
+    }
+    ab_free(&b);
+    free(at);
+    free(mom);
+    free(off);
+    free(gmax);
+}
+
 static void run_variant(const char *variant, const char *base, llava_model *m) {
     char grp[64];
     snprintf(grp, sizeof grp, "%s_%s", variant, base);
@@ -233,35 +371,7 @@ static void run_variant(const char *variant, const char *base, llava_model *m) {
                 CHECK(e <= 1e-6);
                 if (e > 1e-6) printf("    differs from share=1 ckpt=0 by %.2e\n", e);
             }
-            if (share == 1 && ckpt == 0) {
-                /* 3 AdamW steps with warm-up + cosine, decay and clipping, each on the same batch */
-                adamw_opt opt;
-                adamw_init(&opt);
-                int nt = lt_tensor_count(&t);
-                adamw_tensor *at = calloc((size_t)nt, sizeof *at);
-                float *mom = calloc((size_t)t.nstore * 2, sizeof(float));
-                int64_t off = 0;
-                for (int i = 0; i < nt; i++) {
-                    const lt_tensor_info *ti = lt_tensor(&t, i);
-                    at[i] = (adamw_tensor){ti->name, ti->data, ti->grad, mom + off, mom + t.nstore + off, ti->numel};
-                    off += ti->numel;
-                }
-                adamw_group g = {"all", fx_attr_d(F, "/", "lr"), fx_attr_d(F, "/", "weight_decay"), at, nt};
-                set_init(&t, grp);
-                for (int s = 1; s <= 3; s++) {
-                    CHECK_EQ_INT(step_grads(&t, (uint32_t)s, &mt), 0);
-                    adamw_clip(&g, 1, fx_attr_d(F, "/", "clip"));
-                    double f = sched_factor(SCHED_COSINE, s - 1, 1, 4);
-                    CHECK_EQ_INT(adamw_step(&opt, &g, 1, f), 0);
-                    char what[16];
-                    snprintf(what, sizeof what, "step%d", s);
-                    double we = max_grad_err(&t, grp, what);
-                    printf("    AdamW step %d weights rel err %.1e\n", s, we);
-                    CHECK(we <= 1e-5);
-                }
-                free(at);
-                free(mom);
-            }
+            if (share == 1 && ckpt == 0) check_adamw(&t, grp);
             lt_free(&t);
         }
     free(ref_grads);
