@@ -36,9 +36,9 @@
  *    |dU| <= (4t+1) u A/(r+eps) + (3t+7) u |U|  per implementation, twice that between the two.
  *    The weight update: (1 - lr wd) rounded, the product, the sum: 3 u |w| per implementation, 6 u |w| in all.
  * 3. e_t = e_{t-1} (1 - lr_t wd) + lr_t (|U - U'| + rounding of U) + 6 u (|w_t| + lr_t |U|),  e_0 = 0.
- * The gradients of steps 2 and 3 are taken at weights that already differ by e_{t-1} (<= 1e-4 lr_t at elements
- * whose gradient is determined): that moves the gradient by much less than the tolerance of the gradient check,
- * which callers therefore apply to every step. */
+ * The gradients of step t are taken at weights that already differ by e_{t-1}, a small fraction of the step
+ * lr_t |U| itself; that moves the gradient by much less than the tolerance of the gradient check, which callers
+ * therefore apply to every step (in test_step, step 2 repeats step 1's weights exactly: lr is 0 in the warm-up). */
 #ifndef ORPO_ADAMW_BOUND_H
 #define ORPO_ADAMW_BOUND_H
 

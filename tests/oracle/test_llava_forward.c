@@ -1,16 +1,23 @@
 /* The LLaVA-NeXT CPU forward against transformers (tests/fixtures/llava_tiny, made by
  * tools/oracle/make_llava_fixtures.py): for every image case the selected vision features, the packed
  * image features (unpad + newline), the spliced input embeddings and the logits of every position
- * match within max|diff| / max|ref| <= 1e-4, and the image-token count is exact. Then all cases run
- * again packed into ONE buffer as separate sequences: logits must equal the one-by-one run. */
+ * match within max|diff| / max|ref| <= tol, and the image-token count is exact. Then all cases run
+ * again packed into ONE buffer as separate sequences: logits must equal the one-by-one run within tol.
+ * tol (tolerance.h): the worst-case fp32 error of the forward chain for any summation order, twice (ours and
+ * transformers', each in its own order) plus u for the stored reference: 2 tol_llava_fwd(cfg, L) + u, about
+ * 2.6e-4 for the tiny model (L <= 120); each stage (vision features, image features, embeddings) is checked
+ * against the same bound of the whole chain, which bounds its shorter chain too. The packed run is the same
+ * chain in our own code with other row counts (so other kernel blocking): the same 2 tol_llava_fwd bound.
+ * Was 1e-4 (and 1e-6 packed): below the worst case of a summation order that OpenBLAS may legally pick. */
 #include <string.h>
 
 #include "fixture_h5.h"
 #include "io/err.h"
 #include "model/llava_params.h"
 #include "test.h"
+#include "tolerance.h"
 
-#define TOL 1e-4
+static double TOL; /* set in main from the model and the longest sequence */
 
 static const char *cases[] = {"square", "wide", "tall", "tiny", "odd"};
 #define NCASES 5
@@ -22,7 +29,7 @@ static int64_t len_of[NCASES], nimg_of[NCASES];
 
 static void check(const char *what, const char *cs, const float *a, const float *ref, size_t n) {
     double e = fx_relerr(a, ref, n);
-    printf("  %-6s %-16s rel err %.2e\n", cs, what, e);
+    printf("  %-6s %-16s rel err %.2e (tol %.1e)\n", cs, what, e, TOL);
     CHECK(e <= TOL);
 }
 
@@ -50,6 +57,8 @@ int main(void) {
     for (int ci = 0; ci < NCASES; ci++) {
         const char *cs = cases[ci];
         char p[128];
+        snprintf(p, sizeof p, "%s/input_ids", cs);
+        TOL = 2 * tol_llava_fwd(cfg, (int64_t)fx_numel(F, p)) + TOL_U;
         size_t npx, nsz, nid, nsel, nfeat, nemb, nlog;
         snprintf(p, sizeof p, "%s/pixel_values", cs);
         float *pix = fx_f32(F, p, &npx);
@@ -132,7 +141,7 @@ int main(void) {
     for (int ci = 0; ci < NCASES; ci++) {
         double e = fx_relerr(logits + off * V, logits_of[ci], (size_t)(len_of[ci] * V));
         printf("  packed %-6s rel err vs one-by-one %.2e\n", cases[ci], e);
-        CHECK(e <= 1e-6);
+        CHECK(e <= 2 * tol_llava_fwd(cfg, len_of[ci]) + TOL_U);
         off += len_of[ci];
         free(logits_of[ci]); free(ids_of[ci]); free(img_of[ci]);
     }

@@ -1,7 +1,9 @@
 /* import-model: HF directory -> model.h5 -> CPU forward, against transformers.
- *   - fp32 import: logits match transformers within max|diff|/max|ref| <= 1e-4 for every image case
+ *   - fp32 import: logits match transformers within max|diff|/max|ref| <= 2 tol_llava_fwd + u for every image
+ *     case (tolerance.h: the worst-case fp32 error of the forward chain in any summation order, ours and the
+ *     oracle's; about 2.6e-4 for the tiny model; was 1e-4, below that worst case)
  *   - nf4 import (bitsandbytes CPU flavor, decoder linears) + bf16 rest: logits match transformers run
- *     with the same bitsandbytes-dequantized weights within 1e-4; NF4 bytes travel unchanged
+ *     with the same bitsandbytes-dequantized weights within the same bound; NF4 bytes travel unchanged
  *   - the same weights under other checkpoint layouts (transformers 5 names, sharded with an index;
  *     llava-hf 4.x names with vision_model; fp16 and bf16 sources) import to the same tensors
  *   - a missing shard, a shape mismatch and an unknown architecture fail with ERR_DATA naming the
@@ -19,8 +21,8 @@
 #include "model/nf4.h"
 #include "backend/tensor.h"
 #include "test.h"
+#include "tolerance.h"
 
-#define TOL 1e-4
 
 static const char *cases[] = {"square", "wide", "tall", "tiny", "odd"};
 
@@ -75,8 +77,11 @@ static void check_logits(const char *path, const char *which, hid_t F) {
         float *ref = fx_f32(F, p, &nref);
         CHECK_EQ_INT(n, nref);
         double e = fx_relerr(lg, ref, n);
-        printf("  %-24s %-6s %-10s rel err %.2e\n", fs_basename(path), cases[ci], which, e);
-        CHECK(e <= TOL);
+        /* the forward chain, twice (ours and transformers', each in its own summation order) + u for the stored
+         * reference (tolerance.h); the NF4 case runs both sides on the same dequantized weights, so the same bound */
+        double tol = 2 * tol_llava_fwd(&m.cfg, (int64_t)(n / (size_t)m.cfg.vocab)) + TOL_U;
+        printf("  %-24s %-6s %-10s rel err %.2e (tol %.1e)\n", fs_basename(path), cases[ci], which, e, tol);
+        CHECK(e <= tol);
         free(lg);
         free(ref);
     }
