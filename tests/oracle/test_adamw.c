@@ -4,7 +4,15 @@
  * constant_noclip: 3 groups, constant schedule with 1 warm-up step, max_norm 1000 (coefficient clamped to 1).
  * Tolerances: params after every step and the final moments within 1e-6 relative (max|diff|/max|ref| per
  * tensor; the issue asks 1e-5), gradient norm 1e-6 relative (torch: fp32 per-tensor norms, ours fp64),
- * schedule factors 1e-12. */
+ * schedule factors 1e-12.
+ * Derivation: both sides get the same fp32 gradients, so only rounding differs (adamw_bound.h, part 2): per step
+ * at most 6 u |w| + 2 lr ((4t+1) A/(r+eps) + (3t+7)|U|) u; over 4 steps with lr 1e-2, |U| <= 1.01 and |w| ~ 1 that
+ * is <= 24 u + 4 x 0.02 x 50 u ~ 28 u = 1.7e-6 of max|w| in the worst case of every rounding adding up, 1e-6 in
+ * the realistic one (roundings of both signs); the clip coefficients differ by torch's fp32 norm (gamma_n/2 for
+ * n <= 24 elements: 7e-7, the 1e-6 norm tolerance), to which Adam is invariant except through eps. The moments:
+ * m within (4t+1) u, v within 6t u (all terms positive) of max|ref|, both < 1e-6 for t <= 4.
+ * Schedule factors: the same double formula as transformers, libm's cos within 1 ulp: <= 4 x 2^-53 absolute,
+ * and 1e-12 leaves room for another libm; the lr, 2e-4 x factor, within 2e-4 x 1e-12 + 1 ulp < 1e-18. */
 #include <hdf5_hl.h>
 #include <string.h>
 
