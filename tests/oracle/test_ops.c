@@ -20,6 +20,7 @@
 #define TOL 1e-5
 
 static hid_t F;
+static double worst_e;
 static const ops *O;
 static opctx C;
 
@@ -38,12 +39,14 @@ static float *zeros_offset(size_t n) { /* gradient buffers start at 0.25 to test
 static void check_grad(const char *what, float *g, const float *ref, size_t n) {
     for (size_t i = 0; i < n; i++) g[i] -= 0.25f;
     double e = fx_relerr(g, ref, n);
+    worst_e = fmax(worst_e, e);
     if (e > TOL) fprintf(stderr, "%s: rel err %.3g\n", what, e);
     CHECK(e <= TOL);
 }
 
 static void check_out(const char *what, const float *y, const float *ref, size_t n) {
     double e = fx_relerr(y, ref, n);
+    worst_e = fmax(worst_e, e);
     if (e > TOL) fprintf(stderr, "%s: rel err %.3g\n", what, e);
     CHECK(e <= TOL);
 }
@@ -200,5 +203,6 @@ int main(void) {
     test_logprob();
     test_embed();
     H5Fclose(F);
+    printf("ops: worst max|diff|/max|ref| %.3g (tol %g)\n", worst_e, TOL);
     TEST_MAIN_END();
 }
