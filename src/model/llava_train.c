@@ -106,7 +106,7 @@ static int64_t add_tensor(llava_trainer *t, int64_t *off, const char *name, cons
     int64_t n = rows * cols;
     if (t->store) {
         lt_tensor_info *ti = &t->tensors[t->ntensors++];
-        snprintf(ti->name, sizeof ti->name, "%s", name);
+        snprintf(ti->name, sizeof ti->name, "%.*s", (int)sizeof ti->name - 1, name);
         ti->group = group;
         ti->data = t->store + *off;
         ti->grad = t->gstore + *off;
@@ -123,9 +123,11 @@ static int64_t add_tensor(llava_trainer *t, int64_t *off, const char *name, cons
     return n;
 }
 
-static void setup_lora(llava_trainer *t, lora_ad *ad, const lin_w *lw, const char *name, uint32_t module,
-                       int64_t *off, uint32_t *tensor_id) {
-    char n[160];
+/* LoRA A/B of one linear, in optimiser group `group`; A gets Kaiming-uniform values from the counter RNG keyed by
+ * init_id, B zeros */
+static void setup_lora(llava_trainer *t, lora_ad *ad, const lin_w *lw, const char *name, const char *group,
+                       uint32_t module, int64_t *off, uint32_t init_id) {
+    char n[176]; /* "lora/" + a name of up to 159 bytes + "/A" */
     if (t->store) {
         ad->in = lw->in;
         ad->out = lw->out;
@@ -138,50 +140,70 @@ static void setup_lora(llava_trainer *t, lora_ad *ad, const lin_w *lw, const cha
         ad->key[1] = k.k[1];
     }
     snprintf(n, sizeof n, "lora/%s/A", name);
-    add_tensor(t, off, n, "lora", t->spec.rank, lw->in, &ad->A, &ad->dA);
+    add_tensor(t, off, n, group, t->spec.rank, lw->in, &ad->A, &ad->dA);
     snprintf(n, sizeof n, "lora/%s/B", name);
-    add_tensor(t, off, n, "lora", lw->out, t->spec.rank, &ad->B, &ad->dB);
+    add_tensor(t, off, n, group, lw->out, t->spec.rank, &ad->B, &ad->dB);
     if (t->store) {
-        rng_lora_init(t->spec.seed, (*tensor_id)++, RNG_INIT_KAIMING_A, ad->r, ad->in, ad->A);
+        rng_lora_init(t->spec.seed, init_id, RNG_INIT_KAIMING_A, ad->r, ad->in, ad->A);
         memset(ad->B, 0, sizeof(float) * (size_t)(ad->out * ad->r));
     }
 }
 
-/* Walk every trainable tensor; called twice (count, then fill). */
+static int popcount(unsigned x) {
+    int n = 0;
+    for (; x; x &= x - 1) n++;
+    return n;
+}
+
+/* Walk every trainable tensor; called twice (count, then fill).
+ *
+ * The tensors of one optimiser group are laid out together, whatever the targets (the trainer builds one AdamW
+ * group per run of tensors of the same group; docs/jobs.md, train.lr_groups):
+ *   lora              LoRA of the decoder linears, then of lm_head
+ *   vision_lora       LoRA of the vision tower's linears (vision:* targets)
+ *   mm_projector      LoRA of the two projector linears, or the projector's weights and biases (full_modules)
+ *   token_embeddings  the trainable embedding rows
+ * The LoRA A initialisation is keyed by the adapter's number in a fixed order (decoder, vision, projector,
+ * lm_head), independent of this layout. */
 static void layout(llava_trainer *t) {
     llava_config *c = &t->m->cfg;
     llava_weights *w = &t->m->w;
     int64_t off = 0;
-    uint32_t tid = 0;
     t->ntensors = 0;
     char name[160];
+    const int proj_lora = (t->spec.targets & LT_PROJ) && !t->spec.full_projector;
+    const uint32_t n_dec = (uint32_t)(c->t_layers * popcount(t->spec.targets & ((1u << LT_DEC_MODULES) - 1)));
+    const uint32_t n_vis = (uint32_t)((c->v_run_layers - t->vis_first) * popcount(t->spec.vision_targets));
+    const uint32_t id_proj = n_dec + n_vis, id_head = id_proj + (proj_lora ? 2 : 0);
+    uint32_t id = 0;
+    /* group lora */
     for (int l = 0; l < c->t_layers; l++)
         for (int mi = 0; mi < LT_DEC_MODULES; mi++) {
             if (!(t->spec.targets & (1u << mi))) continue;
             snprintf(name, sizeof name, "language_model.model.layers.%d.%s", l, dec_module_names[mi]);
-            setup_lora(t, &t->dec[l * LT_DEC_MODULES + mi], dec_lin(&w->dec[l], mi), name, (uint32_t)(l * 64 + mi),
-                       &off, &tid);
+            setup_lora(t, &t->dec[l * LT_DEC_MODULES + mi], dec_lin(&w->dec[l], mi), name, "lora",
+                       (uint32_t)(l * 64 + mi), &off, id++);
         }
+    if (t->spec.targets & LT_LM_HEAD)
+        setup_lora(t, &t->head, &w->lm_head, "language_model.lm_head", "lora", 61 * 64, &off, id_head);
+    /* group vision_lora */
     for (int l = t->vis_first; l < c->v_run_layers; l++) {
         vis_layer *vl = &w->vis[l];
         lin_w *vlin[LT_VIS_MODULES] = {&vl->q, &vl->k, &vl->v, &vl->o, &vl->fc1, &vl->fc2};
         for (int mi = 0; mi < LT_VIS_MODULES; mi++) {
             if (!(t->spec.vision_targets & (1u << mi))) continue;
             snprintf(name, sizeof name, "vision_tower.vision_model.encoder.layers.%d.%s", l, vis_module_names[mi]);
-            lora_ad *ad = &t->vis[l * LT_VIS_MODULES + mi];
-            setup_lora(t, ad, vlin[mi], name, (uint32_t)((1000 + l) * 64 + mi), &off, &tid);
-            if (t->store) { /* vision LoRA is its own parameter group */
-                t->tensors[t->ntensors - 1].group = "vision_lora";
-                t->tensors[t->ntensors - 2].group = "vision_lora";
-            }
+            setup_lora(t, &t->vis[l * LT_VIS_MODULES + mi], vlin[mi], name, "vision_lora",
+                       (uint32_t)((1000 + l) * 64 + mi), &off, id++);
         }
     }
-    if ((t->spec.targets & LT_PROJ) && !t->spec.full_projector) {
-        setup_lora(t, &t->proj[0], &w->proj1, "multi_modal_projector.linear_1", 60 * 64 + 0, &off, &tid);
-        setup_lora(t, &t->proj[1], &w->proj2, "multi_modal_projector.linear_2", 60 * 64 + 1, &off, &tid);
+    /* group mm_projector */
+    if (proj_lora) {
+        setup_lora(t, &t->proj[0], &w->proj1, "multi_modal_projector.linear_1", "mm_projector", 60 * 64 + 0, &off,
+                   id_proj);
+        setup_lora(t, &t->proj[1], &w->proj2, "multi_modal_projector.linear_2", "mm_projector", 60 * 64 + 1, &off,
+                   id_proj + 1);
     }
-    if (t->spec.targets & LT_LM_HEAD)
-        setup_lora(t, &t->head, &w->lm_head, "language_model.lm_head", 61 * 64, &off, &tid);
     if (t->spec.full_projector) {
         const lin_w *p1 = &w->proj1, *p2 = &w->proj2;
         add_tensor(t, &off, "multi_modal_projector.linear_1.weight", "mm_projector", p1->out, p1->in,
