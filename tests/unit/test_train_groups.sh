@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # lora.targets that mix the optimiser groups (docs/jobs.md, train.lr_groups) through the command line, on the demo
-# model: `validate` and one `train` step succeed for each mix (vision:* LoRA with lm_head and/or mm_projector LoRA
-# used to stop with "trainable tensors of group lora are not contiguous", exit 1), and train.lr_groups.mm_projector
-# is the learning rate of the projector's LoRA adapters: after one AdamW step from B = 0 (no warm-up), every
-# element of a B matrix has moved by at most its group's lr, so the projector's B stay within 1e-9 while the other
-# groups' B move by about 1e-3 (they used to train at train.lr, in group lora).
+# model: `validate`, one `train` step and `eval` of its checkpoint succeed for each mix (vision:* LoRA with
+# lm_head and/or mm_projector LoRA used to stop with "trainable tensors of group lora are not contiguous", exit 1),
+# and train.lr_groups.mm_projector is the learning rate of the projector's LoRA adapters: after one AdamW step from
+# B = 0 (no warm-up), every element of a B matrix has moved by at most its group's lr, so the projector's B stay
+# within 1e-9 while the other groups' B move by about 1e-3 (they used to train at train.lr, in group lora).
 set -u
 bin=${ORPO_BIN:?}
 pass=0; fail=0
@@ -61,6 +61,7 @@ run_mix() { # run_mix --set ... : validate, then train one step into a fresh dir
   expect_rc 0 "$bin" validate "$tmp/job.yaml" "$@"
   expect_rc 0 "$bin" train "$tmp/job.yaml" --set "job.output_dir=$tmp/run$n" "$@"
   if [ -s "$tmp/run$n/checkpoints/step-00000001.h5" ]; then ok; else bad "no checkpoint after one step of: $*"; fi
+  expect_rc 0 "$bin" eval "$tmp/job.yaml" --set "job.output_dir=$tmp/run$n" "$@"
 }
 run_mix --set 'lora.targets=[q_proj, vision:fc1, lm_head]'
 run_mix --set 'lora.targets=[q_proj, vision:fc1, mm_projector]'
