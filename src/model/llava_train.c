@@ -315,19 +315,12 @@ static void carve_ws(lt_ws *s, carve *cv, const llava_config *c, const lt_spec *
     s->acts = carve_take(cv, sizeof(dec_acts) * (size_t)nacts);
     for (int l = 0; l < nacts; l++) {
         dec_acts a;
-        a.a1 = carve_f32(cv, T * D);
-        a.rstd1 = carve_f32(cv, T);
-        a.q = carve_f32(cv, T * Q);
-        a.k = carve_f32(cv, T * KV);
-        a.v = carve_f32(cv, T * KV);
-        a.att = carve_f32(cv, T * Q);
-        a.lse = carve_f32(cv, T * c->t_heads);
-        a.x_mid = carve_f32(cv, T * D);
-        a.a2 = carve_f32(cv, T * D);
-        a.rstd2 = carve_f32(cv, T);
-        a.g = carve_f32(cv, T * I);
-        a.u = carve_f32(cv, T * I);
-        a.h = carve_f32(cv, T * I);
+        /* the saved activations of one decoder layer, in this order */
+        float **part[] = {&a.a1, &a.rstd1, &a.q, &a.k, &a.v, &a.att, &a.lse, &a.x_mid, &a.a2, &a.rstd2, &a.g, &a.u,
+                          &a.h};
+        const int64_t size[] = {T * D, T, T * Q, T * KV, T * KV, T * Q, T * c->t_heads, T * D, T * D, T, T * I,
+                                T * I, T * I};
+        for (size_t i = 0; i < sizeof size / sizeof size[0]; i++) *part[i] = carve_f32(cv, size[i]);
         for (int mi = 0; mi < LT_DEC_MODULES; mi++) a.t[mi] = carve_f32(cv, T * r);
         if (cv->base) s->acts[l] = a;
     }
