@@ -44,6 +44,10 @@ typedef struct opctx {
     void *blas;      /* cublasLtHandle_t (CUDA) */
 } opctx;
 
+/* the largest attention head dimension the ops take (the CPU reference keeps one head's accumulator on the stack);
+ * llava_config refuses a model with larger heads */
+#define OPS_ATTN_MAX_HEAD_DIM 512
+
 typedef struct seq_desc {
     int32_t start;   /* first token in the packed buffer */
     int32_t len;     /* number of tokens */

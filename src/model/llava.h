@@ -7,6 +7,8 @@
  *   llava_config_describe(&cfg, buf, n)          one line for logs
  *   lin_f32(&w, scratch)                         the fp32 weight of a linear (NF4 dequantized into scratch)
  *   llava_ws_size(&cfg, max_tok, max_tiles)      bytes of workspace a forward needs
+ *   llava_im2col(cfg, pixels, P, rows)           tiles [P,3,T,T] -> patch rows [P*np, 3*p*p], each in (channel, ky, kx)
+ *                                                order (the patch convolution's weight layout): the conv is one GEMM
  *   llava_vision_forward(...)                    tiles [P,3,T,T] -> selected features [P, np, Dv] (CLS dropped)
  *   llava_project(...)                           features -> projector output [P*np, D]
  *   llava_pack_image(...)                        one image's tiles -> [n_img, D]: base, unpadded grid rows + newline
@@ -88,6 +90,7 @@ const float *lin_f32(const lin_w *w, float *scratch);
 
 size_t llava_ws_size(const llava_config *cfg, int64_t max_tok, int max_tiles);
 
+void llava_im2col(const llava_config *cfg, const float *pixels, int P, float *rows);
 /* pixels: [P, 3, T, T] normalised; out: [P, np, Dv]; ws: llava_ws_size bytes */
 void llava_vision_forward(const ops *o, opctx *c, const llava_config *cfg, const llava_weights *w,
                           const float *pixels, int P, float *out, void *ws);

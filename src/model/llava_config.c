@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "io/err.h"
+#include "io/mem.h"
 #include "model/llava.h"
 
 static char *slurp(const char *path, size_t *n) {
@@ -17,7 +18,7 @@ static char *slurp(const char *path, size_t *n) {
     fseek(f, 0, SEEK_END);
     long sz = ftell(f);
     fseek(f, 0, SEEK_SET);
-    char *buf = sz >= 0 ? malloc((size_t)sz + 1) : NULL;
+    char *buf = sz >= 0 ? mem_alloc((size_t)sz + 1, path) : NULL;
     if (buf && fread(buf, 1, (size_t)sz, f) != (size_t)sz) {
         free(buf);
         buf = NULL;
@@ -84,6 +85,9 @@ static int parse_vision(const char *file, const cJSON *v, const char *pre, llava
     if (c->v_hidden % c->v_heads || c->v_image % c->v_patch)
         return err_set(ERR_DATA, "%s: %s: hidden_size %% num_attention_heads and image_size %% patch_size must be 0",
                        file, pre);
+    if (c->v_hidden / c->v_heads > OPS_ATTN_MAX_HEAD_DIM)
+        return err_set(ERR_DATA, "%s: %s: hidden_size / num_attention_heads = %d, at most %d is supported", file, pre,
+                       c->v_hidden / c->v_heads, OPS_ATTN_MAX_HEAD_DIM);
     return ERR_OK;
 }
 
@@ -105,6 +109,9 @@ static int parse_text(const char *file, const cJSON *t, const char *pre, llava_c
     if (c->t_heads % c->t_kv_heads || c->t_head_dim % 2)
         return err_set(ERR_DATA, "%s: %s: num_attention_heads must be a multiple of num_key_value_heads and "
                        "head_dim even", file, pre);
+    if (c->t_head_dim > OPS_ATTN_MAX_HEAD_DIM)
+        return err_set(ERR_DATA, "%s: %shead_dim: %d, at most %d is supported", file, pre, c->t_head_dim,
+                       OPS_ATTN_MAX_HEAD_DIM);
     char sub[64];
     snprintf(sub, sizeof sub, "%srope_parameters.", pre);
     const cJSON *rp = cJSON_GetObjectItemCaseSensitive(t, "rope_parameters");

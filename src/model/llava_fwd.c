@@ -10,6 +10,8 @@
 
 #include "backend/tensor.h"
 #include "io/err.h"
+#include "io/mem.h"
+#include "model/carve.h"
 #include "model/llava.h"
 #include "model/nf4.h"
 
@@ -22,18 +24,6 @@ const float *lin_f32(const lin_w *w, float *scratch) {
 static int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /* ---- workspace ------------------------------------------------------------------------------ */
-
-typedef struct carve {
-    char *p;
-    size_t used;
-} carve;
-
-static float *take(carve *c, int64_t nfloats) {
-    size_t bytes = ((size_t)nfloats * sizeof(float) + 63) & ~(size_t)63;
-    float *r = c->p ? (float *)(c->p + c->used) : NULL;
-    c->used += bytes;
-    return r;
-}
 
 typedef struct vis_ws {
     float *h, *a, *q, *k, *v, *att, *mlp, *mean, *rstd, *lse, *wscr;
@@ -58,42 +48,42 @@ static vis_ws carve_vis(carve *cv, const llava_config *c, int P) {
     int64_t np = (int64_t)(c->v_image / c->v_patch) * (c->v_image / c->v_patch);
     int64_t T = (int64_t)P * (np + 1), D = c->v_hidden;
     vis_ws w;
-    w.h = take(cv, T * D);
-    w.a = take(cv, T * imax(D, 3LL * c->v_patch * c->v_patch));
-    w.q = take(cv, T * D);
-    w.k = take(cv, T * D);
-    w.v = take(cv, T * D);
-    w.att = take(cv, T * D);
-    w.mlp = take(cv, T * c->v_inter);
-    w.mean = take(cv, T);
-    w.rstd = take(cv, T);
-    w.lse = take(cv, T * c->v_heads);
-    w.wscr = take(cv, max_linear(c));
-    w.seqs = (seq_desc *)take(cv, (int64_t)P * (int64_t)(sizeof(seq_desc) / sizeof(float)));
+    w.h = carve_f32(cv, T * D);
+    w.a = carve_f32(cv, T * imax(D, 3LL * c->v_patch * c->v_patch));
+    w.q = carve_f32(cv, T * D);
+    w.k = carve_f32(cv, T * D);
+    w.v = carve_f32(cv, T * D);
+    w.att = carve_f32(cv, T * D);
+    w.mlp = carve_f32(cv, T * c->v_inter);
+    w.mean = carve_f32(cv, T);
+    w.rstd = carve_f32(cv, T);
+    w.lse = carve_f32(cv, T * c->v_heads);
+    w.wscr = carve_f32(cv, max_linear(c));
+    w.seqs = carve_take(cv, sizeof(seq_desc) * (size_t)P);
     return w;
 }
 
 static dec_ws carve_dec(carve *cv, const llava_config *c, int64_t ntok) {
     int64_t D = c->t_hidden, Q = (int64_t)c->t_heads * c->t_head_dim, KV = (int64_t)c->t_kv_heads * c->t_head_dim;
     dec_ws w;
-    w.a = take(cv, ntok * D);
-    w.q = take(cv, ntok * Q);
-    w.k = take(cv, ntok * KV);
-    w.v = take(cv, ntok * KV);
-    w.att = take(cv, ntok * Q);
-    w.gate = take(cv, ntok * c->t_inter);
-    w.up = take(cv, ntok * c->t_inter);
-    w.rstd = take(cv, ntok);
-    w.lse = take(cv, ntok * c->t_heads);
-    w.wscr = take(cv, max_linear(c));
-    w.tmp = take(cv, ntok * imax(D, (int64_t)c->vocab));
+    w.a = carve_f32(cv, ntok * D);
+    w.q = carve_f32(cv, ntok * Q);
+    w.k = carve_f32(cv, ntok * KV);
+    w.v = carve_f32(cv, ntok * KV);
+    w.att = carve_f32(cv, ntok * Q);
+    w.gate = carve_f32(cv, ntok * c->t_inter);
+    w.up = carve_f32(cv, ntok * c->t_inter);
+    w.rstd = carve_f32(cv, ntok);
+    w.lse = carve_f32(cv, ntok * c->t_heads);
+    w.wscr = carve_f32(cv, max_linear(c));
+    w.tmp = carve_f32(cv, ntok * imax(D, (int64_t)c->vocab));
     return w;
 }
 
 size_t llava_ws_size(const llava_config *cfg, int64_t max_tok, int max_tiles) {
     carve a = {NULL, 0}, b = {NULL, 0};
     carve_vis(&a, cfg, max_tiles > 0 ? max_tiles : 1);
-    take(&a, (int64_t)(max_tiles > 0 ? max_tiles : 1) * (cfg->v_image / cfg->v_patch) *
+    carve_f32(&a, (int64_t)(max_tiles > 0 ? max_tiles : 1) * (cfg->v_image / cfg->v_patch) *
                  (cfg->v_image / cfg->v_patch) * cfg->t_hidden); /* projector hidden */
     carve_dec(&b, cfg, max_tok > 0 ? max_tok : 1);
     return (a.used > b.used ? a.used : b.used) + 64;
@@ -105,25 +95,31 @@ static void linear(const ops *o, opctx *c, float *y, const float *x, const lin_w
 
 /* ---- vision tower ----------------------------------------------------------------------------- */
 
-void llava_vision_forward(const ops *o, opctx *c, const llava_config *cfg, const llava_weights *w,
-                          const float *pixels, int P, float *out, void *ws) {
+void llava_im2col(const llava_config *cfg, const float *pixels, int P, float *rows) {
     const int g = cfg->v_image / cfg->v_patch, p = cfg->v_patch, T = cfg->v_image;
-    const int64_t np = (int64_t)g * g, L = np + 1, D = cfg->v_hidden, ntok = (int64_t)P * L;
-    const int64_t kpatch = 3LL * p * p;
-    carve cv = {ws, 0};
-    vis_ws s = carve_vis(&cv, cfg, P);
-
-    /* patch embedding: im2col rows (c, ky, kx) then one GEMM with the conv weight [D, 3*p*p] */
+    const int64_t np = (int64_t)g * g, kpatch = 3LL * p * p;
     for (int t = 0; t < P; t++)
         for (int py = 0; py < g; py++)
             for (int px = 0; px < g; px++) {
-                float *row = s.a + ((int64_t)t * np + py * g + px) * kpatch;
+                float *row = rows + ((int64_t)t * np + py * g + px) * kpatch;
                 for (int ch = 0; ch < 3; ch++)
                     for (int ky = 0; ky < p; ky++)
                         memcpy(row + ((int64_t)ch * p + ky) * p,
                                pixels + (((int64_t)t * 3 + ch) * T + (int64_t)py * p + ky) * T + (int64_t)px * p,
                                sizeof(float) * (size_t)p);
             }
+}
+
+void llava_vision_forward(const ops *o, opctx *c, const llava_config *cfg, const llava_weights *w,
+                          const float *pixels, int P, float *out, void *ws) {
+    const int g = cfg->v_image / cfg->v_patch, p = cfg->v_patch;
+    const int64_t np = (int64_t)g * g, L = np + 1, D = cfg->v_hidden, ntok = (int64_t)P * L;
+    const int64_t kpatch = 3LL * p * p;
+    carve cv = {ws, 0};
+    vis_ws s = carve_vis(&cv, cfg, P);
+
+    /* patch embedding: im2col rows, then one GEMM with the conv weight [D, 3*p*p] */
+    llava_im2col(cfg, pixels, P, s.a);
     o->linear_fwd(c, s.q, s.a, w->patch_w, NULL, (int64_t)P * np, kpatch, D);
     /* [CLS | patches] + position embeddings, per tile */
     for (int t = 0; t < P; t++) {
@@ -162,8 +158,8 @@ void llava_vision_forward(const ops *o, opctx *c, const llava_config *cfg, const
 void llava_project(const ops *o, opctx *c, const llava_config *cfg, const llava_weights *w,
                    const float *feats, int64_t rows, float *out, void *ws) {
     carve cv = {ws, 0};
-    float *hid = take(&cv, rows * cfg->t_hidden);
-    float *scr = take(&cv, max_linear(cfg));
+    float *hid = carve_f32(&cv, rows * cfg->t_hidden);
+    float *scr = carve_f32(&cv, max_linear(cfg));
     linear(o, c, hid, feats, &w->proj1, rows, scr);
     o->gelu_fwd(c, hid, hid, rows * cfg->t_hidden);
     linear(o, c, out, hid, &w->proj2, rows, scr);
@@ -195,7 +191,7 @@ int64_t llava_pack_image(const llava_config *cfg, const llava_weights *w, const 
     const int64_t D = cfg->t_hidden;
     int64_t n = llava_pack_index(cfg, P, h, wd, NULL);
     if (n < 0 || !out) return n;
-    int64_t *idx = malloc(sizeof(int64_t) * (size_t)n);
+    int64_t *idx = mem_alloc(sizeof(int64_t) * (size_t)n, "image packing index");
     llava_pack_index(cfg, P, h, wd, idx);
     for (int64_t i = 0; i < n; i++)
         memcpy(out + i * D, idx[i] >= 0 ? proj + idx[i] * D : w->newline, sizeof(float) * (size_t)D);
@@ -257,7 +253,7 @@ void llava_lm_head(const ops *o, opctx *c, const llava_config *cfg, const llava_
                    const int64_t *rows, int64_t nrows, float *logits, void *ws) {
     const int64_t D = cfg->t_hidden;
     carve cv = {ws, 0};
-    float *sel = take(&cv, nrows * D), *scr = take(&cv, max_linear(cfg));
+    float *sel = carve_f32(&cv, nrows * D), *scr = carve_f32(&cv, max_linear(cfg));
     for (int64_t i = 0; i < nrows; i++) memcpy(sel + i * D, h + rows[i] * D, sizeof(float) * (size_t)D);
     linear(o, c, logits, sel, &w->lm_head, nrows, scr);
 }

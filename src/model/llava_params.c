@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "io/err.h"
+#include "io/mem.h"
 #include "io/safetensors.h"
 
 static int starts(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
@@ -77,7 +78,7 @@ static void add(plist *l, const char *name, const void **slot, int is_linear, in
                 int64_t d1, int64_t d2, int64_t d3) {
     if (l->n == l->cap) {
         l->cap = l->cap ? 2 * l->cap : 64;
-        l->p = realloc(l->p, sizeof *l->p * (size_t)l->cap);
+        l->p = mem_realloc(l->p, sizeof *l->p * (size_t)l->cap, "model parameter list");
     }
     llava_param *p = &l->p[l->n++];
     memset(p, 0, sizeof *p);
@@ -225,19 +226,40 @@ int llava_shard_visit(const llava_config *cfg, const char *path, llava_param *ps
     return rc;
 }
 
+void llava_model_setup(llava_model *m, llava_param **ps, int *np) {
+    m->vis = mem_calloc((size_t)m->cfg.v_run_layers, sizeof *m->vis, "vision layers");
+    m->dec = mem_calloc((size_t)m->cfg.t_layers, sizeof *m->dec, "decoder layers");
+    m->w.vis = m->vis;
+    m->w.dec = m->dec;
+    llava_params_build(&m->cfg, &m->w, ps, np);
+}
+
+void llava_model_arena(llava_model *m, llava_param *ps, int np, const char *skip) {
+    size_t total = 0;
+    for (int i = 0; i < np; i++)
+        if (!skip || !skip[i]) total += (size_t)ps[i].numel;
+    m->arena = mem_calloc(total ? total : 1, sizeof(float), "model weights (fp32)");
+    m->arena_floats = total;
+    size_t off = 0;
+    for (int i = 0; i < np; i++)
+        if (!skip || !skip[i]) {
+            *ps[i].slot = m->arena + off;
+            off += (size_t)ps[i].numel;
+        }
+}
+
 typedef struct load_ctx {
     const llava_config *cfg;
     llava_param *ps;
-    float **dst;
 } load_ctx;
 
 static int load_one(void *ctx, const st_file *f, const st_tensor *t, int k) {
     load_ctx *c = ctx;
-    return llava_read_tensor(c->cfg, f, t, &c->ps[k], c->dst[k]);
+    return llava_read_tensor(c->cfg, f, t, &c->ps[k], (float *)*c->ps[k].slot);
 }
 
-static int load_shard(const llava_config *cfg, const char *path, llava_param *ps, int np, float **dst, char *seen) {
-    load_ctx c = {cfg, ps, dst};
+static int load_shard(const llava_config *cfg, const char *path, llava_param *ps, int np, char *seen) {
+    load_ctx c = {cfg, ps};
     return llava_shard_visit(cfg, path, ps, np, seen, load_one, &c);
 }
 
@@ -247,26 +269,16 @@ int llava_model_load_hf(const char *dir, llava_model *m) {
     snprintf(path, sizeof path, "%s/config.json", dir);
     int rc = llava_config_from_hf(path, &m->cfg);
     if (rc) return rc;
-    m->vis = calloc((size_t)m->cfg.v_run_layers, sizeof *m->vis);
-    m->dec = calloc((size_t)m->cfg.t_layers, sizeof *m->dec);
-    m->w.vis = m->vis;
-    m->w.dec = m->dec;
     llava_param *ps = NULL;
     int np = 0;
-    llava_params_build(&m->cfg, &m->w, &ps, &np);
-    if (np <= 0) return err_set(ERR_INTERNAL, "llava: empty parameter list");
-    size_t total = 0;
-    for (int i = 0; i < np; i++) total += (size_t)ps[i].numel;
-    m->arena = malloc(sizeof(float) * (total ? total : 1));
-    m->arena_floats = total;
-    float **dst = malloc(sizeof(float *) * (size_t)np);
-    char *seen = calloc((size_t)np, 1);
-    size_t off = 0;
-    for (int i = 0; i < np; i++) {
-        dst[i] = m->arena + off;
-        *ps[i].slot = dst[i];
-        off += (size_t)ps[i].numel;
+    llava_model_setup(m, &ps, &np);
+    if (np <= 0) {
+        free(ps);
+        llava_model_free(m);
+        return err_set(ERR_INTERNAL, "llava: empty parameter list");
     }
+    llava_model_arena(m, ps, np, NULL);
+    char *seen = mem_calloc((size_t)np, 1, "model parameter list");
     /* sharded (index) or single file */
     struct stat sb;
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
@@ -276,7 +288,7 @@ int llava_model_load_hf(const char *dir, llava_model *m) {
         for (int s = 0; !rc && s < st_index_nshards(ix); s++) {
             char shard[4096];
             snprintf(shard, sizeof shard, "%s/%s", dir, st_index_shard_at(ix, s));
-            rc = load_shard(&m->cfg, shard, ps, np, dst, seen);
+            rc = load_shard(&m->cfg, shard, ps, np, seen);
         }
         st_index_close(ix);
     } else {
@@ -284,11 +296,10 @@ int llava_model_load_hf(const char *dir, llava_model *m) {
         if (stat(path, &sb) != 0)
             rc = err_set(ERR_DATA, "%s: neither model.safetensors nor model.safetensors.index.json is there", dir);
         else
-            rc = load_shard(&m->cfg, path, ps, np, dst, seen);
+            rc = load_shard(&m->cfg, path, ps, np, seen);
     }
     for (int i = 0; !rc && i < np; i++)
         if (!seen[i]) rc = err_set(ERR_DATA, "%s: tensor %s is missing from the checkpoint", dir, ps[i].name);
-    free(dst);
     free(seen);
     free(ps);
     if (rc) llava_model_free(m);

@@ -12,6 +12,10 @@
  *   llava_model_load_hf(dir, &m)         config.json + *.safetensors (sharded or not) -> fp32 model;
  *                                        ERR_DATA naming the tensor on a missing tensor or a shape mismatch
  *   llava_model_free(&m)
+ *   llava_model_setup(&m, &list, &n)     with m.cfg set: the layer arrays of m.w and the parameter list whose
+ *                                        slots point into m.w (the loaders' first step; list is malloc'ed)
+ *   llava_model_arena(&m, list, n, skip) one zeroed fp32 arena (m.arena) for every parameter i with !skip[i]
+ *                                        (all when skip is NULL), in list order; their slots point into it
  *   llava_match_tensor(cfg, p, t, file)  shape check of a checkpoint tensor against a parameter (ERR_DATA naming
  *                                        both); embed/lm_head of a liuhaotian checkpoint may have src_vocab rows
  *   llava_read_tensor(cfg, f, t, p, dst) the tensor as fp32 into dst[p->numel]; rows missing from a liuhaotian
@@ -62,5 +66,7 @@ int llava_read_tensor(const llava_config *cfg, const struct st_file *f, const st
 int llava_params_build(const llava_config *cfg, llava_weights *w, llava_param **list, int *n);
 int llava_model_load_hf(const char *dir, llava_model *m);
 void llava_model_free(llava_model *m);
+void llava_model_setup(llava_model *m, llava_param **list, int *n);
+void llava_model_arena(llava_model *m, llava_param *list, int n, const char *skip);
 
 #endif

@@ -9,6 +9,8 @@
 
 #include "backend/tensor.h"
 #include "io/err.h"
+#include "io/mem.h"
+#include "model/carve.h"
 #include "backend/rng.h"
 
 static const char *dec_module_names[LT_DEC_MODULES] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
@@ -106,7 +108,7 @@ static int64_t add_tensor(llava_trainer *t, int64_t *off, const char *name, cons
     int64_t n = rows * cols;
     if (t->store) {
         lt_tensor_info *ti = &t->tensors[t->ntensors++];
-        snprintf(ti->name, sizeof ti->name, "%s", name);
+        snprintf(ti->name, sizeof ti->name, "%.*s", (int)sizeof ti->name - 1, name);
         ti->group = group;
         ti->data = t->store + *off;
         ti->grad = t->gstore + *off;
@@ -123,9 +125,11 @@ static int64_t add_tensor(llava_trainer *t, int64_t *off, const char *name, cons
     return n;
 }
 
-static void setup_lora(llava_trainer *t, lora_ad *ad, const lin_w *lw, const char *name, uint32_t module,
-                       int64_t *off, uint32_t *tensor_id) {
-    char n[160];
+/* LoRA A/B of one linear, in optimiser group `group`; A gets Kaiming-uniform values from the counter RNG keyed by
+ * init_id, B zeros */
+static void setup_lora(llava_trainer *t, lora_ad *ad, const lin_w *lw, const char *name, const char *group,
+                       uint32_t module, int64_t *off, uint32_t init_id) {
+    char n[176]; /* "lora/" + a name of up to 159 bytes + "/A" */
     if (t->store) {
         ad->in = lw->in;
         ad->out = lw->out;
@@ -138,50 +142,70 @@ static void setup_lora(llava_trainer *t, lora_ad *ad, const lin_w *lw, const cha
         ad->key[1] = k.k[1];
     }
     snprintf(n, sizeof n, "lora/%s/A", name);
-    add_tensor(t, off, n, "lora", t->spec.rank, lw->in, &ad->A, &ad->dA);
+    add_tensor(t, off, n, group, t->spec.rank, lw->in, &ad->A, &ad->dA);
     snprintf(n, sizeof n, "lora/%s/B", name);
-    add_tensor(t, off, n, "lora", lw->out, t->spec.rank, &ad->B, &ad->dB);
+    add_tensor(t, off, n, group, lw->out, t->spec.rank, &ad->B, &ad->dB);
     if (t->store) {
-        rng_lora_init(t->spec.seed, (*tensor_id)++, RNG_INIT_KAIMING_A, ad->r, ad->in, ad->A);
+        rng_lora_init(t->spec.seed, init_id, RNG_INIT_KAIMING_A, ad->r, ad->in, ad->A);
         memset(ad->B, 0, sizeof(float) * (size_t)(ad->out * ad->r));
     }
 }
 
-/* Walk every trainable tensor; called twice (count, then fill). */
+static int popcount(unsigned x) {
+    int n = 0;
+    for (; x; x &= x - 1) n++;
+    return n;
+}
+
+/* Walk every trainable tensor; called twice (count, then fill).
+ *
+ * The tensors of one optimiser group are laid out together, whatever the targets (the trainer builds one AdamW
+ * group per run of tensors of the same group; docs/jobs.md, train.lr_groups):
+ *   lora              LoRA of the decoder linears, then of lm_head
+ *   vision_lora       LoRA of the vision tower's linears (vision:* targets)
+ *   mm_projector      LoRA of the two projector linears, or the projector's weights and biases (full_modules)
+ *   token_embeddings  the trainable embedding rows
+ * The LoRA A initialisation is keyed by the adapter's number in a fixed order (decoder, vision, projector,
+ * lm_head), independent of this layout. */
 static void layout(llava_trainer *t) {
     llava_config *c = &t->m->cfg;
     llava_weights *w = &t->m->w;
     int64_t off = 0;
-    uint32_t tid = 0;
     t->ntensors = 0;
     char name[160];
+    const int proj_lora = (t->spec.targets & LT_PROJ) && !t->spec.full_projector;
+    const uint32_t n_dec = (uint32_t)(c->t_layers * popcount(t->spec.targets & ((1u << LT_DEC_MODULES) - 1)));
+    const uint32_t n_vis = (uint32_t)((c->v_run_layers - t->vis_first) * popcount(t->spec.vision_targets));
+    const uint32_t id_proj = n_dec + n_vis, id_head = id_proj + (proj_lora ? 2 : 0);
+    uint32_t id = 0;
+    /* group lora */
     for (int l = 0; l < c->t_layers; l++)
         for (int mi = 0; mi < LT_DEC_MODULES; mi++) {
             if (!(t->spec.targets & (1u << mi))) continue;
             snprintf(name, sizeof name, "language_model.model.layers.%d.%s", l, dec_module_names[mi]);
-            setup_lora(t, &t->dec[l * LT_DEC_MODULES + mi], dec_lin(&w->dec[l], mi), name, (uint32_t)(l * 64 + mi),
-                       &off, &tid);
+            setup_lora(t, &t->dec[l * LT_DEC_MODULES + mi], dec_lin(&w->dec[l], mi), name, "lora",
+                       (uint32_t)(l * 64 + mi), &off, id++);
         }
+    if (t->spec.targets & LT_LM_HEAD)
+        setup_lora(t, &t->head, &w->lm_head, "language_model.lm_head", "lora", 61 * 64, &off, id_head);
+    /* group vision_lora */
     for (int l = t->vis_first; l < c->v_run_layers; l++) {
         vis_layer *vl = &w->vis[l];
         lin_w *vlin[LT_VIS_MODULES] = {&vl->q, &vl->k, &vl->v, &vl->o, &vl->fc1, &vl->fc2};
         for (int mi = 0; mi < LT_VIS_MODULES; mi++) {
             if (!(t->spec.vision_targets & (1u << mi))) continue;
             snprintf(name, sizeof name, "vision_tower.vision_model.encoder.layers.%d.%s", l, vis_module_names[mi]);
-            lora_ad *ad = &t->vis[l * LT_VIS_MODULES + mi];
-            setup_lora(t, ad, vlin[mi], name, (uint32_t)((1000 + l) * 64 + mi), &off, &tid);
-            if (t->store) { /* vision LoRA is its own parameter group */
-                t->tensors[t->ntensors - 1].group = "vision_lora";
-                t->tensors[t->ntensors - 2].group = "vision_lora";
-            }
+            setup_lora(t, &t->vis[l * LT_VIS_MODULES + mi], vlin[mi], name, "vision_lora",
+                       (uint32_t)((1000 + l) * 64 + mi), &off, id++);
         }
     }
-    if ((t->spec.targets & LT_PROJ) && !t->spec.full_projector) {
-        setup_lora(t, &t->proj[0], &w->proj1, "multi_modal_projector.linear_1", 60 * 64 + 0, &off, &tid);
-        setup_lora(t, &t->proj[1], &w->proj2, "multi_modal_projector.linear_2", 60 * 64 + 1, &off, &tid);
+    /* group mm_projector */
+    if (proj_lora) {
+        setup_lora(t, &t->proj[0], &w->proj1, "multi_modal_projector.linear_1", "mm_projector", 60 * 64 + 0, &off,
+                   id_proj);
+        setup_lora(t, &t->proj[1], &w->proj2, "multi_modal_projector.linear_2", "mm_projector", 60 * 64 + 1, &off,
+                   id_proj + 1);
     }
-    if (t->spec.targets & LT_LM_HEAD)
-        setup_lora(t, &t->head, &w->lm_head, "language_model.lm_head", 61 * 64, &off, &tid);
     if (t->spec.full_projector) {
         const lin_w *p1 = &w->proj1, *p2 = &w->proj2;
         add_tensor(t, &off, "multi_modal_projector.linear_1.weight", "mm_projector", p1->out, p1->in,
@@ -230,8 +254,8 @@ int lt_init(llava_trainer *t, llava_model *m, const lt_spec *spec) {
     if (spec->full_projector && (m->w.proj1.dtype != DT_F32 || m->w.proj2.dtype != DT_F32))
         return err_set(ERR_ARGS, "train.full_modules: mm_projector cannot be trained fully when it is NF4 "
                        "(re-import with --quant-scope decoder)");
-    t->dec = calloc((size_t)c->t_layers * LT_DEC_MODULES, sizeof *t->dec);
-    t->vis = calloc((size_t)c->v_run_layers * LT_VIS_MODULES, sizeof *t->vis);
+    t->dec = mem_calloc((size_t)c->t_layers * LT_DEC_MODULES, sizeof *t->dec, "decoder LoRA adapters");
+    t->vis = mem_calloc((size_t)c->v_run_layers * LT_VIS_MODULES, sizeof *t->vis, "vision LoRA adapters");
     t->vis_first = c->v_run_layers;
     if (spec->vision_targets) {
         int n = spec->vision_layers > 0 && spec->vision_layers < c->v_run_layers ? spec->vision_layers : c->v_run_layers;
@@ -239,14 +263,14 @@ int lt_init(llava_trainer *t, llava_model *m, const lt_spec *spec) {
     }
     if (spec->train_token_rows) {
         /* ids added to the vocabulary: beyond the source vocabulary, plus <image> and <pad> */
-        t->tok_ids = malloc(sizeof(int32_t) * (size_t)(c->vocab + 2));
+        t->tok_ids = mem_calloc((size_t)c->vocab + 2, sizeof(int32_t), "trainable token ids");
         for (int id = 0; id < c->vocab; id++)
             if (id >= c->src_vocab || id == c->image_token || id == c->pad_token) t->tok_ids[t->n_tok_rows++] = id;
     }
     layout(t); /* count */
-    t->store = calloc((size_t)(t->nstore ? t->nstore : 1), sizeof(float));
-    t->gstore = calloc((size_t)(t->nstore ? t->nstore : 1), sizeof(float));
-    t->tensors = calloc((size_t)(t->ntensors ? t->ntensors : 1), sizeof *t->tensors);
+    t->store = mem_calloc((size_t)(t->nstore ? t->nstore : 1), sizeof(float), "trainable parameters");
+    t->gstore = mem_calloc((size_t)(t->nstore ? t->nstore : 1), sizeof(float), "gradients");
+    t->tensors = mem_calloc((size_t)(t->ntensors ? t->ntensors : 1), sizeof *t->tensors, "trainable tensor list");
     layout(t); /* fill */
     return ERR_OK;
 }
@@ -256,19 +280,6 @@ const lt_tensor_info *lt_tensor(const llava_trainer *t, int i) { return &t->tens
 void lt_zero_grads(llava_trainer *t) { memset(t->gstore, 0, sizeof(float) * (size_t)t->nstore); }
 
 /* ---- workspace -------------------------------------------------------------------------------- */
-
-typedef struct carve {
-    char *base;
-    size_t used;
-} carve;
-
-static void *take(carve *cv, size_t bytes) {
-    bytes = (bytes + 63) & ~(size_t)63;
-    void *p = cv->base ? cv->base + cv->used : NULL;
-    cv->used += bytes;
-    return p;
-}
-#define TAKEF(cv, n) ((float *)take(cv, sizeof(float) * (size_t)(n)))
 
 static int64_t maxin_of(const llava_config *c) {
     int64_t m = c->t_hidden > c->t_inter ? c->t_hidden : c->t_inter;
@@ -282,118 +293,103 @@ static void carve_ws(lt_ws *s, carve *cv, const llava_config *c, const lt_spec *
     const int64_t KV = (int64_t)c->t_kv_heads * c->t_head_dim, I = c->t_inter, r = sp->rank;
     const int64_t np = (int64_t)(c->v_image / c->v_patch) * (c->v_image / c->v_patch), R = s->max_rows;
     const int64_t tiles = s->max_tiles, V = c->vocab;
-    s->ids = take(cv, sizeof(int32_t) * (size_t)T);
-    s->pos = take(cv, sizeof(int32_t) * (size_t)T);
-    s->seqs = take(cv, sizeof(seq_desc) * (size_t)(3 * T));
-    s->inst = take(cv, sizeof(img_inst) * (size_t)tiles);
-    s->img_pos = take(cv, sizeof(int64_t) * (size_t)T);
-    s->nn_pos = take(cv, sizeof(int64_t) * (size_t)T);
-    s->pidx = take(cv, sizeof(int64_t) * (size_t)T);
-    s->nn_dst = take(cv, sizeof(int64_t) * (size_t)T);
-    s->tok_pos = take(cv, sizeof(int64_t) * (size_t)T);
-    s->tok_slot = take(cv, sizeof(int64_t) * (size_t)T);
-    s->sel = TAKEF(cv, tiles * np * c->v_hidden);
-    s->h1 = TAKEF(cv, tiles * np * D);
-    s->g1 = TAKEF(cv, tiles * np * D);
-    s->pout = TAKEF(cv, tiles * np * D);
-    s->pt1 = TAKEF(cv, tiles * np * r);
-    s->pt2 = TAKEF(cv, tiles * np * r);
-    s->img_rows = TAKEF(cv, T * D);
-    s->xin = TAKEF(cv, (int64_t)(c->t_layers + 1) * T * D);
+    s->ids = carve_take(cv, sizeof(int32_t) * (size_t)T);
+    s->pos = carve_take(cv, sizeof(int32_t) * (size_t)T);
+    s->seqs = carve_take(cv, sizeof(seq_desc) * (size_t)(3 * T));
+    s->inst = carve_take(cv, sizeof(img_inst) * (size_t)tiles);
+    s->img_pos = carve_take(cv, sizeof(int64_t) * (size_t)T);
+    s->nn_pos = carve_take(cv, sizeof(int64_t) * (size_t)T);
+    s->pidx = carve_take(cv, sizeof(int64_t) * (size_t)T);
+    s->nn_dst = carve_take(cv, sizeof(int64_t) * (size_t)T);
+    s->tok_pos = carve_take(cv, sizeof(int64_t) * (size_t)T);
+    s->tok_slot = carve_take(cv, sizeof(int64_t) * (size_t)T);
+    s->sel = carve_f32(cv, tiles * np * c->v_hidden);
+    s->h1 = carve_f32(cv, tiles * np * D);
+    s->g1 = carve_f32(cv, tiles * np * D);
+    s->pout = carve_f32(cv, tiles * np * D);
+    s->pt1 = carve_f32(cv, tiles * np * r);
+    s->pt2 = carve_f32(cv, tiles * np * r);
+    s->img_rows = carve_f32(cv, T * D);
+    s->xin = carve_f32(cv, (int64_t)(c->t_layers + 1) * T * D);
     int nacts = sp->grad_ckpt ? 1 : c->t_layers;
-    s->acts = take(cv, sizeof(dec_acts) * (size_t)nacts);
+    s->acts = carve_take(cv, sizeof(dec_acts) * (size_t)nacts);
     for (int l = 0; l < nacts; l++) {
         dec_acts a;
-        a.a1 = TAKEF(cv, T * D);
-        a.rstd1 = TAKEF(cv, T);
-        a.q = TAKEF(cv, T * Q);
-        a.k = TAKEF(cv, T * KV);
-        a.v = TAKEF(cv, T * KV);
-        a.att = TAKEF(cv, T * Q);
-        a.lse = TAKEF(cv, T * c->t_heads);
-        a.x_mid = TAKEF(cv, T * D);
-        a.a2 = TAKEF(cv, T * D);
-        a.rstd2 = TAKEF(cv, T);
-        a.g = TAKEF(cv, T * I);
-        a.u = TAKEF(cv, T * I);
-        a.h = TAKEF(cv, T * I);
-        for (int mi = 0; mi < LT_DEC_MODULES; mi++) a.t[mi] = TAKEF(cv, T * r);
+        /* the saved activations of one decoder layer, in this order */
+        float **part[] = {&a.a1, &a.rstd1, &a.q, &a.k, &a.v, &a.att, &a.lse, &a.x_mid, &a.a2, &a.rstd2, &a.g, &a.u,
+                          &a.h};
+        const int64_t size[] = {T * D, T, T * Q, T * KV, T * KV, T * Q, T * c->t_heads, T * D, T * D, T, T * I,
+                                T * I, T * I};
+        for (size_t i = 0; i < sizeof size / sizeof size[0]; i++) *part[i] = carve_f32(cv, size[i]);
+        for (int mi = 0; mi < LT_DEC_MODULES; mi++) a.t[mi] = carve_f32(cv, T * r);
         if (cv->base) s->acts[l] = a;
     }
-    s->rstd_f = TAKEF(cv, T);
-    s->hfin = TAKEF(cv, T * D);
-    s->row_h = take(cv, sizeof(int64_t) * (size_t)R);
-    s->row_label = take(cv, sizeof(int32_t) * (size_t)R);
-    s->row_pair = take(cv, sizeof(int32_t) * (size_t)R);
-    s->row_role = take(cv, (size_t)R);
-    s->rsel = TAKEF(cv, R * D);
-    s->logits = TAKEF(cv, R * V);
-    s->lse = TAKEF(cv, R);
-    s->logp = TAKEF(cv, R);
-    s->thead = TAKEF(cv, R * r);
+    s->rstd_f = carve_f32(cv, T);
+    s->hfin = carve_f32(cv, T * D);
+    s->row_h = carve_take(cv, sizeof(int64_t) * (size_t)R);
+    s->row_label = carve_take(cv, sizeof(int32_t) * (size_t)R);
+    s->row_pair = carve_take(cv, sizeof(int32_t) * (size_t)R);
+    s->row_role = carve_take(cv, (size_t)R);
+    s->rsel = carve_f32(cv, R * D);
+    s->logits = carve_f32(cv, R * V);
+    s->lse = carve_f32(cv, R);
+    s->logp = carve_f32(cv, R);
+    s->thead = carve_f32(cv, R * r);
     int64_t big = T > tiles * np ? T : tiles * np;
-    s->dX = TAKEF(cv, T * D);
-    s->dMid = TAKEF(cv, T * D);
-    s->dA = TAKEF(cv, T * D);
-    s->dQ = TAKEF(cv, T * Q);
-    s->dK = TAKEF(cv, T * KV);
-    s->dV = TAKEF(cv, T * KV);
-    s->dAtt = TAKEF(cv, T * Q);
-    s->dG = TAKEF(cv, T * I);
-    s->dU = TAKEF(cv, T * I);
-    s->dH = TAKEF(cv, T * I);
-    s->dsel = TAKEF(cv, R * D);
-    s->dP = TAKEF(cv, tiles * np * D);
-    s->dG1 = TAKEF(cv, tiles * np * D);
-    s->dH1 = TAKEF(cv, tiles * np * D);
-    s->tmp = TAKEF(cv, big * (D > I ? D : I));
+    s->dX = carve_f32(cv, T * D);
+    s->dMid = carve_f32(cv, T * D);
+    s->dA = carve_f32(cv, T * D);
+    s->dQ = carve_f32(cv, T * Q);
+    s->dK = carve_f32(cv, T * KV);
+    s->dV = carve_f32(cv, T * KV);
+    s->dAtt = carve_f32(cv, T * Q);
+    s->dG = carve_f32(cv, T * I);
+    s->dU = carve_f32(cv, T * I);
+    s->dH = carve_f32(cv, T * I);
+    s->dsel = carve_f32(cv, R * D);
+    s->dP = carve_f32(cv, tiles * np * D);
+    s->dG1 = carve_f32(cv, tiles * np * D);
+    s->dH1 = carve_f32(cv, tiles * np * D);
+    s->tmp = carve_f32(cv, big * (D > I ? D : I));
     int64_t wmax = (int64_t)c->t_hidden * (c->t_inter > Q ? c->t_inter : Q);
     if ((int64_t)V * D > wmax) wmax = (int64_t)V * D;
     if ((int64_t)c->v_hidden * D > wmax) wmax = (int64_t)c->v_hidden * D;
     if ((int64_t)c->v_hidden * c->v_inter > wmax) wmax = (int64_t)c->v_hidden * c->v_inter;
-    s->wscr = TAKEF(cv, wmax);
+    s->wscr = carve_f32(cv, wmax);
     int64_t lrows = big > R ? big : R; /* rows any LoRA sees at once: tokens, target rows, vision tokens */
     if (tiles * (np + 1) > lrows) lrows = tiles * (np + 1);
-    s->ldt = TAKEF(cv, lrows * r);
-    s->lxd = TAKEF(cv, lrows * maxin_of(c));
+    s->ldt = carve_f32(cv, lrows * r);
+    s->lxd = carve_f32(cv, lrows * maxin_of(c));
     if (sp->vision_targets) {
         const int64_t Dv = c->v_hidden, NT = tiles * (np + 1), VI = c->v_inter, pk = 3LL * c->v_patch * c->v_patch;
         int nad = s->vis_nadapt;
-        s->vseqs = take(cv, sizeof(seq_desc) * (size_t)tiles);
-        s->vpatch = TAKEF(cv, tiles * np * (pk > Dv ? pk : Dv));
-        s->vxin = TAKEF(cv, (int64_t)(nad + 1) * NT * Dv);
-        s->vscr = TAKEF(cv, NT * (9 * Dv + 2 * VI + c->v_heads + 4));
-        s->vacts = take(cv, sizeof(vis_acts) * (size_t)(nad > 0 ? nad : 1));
+        s->vseqs = carve_take(cv, sizeof(seq_desc) * (size_t)tiles);
+        s->vpatch = carve_f32(cv, tiles * np * (pk > Dv ? pk : Dv));
+        s->vxin = carve_f32(cv, (int64_t)(nad + 1) * NT * Dv);
+        s->vscr = carve_f32(cv, NT * (9 * Dv + 2 * VI + c->v_heads + 4));
+        s->vacts = carve_take(cv, sizeof(vis_acts) * (size_t)(nad > 0 ? nad : 1));
         for (int l = 0; l < nad; l++) {
             vis_acts a;
-            a.mean1 = TAKEF(cv, NT);
-            a.rstd1 = TAKEF(cv, NT);
-            a.a1 = TAKEF(cv, NT * Dv);
-            a.q = TAKEF(cv, NT * Dv);
-            a.k = TAKEF(cv, NT * Dv);
-            a.v = TAKEF(cv, NT * Dv);
-            a.att = TAKEF(cv, NT * Dv);
-            a.lse = TAKEF(cv, NT * c->v_heads);
-            a.h_mid = TAKEF(cv, NT * Dv);
-            a.mean2 = TAKEF(cv, NT);
-            a.rstd2 = TAKEF(cv, NT);
-            a.a2 = TAKEF(cv, NT * Dv);
-            a.f1 = TAKEF(cv, NT * VI);
-            a.g = TAKEF(cv, NT * VI);
-            for (int mi = 0; mi < LT_VIS_MODULES; mi++) a.t[mi] = TAKEF(cv, NT * r);
+            /* the saved activations of one adapted layer, in this order */
+            float **part[] = {&a.mean1, &a.rstd1, &a.a1, &a.q, &a.k, &a.v, &a.att, &a.lse, &a.h_mid, &a.mean2,
+                              &a.rstd2, &a.a2, &a.f1, &a.g};
+            const int64_t size[] = {NT, NT, NT * Dv, NT * Dv, NT * Dv, NT * Dv, NT * Dv, NT * c->v_heads, NT * Dv,
+                                    NT, NT, NT * Dv, NT * VI, NT * VI};
+            for (size_t i = 0; i < sizeof size / sizeof size[0]; i++) *part[i] = carve_f32(cv, size[i]);
+            for (int mi = 0; mi < LT_VIS_MODULES; mi++) a.t[mi] = carve_f32(cv, NT * r);
             if (cv->base) s->vacts[l] = a;
         }
-        s->vdX = TAKEF(cv, NT * Dv);
-        s->vdMid = TAKEF(cv, NT * Dv);
-        s->vdA = TAKEF(cv, NT * Dv);
-        s->vdQ = TAKEF(cv, NT * Dv);
-        s->vdK = TAKEF(cv, NT * Dv);
-        s->vdV = TAKEF(cv, NT * Dv);
-        s->vdAtt = TAKEF(cv, NT * Dv);
-        s->vdF = TAKEF(cv, NT * VI);
-        s->vdG = TAKEF(cv, NT * VI);
-        s->vtmp = TAKEF(cv, NT * (Dv > VI ? Dv : VI));
-        s->dvsel = TAKEF(cv, tiles * np * Dv);
+        s->vdX = carve_f32(cv, NT * Dv);
+        s->vdMid = carve_f32(cv, NT * Dv);
+        s->vdA = carve_f32(cv, NT * Dv);
+        s->vdQ = carve_f32(cv, NT * Dv);
+        s->vdK = carve_f32(cv, NT * Dv);
+        s->vdV = carve_f32(cv, NT * Dv);
+        s->vdAtt = carve_f32(cv, NT * Dv);
+        s->vdF = carve_f32(cv, NT * VI);
+        s->vdG = carve_f32(cv, NT * VI);
+        s->vtmp = carve_f32(cv, NT * (Dv > VI ? Dv : VI));
+        s->dvsel = carve_f32(cv, tiles * np * Dv);
     }
 
 }
@@ -416,7 +412,7 @@ int lt_plan(llava_trainer *t, int64_t max_tok, int max_tiles, int64_t max_rows) 
     *t->ws = probe;
     carve real = {mem + ((sizeof(lt_ws) + 63) & ~(size_t)63), 0};
     carve_ws(t->ws, &real, c, &t->spec);
-    t->ws->vis_ws = malloc(llava_ws_size(c, 1, max_tiles));
+    t->ws->vis_ws = mem_alloc(llava_ws_size(c, 1, max_tiles), "vision tower workspace");
     return ERR_OK;
 }
 
@@ -703,25 +699,13 @@ static void vis_forward(llava_trainer *t, const lt_batch *b) {
     const llava_weights *w = &t->m->w;
     const ops *o = t->o;
     opctx *cx = &t->ctx;
-    const int g = c->v_image / c->v_patch, p = c->v_patch, T = c->v_image;
+    const int g = c->v_image / c->v_patch, p = c->v_patch;
     const int64_t np = (int64_t)g * g, L = np + 1, Dv = c->v_hidden, pk = 3LL * p * p;
     const int64_t NT = s->n_tiles * L;
     s->vtok = NT;
-    /* patch embedding: im2col rows (c, ky, kx) then one GEMM with the conv weight */
-    for (int k = 0; k < s->ninst; k++) {
-        const img_inst *in = &s->inst[k];
-        const float *px = b->pairs[in->pair].pixels;
-        for (int tl = 0; tl < in->P; tl++)
-            for (int py = 0; py < g; py++)
-                for (int qx = 0; qx < g; qx++) {
-                    float *row = s->vpatch + ((in->sel_off + tl) * np + py * g + qx) * pk;
-                    for (int ch = 0; ch < 3; ch++)
-                        for (int ky = 0; ky < p; ky++)
-                            memcpy(row + ((int64_t)ch * p + ky) * p,
-                                   px + (((int64_t)tl * 3 + ch) * T + (int64_t)py * p + ky) * T + (int64_t)qx * p,
-                                   sizeof(float) * (size_t)p);
-                }
-    }
+    /* patch embedding: im2col rows of every instance's tiles, then one GEMM with the conv weight */
+    for (int k = 0; k < s->ninst; k++)
+        llava_im2col(c, b->pairs[s->inst[k].pair].pixels, s->inst[k].P, s->vpatch + s->inst[k].sel_off * np * pk);
     float *h = s->vscr;              /* ping-pong buffers for the frozen layers */
     float *h2 = h + NT * Dv;
     float *scr = h2 + NT * Dv;

@@ -18,7 +18,9 @@
  *   lt_forward(&t, batch, &fw)                forward: packs the batch, runs vision, projector, decoder, and the
  *                                             log-prob of every target token; fills fw (rows, roles, logp)
  *   lt_backward(&t, dlogp)                    backward from d loss / d logp of those rows; accumulates grads
- *   lt_tensor_count / lt_tensor(&t, i)        the trainable tensors (name, group, data, grad, numel)
+ *   lt_tensor_count / lt_tensor(&t, i)        the trainable tensors (name, group, data, grad, numel), those of
+ *                                             one group consecutive: lora, vision_lora, mm_projector,
+ *                                             token_embeddings (each present when trained)
  */
 #ifndef ORPO_LLAVA_TRAIN_H
 #define ORPO_LLAVA_TRAIN_H
@@ -75,7 +77,8 @@ typedef struct lt_batch {
 
 typedef struct lt_tensor_info {
     char name[160];
-    const char *group;      /* "lora", "mm_projector", "token_embeddings" */
+    const char *group;      /* optimiser group: "lora" (decoder, lm_head), "vision_lora", "mm_projector" (its LoRA
+                             * or its weights), "token_embeddings"; the tensors of a group are consecutive */
     float *data, *grad;
     int64_t numel;
     int ndim;

@@ -11,6 +11,7 @@
 #include "io/fsutil.h"
 #include "io/h5x.h"
 #include "io/log.h"
+#include "io/mem.h"
 #include "io/safetensors.h"
 #include "model/nf4.h"
 #include "data/import.h"
@@ -43,8 +44,8 @@ static int write_param(hid_t f, const mh5_opts *o, const llava_param *p, const f
     if (is_nf4(o, p)) {
         int64_t n = p->numel, nb = nf4_nblocks(n, NF4_BLOCKSIZE), nb2 = nf4_nblocks(nb, NF4_BLOCKSIZE2);
         int64_t nbytes = (n + 1) / 2;
-        uint8_t *packed = malloc((size_t)nbytes), *qabs = malloc((size_t)nb);
-        float *absmax2 = malloc(sizeof(float) * (size_t)nb2), offset = 0.0f;
+        uint8_t *packed = mem_alloc((size_t)nbytes, p->name), *qabs = mem_alloc((size_t)nb, p->name);
+        float *absmax2 = mem_alloc(sizeof(float) * (size_t)nb2, p->name), offset = 0.0f;
         char sub[256];
         int rc = nf4_quantize_full(data, n, NF4_BLOCKSIZE, NF4_BLOCKSIZE2, o->nf4_flavor, packed, qabs, absmax2, &offset);
         if (rc) err_push("tensor %s", p->name);
@@ -62,7 +63,7 @@ static int write_param(hid_t f, const mh5_opts *o, const llava_param *p, const f
         return rc;
     }
     if (o->quant == MH5_QUANT_FP32) return h5x_write(f, path, H5X_F32, p->ndim, p->shape, data);
-    uint16_t *bits = malloc(sizeof(uint16_t) * (size_t)(p->numel ? p->numel : 1));
+    uint16_t *bits = mem_alloc(sizeof(uint16_t) * (size_t)(p->numel ? p->numel : 1), p->name);
     h5x_f32_to_bf16_n(data, bits, (size_t)p->numel);
     int rc = h5x_write(f, path, H5X_BF16, p->ndim, p->shape, bits);
     free(bits);
@@ -82,7 +83,7 @@ typedef struct import_ctx {
 static int import_one(void *ctx, const st_file *sf, const st_tensor *t, int k) {
     import_ctx *c = ctx;
     llava_param *p = &c->ps[k];
-    float *buf = malloc(sizeof(float) * (size_t)(p->numel ? p->numel : 1));
+    float *buf = mem_alloc(sizeof(float) * (size_t)(p->numel ? p->numel : 1), p->name);
     int rc = llava_read_tensor(c->cfg, sf, t, p, buf);
     if (!rc) rc = write_param(c->f, c->o, p, buf);
     free(buf);
@@ -150,12 +151,12 @@ int mh5_import(const char *dir, const char *out, const mh5_opts *o) {
     /* the parameter list, built against a throw-away weights struct */
     llava_weights w;
     memset(&w, 0, sizeof w);
-    w.vis = calloc((size_t)cfg.v_run_layers, sizeof *w.vis);
-    w.dec = calloc((size_t)cfg.t_layers, sizeof *w.dec);
+    w.vis = mem_calloc((size_t)cfg.v_run_layers, sizeof *w.vis, "vision layers");
+    w.dec = mem_calloc((size_t)cfg.t_layers, sizeof *w.dec, "decoder layers");
     llava_param *ps = NULL;
     int np = 0;
     llava_params_build(&cfg, &w, &ps, &np);
-    char *seen = calloc((size_t)(np > 0 ? np : 1), 1);
+    char *seen = mem_calloc((size_t)(np > 0 ? np : 1), 1, "model parameter list");
 
     /* shard list: the index when there is one, else model.safetensors */
     st_index *ix = NULL;
@@ -220,7 +221,7 @@ int mh5_read_blob(const char *path, const char *name, char **buf, size_t *n) {
     h5x_close(&f);
     if (rc) return rc;
     *n = (size_t)dims[0];
-    *buf = realloc(data, *n + 1);
+    *buf = mem_realloc(data, *n + 1, name);
     (*buf)[*n] = '\0';
     return ERR_OK;
 }
@@ -265,7 +266,7 @@ static int load_param(hid_t f, const char *file, llava_param *p, float *dst, lin
     if (rc) return rc;
     if (info.dtype == H5X_F32) return h5x_read(f, path, H5X_F32, p->ndim, p->shape, dst);
     if (info.dtype != H5X_BF16) return err_set(ERR_DATA, "%s: /%s: dtype %s, expected float32 or bfloat16", file, path, h5x_dtype_name(info.dtype));
-    uint16_t *bits = malloc(sizeof(uint16_t) * (size_t)(p->numel ? p->numel : 1));
+    uint16_t *bits = mem_alloc(sizeof(uint16_t) * (size_t)(p->numel ? p->numel : 1), p->name);
     rc = h5x_read(f, path, H5X_BF16, p->ndim, p->shape, bits);
     if (!rc) h5x_bf16_to_f32_n(bits, dst, (size_t)p->numel);
     free(bits);
@@ -324,40 +325,27 @@ int mh5_load(const char *path, llava_model *m) {
         h5x_close(&f);
         return rc;
     }
-    m->vis = calloc((size_t)m->cfg.v_run_layers, sizeof *m->vis);
-    m->dec = calloc((size_t)m->cfg.t_layers, sizeof *m->dec);
-    m->w.vis = m->vis;
-    m->w.dec = m->dec;
     llava_param *ps = NULL;
     int np = 0;
-    llava_params_build(&m->cfg, &m->w, &ps, &np);
+    llava_model_setup(m, &ps, &np);
     /* first pass: which linears are NF4 on disk; they get no fp32 space */
-    char *quant = calloc((size_t)(np > 0 ? np : 1), 1);
-    size_t total = 0, qtotal = 0;
+    char *quant = mem_calloc((size_t)(np > 0 ? np : 1), 1, "model parameter list");
+    size_t qtotal = 0;
     for (int i = 0; i < np; i++) {
         char path_i[200];
         snprintf(path_i, sizeof path_i, "params/%s", ps[i].name);
         quant[i] = ps[i].is_linear && h5x_exists(f, path_i) && h5x_attr_exists(f, path_i, "quant_type") == 1;
-        if (!quant[i]) {
-            total += (size_t)ps[i].numel;
-            continue;
-        }
+        if (!quant[i]) continue;
         int64_t nb = nf4_nblocks(ps[i].numel, NF4_BLOCKSIZE);
         qtotal += (size_t)(((ps[i].numel + 1) / 2 + 63) & ~63LL) + (size_t)((nb + 63) & ~63LL) +
                   sizeof(float) * (size_t)((nf4_nblocks(nb, NF4_BLOCKSIZE2) + 15) & ~15LL);
     }
-    m->arena = calloc(total ? total : 1, sizeof(float));
-    m->arena_floats = total;
-    m->qarena = calloc(qtotal ? qtotal : 1, 1);
+    llava_model_arena(m, ps, np, quant);
+    m->qarena = mem_calloc(qtotal ? qtotal : 1, 1, "model weights (NF4)");
     m->qbytes = qtotal;
     uint8_t *qcur = m->qarena;
-    size_t off = 0;
-    for (int i = 0; !rc && i < np; i++) {
-        float *dst = m->arena + off;
-        if (!quant[i]) off += (size_t)ps[i].numel;
-        *ps[i].slot = dst;
-        rc = load_param(f, path, &ps[i], quant[i] ? NULL : dst, lin_of(&ps[i]), &qcur);
-    }
+    for (int i = 0; !rc && i < np; i++)
+        rc = load_param(f, path, &ps[i], quant[i] ? NULL : (float *)*ps[i].slot, lin_of(&ps[i]), &qcur);
     free(quant);
     free(ps);
     int crc = h5x_close(&f);

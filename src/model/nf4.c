@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "io/err.h"
+#include "io/mem.h"
 
 /* get_4bit_type("nf4") as fp32 (bit patterns bf800000 ... 3f800000). */
 const float nf4_code[16] = {
@@ -358,10 +359,7 @@ int nf4_quantize_full(const float *w, int64_t n, int blocksize, int blocksize2, 
     int64_t nb = nf4_nblocks(n, blocksize);
     float stack[1024];
     float *am = nb <= 1024 ? stack : NULL;
-    if (!am) {
-        am = (float *)malloc((size_t)nb * sizeof(float));
-        if (!am) return err_set(ERR_INTERNAL, "nf4: out of memory for %lld absmax values", (long long)nb);
-    }
+    if (!am) am = mem_alloc((size_t)nb * sizeof(float), "NF4 block absmax values");
     rc = nf4_quantize_ex(w, n, blocksize, flavor, packed, am);
     if (rc == ERR_OK) rc = nf4_double_quant_ex(am, nb, blocksize2, flavor, qabsmax, absmax2, offset);
     if (am != stack) free(am);

@@ -6,11 +6,11 @@
  * recomputes the probabilities instead of storing them.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "backend/cpu/cpu_ops.h"
-
-#define ATTN_MAX_HD 512
+#include "io/err.h"
 
 typedef struct key_ranges {
     int64_t a0, a1, b0, b1; /* [a0,a1) prefix keys, [b0,b1) own keys */
@@ -42,8 +42,13 @@ void cpu_attn_fwd(opctx *c, void *out_, float *lse, const void *q_, const void *
     const float *q = q_, *k = k_, *v = v_;
     const float scale = 1.0f / sqrtf((float)hd);
     const int group = nq / nkv;
-    float acc[ATTN_MAX_HD];
-    if (hd > ATTN_MAX_HD) abort();
+    float acc[OPS_ATTN_MAX_HEAD_DIM];
+    if (hd < 1 || hd > OPS_ATTN_MAX_HEAD_DIM) { /* the model configuration check keeps this from happening */
+        fflush(stdout);
+        fprintf(stderr, "orpo-hpc: internal error: cpu attention: head dimension %d, expected 1..%d\n", hd,
+                OPS_ATTN_MAX_HEAD_DIM);
+        exit(ERR_INTERNAL);
+    }
     for (int s = 0; s < nseq; s++) {
         for (int64_t t = 0; t < seqs[s].len; t++) {
             int64_t i = seqs[s].start + t;
