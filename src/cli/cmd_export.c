@@ -59,14 +59,15 @@ int cmd_export(int argc, char **argv) {
     job_free_overrides(ov, nov);
     if (rc) return rc;
     jx_job x;
-    char ckpt[4200], *card = NULL;
+    char ckpt[4200], base[4096], *card = NULL;
     int64_t step = -1;
     rc = jx_open(&job, &x);
     if (!rc) rc = jx_load_checkpoint(&x, which, ckpt, sizeof ckpt, &step);
     if (!rc) rc = jx_model_card(&job, ckpt, step, &card);
     if (!rc) {
         o.card = card;
-        o.base_model = NULL;
+        jx_base_model(&job, base, sizeof base);
+        o.base_model = base;
         rc = jx_write_peft(&x.t, &o, peft);
     }
     if (!rc)

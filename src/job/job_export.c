@@ -147,14 +147,13 @@ static void json_str(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-/* shortest decimal that reads back as the same double (Python's repr) */
-static void json_num(FILE *f, double v) {
+/* shortest decimal that reads back as the same float (the job's LoRA numbers are floats in the trainer) */
+static void json_num(FILE *f, float v) {
     char b[40];
-    for (int p = 1; p <= 17; p++) {
-        snprintf(b, sizeof b, "%.*g", p, v);
-        if (strtod(b, NULL) == v) break;
+    for (int p = 1; p <= 9; p++) {
+        snprintf(b, sizeof b, "%.*g", p, (double)v);
+        if (strtof(b, NULL) == v) break;
     }
-    if (!strchr(b, '.') && !strchr(b, 'e') && v != floor(v)) snprintf(b, sizeof b, "%.17g", v);
     fputs(b, f);
 }
 
@@ -209,10 +208,10 @@ static int config_json(const llava_trainer *t, const jx_opts *o, char **text) {
     kv_raw(&w, "layers_to_transform", "null");
     if (cur) kv_raw(&w, "loftq_config", "{}");
     key(&w, "lora_alpha");
-    json_num(f, (double)t->spec.alpha);
+    json_num(f, t->spec.alpha);
     if (cur) kv_bool(&w, "lora_bias", 0);
     key(&w, "lora_dropout");
-    json_num(f, (double)t->spec.dropout);
+    json_num(f, t->spec.dropout);
     if (cur) {
         kv_raw(&w, "lora_ga_config", "null");
         kv_raw(&w, "megatron_config", "null");
@@ -445,8 +444,8 @@ int jx_read_peft(llava_trainer *t, const char *dir) {
     /* ... and nothing else (the frozen base weight PEFT saves beside an lm_head adapter is skipped) */
     for (int k = 0; !rc && k < nf; k++) {
         const st_tensor *s = st_at(f, k);
-        if (used[k] || (has_head(t) && (!strcmp(s->name, head_base_name(JX_LAYOUT_CURRENT)) ||
-                                        !strcmp(s->name, head_base_name(JX_LAYOUT_LEGACY)))))
+        if (used[k] || !strcmp(s->name, head_base_name(JX_LAYOUT_CURRENT)) ||
+            !strcmp(s->name, head_base_name(JX_LAYOUT_LEGACY)))
             continue;
         rc = err_set(ERR_ARGS, "%s: tensor %s is not trained by this job (check lora.targets, "
                      "lora.vision_layers, train.full_modules, lora.train_new_token_embeddings)", path, s->name);
@@ -609,16 +608,25 @@ static void list_text(FILE *f, const job_list *l) {
     if (!l->n) fputs("(none)", f);
 }
 
-int jx_model_card(const job_config *j, const char *ckpt, int64_t step, char **text) {
-    char base[4096] = "";
+/* a string attribute of model.h5's root ("" when absent) */
+static void model_attr(const char *model, const char *name, char *out, size_t cap) {
     hid_t h;
-    if (h5x_open(j->model.path, 0, &h) == ERR_OK) {
-        char *src = NULL;
-        if (h5x_attr_get_str(h, ".", "source_dir", &src) == ERR_OK) snprintf(base, sizeof base, "%s", src);
-        free(src);
+    out[0] = 0;
+    if (h5x_open(model, 0, &h) == ERR_OK) {
+        char *v = NULL;
+        if (h5x_attr_get_str(h, ".", name, &v) == ERR_OK) snprintf(out, cap, "%s", v);
+        free(v);
         h5x_close(&h);
     }
     err_clear();
+}
+
+void jx_base_model(const job_config *j, char *out, size_t cap) { model_attr(j->model.path, "source_dir", out, cap); }
+
+int jx_model_card(const job_config *j, const char *ckpt, int64_t step, char **text) {
+    char base[4096], quant[64];
+    jx_base_model(j, base, sizeof base);
+    model_attr(j->model.path, "quantization", quant, sizeof quant);
     size_t len = 0;
     FILE *f = open_memstream(text, &len);
     if (!f) return err_set(ERR_INTERNAL, "out of memory for the model card");
@@ -626,7 +634,7 @@ int jx_model_card(const job_config *j, const char *ckpt, int64_t step, char **te
                "- qlora\n- llava-next\n- orpo-hpc\n---\n\n", base[0] ? fs_basename(base) : "llava-hf/llava-v1.6-mistral-7b-hf");
     fprintf(f, "# %s\n\nA LoRA adapter for `LlavaNextForConditionalGeneration`, aligned with ORPO (odds-ratio "
                "preference optimization) by orpo-hpc on a frozen %s base. Checkpoint: step %lld (`%s`).\n\n",
-            j->job.name, job_enum_name(job_find_key("model.quantization"), j->model.quantization), (long long)step, ckpt);
+            j->job.name, quant[0] ? quant : "NF4", (long long)step, ckpt);
     fprintf(f, "## Training settings\n\n| setting | value |\n|---|---|\n");
     fprintf(f, "| LoRA rank / alpha / dropout | %lld / %g / %g |\n", (long long)j->lora.rank, j->lora.alpha, j->lora.dropout);
     fprintf(f, "| rsLoRA | %s |\n| LoRA targets | ", j->lora.use_rslora ? "yes" : "no");

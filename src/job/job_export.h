@@ -15,6 +15,7 @@
  *   jx_open(j, &x)                        load the job's model and create its trainer (jx_close frees)
  *   jx_load_checkpoint(&x, which, path, cap, &step)   trainable tensors from a checkpoint: which = NULL or
  *                                         "latest" (newest that verifies), a step number, or a file path
+ *   jx_base_model(j, out, cap)            the HF directory the job's model.h5 was imported from ("" if unknown)
  *   jx_model_card(j, ckpt, step, &text)   README.md: HF hub front matter, the job's settings, final metrics
  *   jx_write_step0(&x)                    checkpoint step 0 of job.output_dir from the trainer's tensors, with
  *                                         zero AdamW moments; refuses (ERR_ARGS) when checkpoints exist
@@ -52,6 +53,7 @@ int jx_read_peft(llava_trainer *t, const char *dir);
 int jx_open(const job_config *j, jx_job *x);
 void jx_close(jx_job *x);
 int jx_load_checkpoint(jx_job *x, const char *which, char *path, size_t cap, int64_t *step);
+void jx_base_model(const job_config *j, char *out, size_t cap);
 int jx_model_card(const job_config *j, const char *ckpt, int64_t step, char **text);
 int jx_write_step0(jx_job *x);
 
