@@ -45,14 +45,10 @@ int cmd_export(int argc, char **argv) {
         else snprintf(bad, sizeof bad, "unexpected argument '%s'%s", a, v ? "" : " (or its value is missing)");
     }
     if (!bad[0] && !path) snprintf(bad, sizeof bad, "which job? usage: orpo-hpc export JOB.yaml --peft DIR");
-    if (!bad[0] && !peft && !merged) snprintf(bad, sizeof bad, "nothing to write: give --peft DIR");
+    if (!bad[0] && !peft && !merged) snprintf(bad, sizeof bad, "nothing to write: give --peft DIR and/or --merged DIR");
     if (bad[0]) {
         job_free_overrides(ov, nov);
         return usage_error("export", bad);
-    }
-    if (merged) {
-        job_free_overrides(ov, nov);
-        return cli_not_built("export --merged", "issue 15: merged HF weights; --peft works");
     }
     job_config job;
     rc = load_job(path, ov, nov, &job);
@@ -63,16 +59,22 @@ int cmd_export(int argc, char **argv) {
     int64_t step = -1;
     rc = jx_open(&job, &x);
     if (!rc) rc = jx_load_checkpoint(&x, which, ckpt, sizeof ckpt, &step);
-    if (!rc) rc = jx_model_card(&job, ckpt, step, &card);
-    if (!rc) {
+    if (!rc && peft) rc = jx_model_card(&job, ckpt, step, &card);
+    if (!rc && peft) {
         o.card = card;
         jx_base_model(&job, base, sizeof base);
         o.base_model = base;
         rc = jx_write_peft(&x.t, &o, peft);
+        if (!rc)
+            log_info("exported step %lld of %s as a PEFT adapter (%s, %s key layout) to %s", (long long)step, ckpt,
+                     o.bf16 ? "bf16" : "fp32", o.layout == JX_LAYOUT_LEGACY ? "legacy" : "current", peft);
     }
-    if (!rc)
-        log_info("exported step %lld of %s as a PEFT adapter (%s, %s key layout) to %s", (long long)step, ckpt,
-                 o.bf16 ? "bf16" : "fp32", o.layout == JX_LAYOUT_LEGACY ? "legacy" : "current", peft);
+    if (!rc && merged) {
+        rc = jx_write_merged(&x.t, job.model.path, (int64_t)5000000000, merged);
+        if (!rc)
+            log_info("exported step %lld of %s merged into the base as a bf16 HF model directory: %s", (long long)step,
+                     ckpt, merged);
+    }
     free(card);
     jx_close(&x);
     job_free(&job);

@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -756,5 +757,221 @@ int jx_write_step0(jx_job *x) {
     free(ck);
     free(names);
     free(mom);
+    return rc;
+}
+
+/* ---- merged HF directory ------------------------------------------------------------------------- */
+
+/* the trainer's adapter on linear lw, or NULL */
+static const lora_ad *adapter_of(const llava_trainer *t, const lin_w *lw) {
+    const llava_config *c = &t->m->cfg;
+    llava_weights *w = &t->m->w;
+    for (int l = 0; l < c->t_layers; l++) {
+        const lin_w *d[LT_DEC_MODULES] = {&w->dec[l].q, &w->dec[l].k, &w->dec[l].v, &w->dec[l].o,
+                                          &w->dec[l].gate, &w->dec[l].up, &w->dec[l].down};
+        for (int mi = 0; mi < LT_DEC_MODULES; mi++)
+            if (d[mi] == lw) return t->dec[l * LT_DEC_MODULES + mi].A ? &t->dec[l * LT_DEC_MODULES + mi] : NULL;
+    }
+    for (int l = t->vis_first; l < c->v_run_layers; l++) {
+        const lin_w *v[LT_VIS_MODULES] = {&w->vis[l].q, &w->vis[l].k, &w->vis[l].v, &w->vis[l].o,
+                                          &w->vis[l].fc1, &w->vis[l].fc2};
+        for (int mi = 0; mi < LT_VIS_MODULES; mi++)
+            if (v[mi] == lw) return t->vis[l * LT_VIS_MODULES + mi].A ? &t->vis[l * LT_VIS_MODULES + mi] : NULL;
+    }
+    if (lw == &w->proj1) return t->proj[0].A ? &t->proj[0] : NULL;
+    if (lw == &w->proj2) return t->proj[1].A ? &t->proj[1] : NULL;
+    if (lw == &w->lm_head) return t->head.A ? &t->head : NULL;
+    return NULL;
+}
+
+/* W[out, in] += scale * B[out, r] A[r, in] (PEFT's merge), in fp32 */
+static void merge_lora(float *W, const lora_ad *ad) {
+    float *row = mem_alloc(sizeof(float) * (size_t)ad->in, "a LoRA merge row");
+    for (int64_t o = 0; o < ad->out; o++) {
+        memset(row, 0, sizeof(float) * (size_t)ad->in);
+        for (int r = 0; r < ad->r; r++) {
+            float b = ad->B[o * ad->r + r];
+            const float *a = ad->A + (int64_t)r * ad->in;
+            for (int64_t i = 0; i < ad->in; i++) row[i] += b * a[i];
+        }
+        float *wr = W + o * ad->in;
+        for (int64_t i = 0; i < ad->in; i++) wr[i] += ad->scale * row[i];
+    }
+    free(row);
+}
+
+typedef struct mtensor {
+    char name[160];
+    int ndim;
+    int64_t shape[4], numel;
+    const llava_param *p; /* NULL: CLIP post_layernorm (ones / zeros) */
+    const void *const *live_slot; /* p's slot in the model's own weights */
+    int ones;
+    int shard;
+} mtensor;
+
+/* the merged value of one parameter, fp32, into out[numel] */
+static void merged_value(const llava_trainer *t, const mtensor *mt, float *out, float *scr) {
+    if (!mt->p) {
+        for (int64_t i = 0; i < mt->numel; i++) out[i] = mt->ones ? 1.0f : 0.0f;
+        return;
+    }
+    const llava_param *p = mt->p;
+    if (p->is_linear && ends(p->name, ".weight")) {
+        /* the slot is &lin_w.w of its linear (llava_params_build's add_lin) */
+        const lin_w *lw = (const lin_w *)(const void *)((const char *)mt->live_slot - offsetof(lin_w, w));
+        memcpy(out, lin_f32(lw, scr), sizeof(float) * (size_t)p->numel);
+        const lora_ad *ad = adapter_of(t, lw);
+        if (ad) merge_lora(out, ad);
+        return;
+    }
+    memcpy(out, *mt->live_slot, sizeof(float) * (size_t)p->numel);
+    if (!strcmp(p->name, "language_model.model.embed_tokens.weight"))
+        for (int j = 0; j < t->n_tok_rows; j++)
+            memcpy(out + (int64_t)t->tok_ids[j] * t->m->cfg.t_hidden, t->tok_rows + (int64_t)j * t->m->cfg.t_hidden,
+                   sizeof(float) * (size_t)t->m->cfg.t_hidden);
+}
+
+/* config.json of the merged model: bf16; when model.h5 holds only the vision layers that feed the projector,
+ * a vision tower of that many layers whose last output is the feature layer (the same features) */
+static int merged_config(const llava_config *c, const char *blob, size_t n, char **out) {
+    cJSON *j = cJSON_ParseWithLength(blob, n);
+    if (!j) return err_set(ERR_DATA, "model.h5 source/config.json: not valid JSON");
+    cJSON_DeleteItemFromObjectCaseSensitive(j, "torch_dtype");
+    cJSON_DeleteItemFromObjectCaseSensitive(j, "dtype");
+    cJSON_AddStringToObject(j, "dtype", "bfloat16");
+    if (c->v_run_layers < c->v_layers) {
+        cJSON *vc = cJSON_GetObjectItemCaseSensitive(j, "vision_config");
+        if (!cJSON_IsObject(vc)) {
+            cJSON_Delete(j);
+            return err_set(ERR_DATA, "model.h5 source/config.json: no vision_config object");
+        }
+        cJSON_DeleteItemFromObjectCaseSensitive(vc, "num_hidden_layers");
+        cJSON_AddNumberToObject(vc, "num_hidden_layers", c->v_run_layers);
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "vision_feature_layer");
+        cJSON_AddNumberToObject(j, "vision_feature_layer", -1);
+    }
+    *out = cJSON_Print(j);
+    cJSON_Delete(j);
+    return *out ? ERR_OK : err_set(ERR_INTERNAL, "out of memory for config.json");
+}
+
+static const char *merged_sources[] = {"tokenizer.json", "tokenizer.model", "tokenizer_config.json",
+                                       "special_tokens_map.json", "added_tokens.json", "chat_template.json",
+                                       "preprocessor_config.json", "processor_config.json", "generation_config.json"};
+
+int jx_write_merged(const llava_trainer *t, const char *model_path, int64_t max_shard_bytes, const char *dir) {
+    const llava_config *c = &t->m->cfg;
+    if (c->layout != LLAVA_LAYOUT_HF)
+        return err_set(ERR_ARGS, "%s: --merged needs a model imported from a llava-hf directory (this one came "
+                       "from the original liuhaotian layout)", model_path);
+    /* llava_params_build resets the linears it lists to fp32: run it on a copy of the weight tables and map
+     * each slot back to the model's own */
+    llava_weights *live = &t->m->w, tmp = *live;
+    tmp.vis = mem_calloc((size_t)c->v_run_layers + 1, sizeof *tmp.vis, "vision layer table");
+    tmp.dec = mem_calloc((size_t)c->t_layers + 1, sizeof *tmp.dec, "decoder layer table");
+    memcpy(tmp.vis, live->vis, sizeof *tmp.vis * (size_t)c->v_run_layers);
+    memcpy(tmp.dec, live->dec, sizeof *tmp.dec * (size_t)c->t_layers);
+    llava_param *ps = NULL;
+    int np = 0;
+    int rc = llava_params_build(c, &tmp, &ps, &np);
+    if (rc) {
+        free(tmp.vis);
+        free(tmp.dec);
+        return rc;
+    }
+    mtensor *mt = mem_calloc((size_t)np + 2, sizeof *mt, "merged tensor list");
+    int nt = 0;
+    int64_t biggest = 0;
+    for (int i = 0; i < np; i++, nt++) {
+        snprintf(mt[nt].name, sizeof mt[nt].name, "%s", ps[i].name);
+        mt[nt].p = &ps[i];
+        const char *sl = (const char *)ps[i].slot;
+        if (sl >= (const char *)tmp.vis && sl < (const char *)(tmp.vis + c->v_run_layers))
+            mt[nt].live_slot = (const void *const *)(const void *)((const char *)live->vis + (sl - (const char *)tmp.vis));
+        else if (sl >= (const char *)tmp.dec && sl < (const char *)(tmp.dec + c->t_layers))
+            mt[nt].live_slot = (const void *const *)(const void *)((const char *)live->dec + (sl - (const char *)tmp.dec));
+        else
+            mt[nt].live_slot = (const void *const *)(const void *)((const char *)live + (sl - (const char *)&tmp));
+        mt[nt].ndim = ps[i].ndim;
+        memcpy(mt[nt].shape, ps[i].shape, sizeof mt[nt].shape);
+        mt[nt].numel = ps[i].numel;
+        if (ps[i].numel > biggest) biggest = ps[i].numel;
+    }
+    if (c->v_run_layers < c->v_layers) /* unused by the features, present so that loaders find every weight */
+        for (int k = 0; k < 2; k++, nt++) {
+            snprintf(mt[nt].name, sizeof mt[nt].name, "vision_tower.vision_model.post_layernorm.%s", k ? "bias" : "weight");
+            mt[nt].ndim = 1;
+            mt[nt].shape[0] = mt[nt].numel = c->v_hidden;
+            mt[nt].ones = !k;
+        }
+    /* shards: consecutive tensors up to max_shard_bytes of bf16 each */
+    int nshards = 1;
+    int64_t in_shard = 0, total = 0;
+    for (int i = 0; i < nt; i++) {
+        int64_t b = 2 * mt[i].numel;
+        if (in_shard > 0 && in_shard + b > max_shard_bytes) nshards++, in_shard = 0;
+        in_shard += b;
+        total += b;
+        mt[i].shard = nshards;
+    }
+    if ((rc = fs_mkdirs(dir))) goto done;
+    float *val = mem_alloc(sizeof(float) * (size_t)(biggest ? biggest : 1), "a merged weight");
+    float *scr = mem_alloc(sizeof(float) * (size_t)(biggest ? biggest : 1), "a dequantized weight");
+    uint16_t *b16 = mem_alloc(sizeof(uint16_t) * (size_t)(biggest ? biggest : 1), "a bf16 weight");
+    char path[4200], file[64];
+    for (int s = 1; !rc && s <= nshards; s++) {
+        stw *w = stw_new();
+        if (!w) { rc = err_set(ERR_INTERNAL, "out of memory for the safetensors writer"); break; }
+        for (int i = 0; !rc && i < nt; i++) {
+            if (mt[i].shard != s) continue;
+            merged_value(t, &mt[i], val, scr);
+            for (int64_t k = 0; k < mt[i].numel; k++) b16[k] = bf16_rne(val[k]);
+            rc = stw_add(w, mt[i].name, "BF16", mt[i].ndim, mt[i].shape, b16);
+        }
+        snprintf(file, sizeof file, "model-%05d-of-%05d.safetensors", s, nshards);
+        if (!rc) rc = stw_meta(w, "format", "pt");
+        if (!rc) rc = fs_join(path, sizeof path, dir, file);
+        if (!rc) rc = stw_write(w, path);
+        stw_free(w);
+    }
+    free(val);
+    free(scr);
+    free(b16);
+    /* the index */
+    if (!rc) {
+        char *ix = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&ix, &len);
+        if (!f) { rc = err_set(ERR_INTERNAL, "out of memory for the index"); goto done; }
+        fprintf(f, "{\n  \"metadata\": {\n    \"total_size\": %lld\n  },\n  \"weight_map\": {", (long long)total);
+        for (int i = 0; i < nt; i++)
+            fprintf(f, "%s\n    \"%s\": \"model-%05d-of-%05d.safetensors\"", i ? "," : "", mt[i].name, mt[i].shard, nshards);
+        fputs("\n  }\n}\n", f);
+        fclose(f);
+        if (!(rc = fs_join(path, sizeof path, dir, "model.safetensors.index.json"))) rc = atomic_write_file(path, ix, len);
+        free(ix);
+    }
+    /* config.json and the tokenizer / processor files that came with the model */
+    char *blob = NULL, *cfg = NULL;
+    size_t n = 0;
+    if (!rc) rc = mh5_read_blob(model_path, "source/config.json", &blob, &n);
+    if (!rc) rc = merged_config(c, blob, n, &cfg);
+    if (!rc && !(rc = fs_join(path, sizeof path, dir, "config.json"))) rc = atomic_write_file(path, cfg, strlen(cfg));
+    free(blob);
+    free(cfg);
+    for (size_t i = 0; !rc && i < sizeof merged_sources / sizeof merged_sources[0]; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "source/%s", merged_sources[i]);
+        blob = NULL;
+        if (mh5_read_blob(model_path, name, &blob, &n) != ERR_OK) { err_clear(); continue; }
+        if (!(rc = fs_join(path, sizeof path, dir, merged_sources[i]))) rc = atomic_write_file(path, blob, n);
+        free(blob);
+    }
+done:
+    free(mt);
+    free(ps);
+    free(tmp.vis);
+    free(tmp.dec);
     return rc;
 }

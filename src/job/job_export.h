@@ -12,6 +12,10 @@
  *                                         F32/BF16/F16): rank, alpha, rsLoRA, targets, token ids and every
  *                                         shape must agree (ERR_ARGS for settings, ERR_DATA for shapes, naming
  *                                         the tensor); nothing is written into t unless all of it fits
+ *   jx_write_merged(t, model, max_shard, dir)   a complete HF model directory: the base dequantized, the trainer's
+ *                                         LoRA merged in (W += scale B A), the projector / token rows as trained;
+ *                                         bf16 shards of at most max_shard bytes with model.safetensors.index.json
+ *                                         (llava-hf names), config.json and the tokenizer/processor files of model.h5
  *   jx_open(j, &x)                        load the job's model and create its trainer (jx_close frees)
  *   jx_load_checkpoint(&x, which, path, cap, &step)   trainable tensors from a checkpoint: which = NULL or
  *                                         "latest" (newest that verifies), a step number, or a file path
@@ -50,6 +54,7 @@ int jx_peft_name(const char *name, int layout, char *out, size_t cap);
 int jx_target_regex(const llava_trainer *t, int layout, char *out, size_t cap);
 int jx_write_peft(const llava_trainer *t, const jx_opts *o, const char *dir);
 int jx_read_peft(llava_trainer *t, const char *dir);
+int jx_write_merged(const llava_trainer *t, const char *model_path, int64_t max_shard_bytes, const char *dir);
 int jx_open(const job_config *j, jx_job *x);
 void jx_close(jx_job *x);
 int jx_load_checkpoint(jx_job *x, const char *which, char *path, size_t cap, int64_t *step);

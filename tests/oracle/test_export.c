@@ -27,6 +27,7 @@ static lt_pair pairs[2];
 static float *pix[2];
 static int32_t *pre[2], *ch[2], *rj[2];
 static const char *TMP;
+static uint16_t bf16(float x);
 
 static void load_pairs(void) {
     for (int i = 0; i < 2; i++) {
@@ -192,6 +193,172 @@ static void compare_logp(llava_trainer *t, const char *variant) {
     CHECK(worst / scale <= 1e-4);
 }
 
+/* log-probs of every target row of the test pairs (eval forward); malloc'ed */
+static float *forward_logp(llava_trainer *t, int64_t *n) {
+    CHECK_EQ_INT(lt_plan(t, 512, 16, 512), 0);
+    lt_batch bt = {pairs, 2, 1, 1};
+    lt_fwd fw;
+    int rc = lt_forward(t, &bt, &fw);
+    if (rc) printf("%s\n", err_msg());
+    CHECK_EQ_INT(rc, 0);
+    float *v = malloc(sizeof(float) * (size_t)(fw.nrows + 1));
+    memcpy(v, fw.logp, sizeof(float) * (size_t)fw.nrows);
+    *n = fw.nrows;
+    return v;
+}
+
+/* --merged: imported back by orpo-hpc, its forward without adapters equals the base + LoRA forward within bf16
+ * rounding; sharded (small shards), with an index; every merged weight is bf16(W + scale B A) within 1 ulp */
+static void check_merged(llava_trainer *t, const char *variant, const char *model_path) {
+    char dir[1024], h5[1100];
+    snprintf(dir, sizeof dir, "%s/merged_%s", TMP, variant);
+    CHECK_EQ_INT(jx_write_merged(t, model_path, 150000, dir), 0);
+    char ix[1100];
+    snprintf(ix, sizeof ix, "%s/model.safetensors.index.json", dir);
+    st_index *index = NULL;
+    CHECK_EQ_INT(st_index_open(ix, &index), 0);
+    int nshards = index ? st_index_nshards(index) : 0;
+    CHECK(nshards > 1);
+    /* every weight with an adapter, recomputed here: bf16(W + scale B A) within 1 ulp (fp32 sum order);
+     * the fully trained projector and the token rows: exactly bf16 of the trained values */
+    static const char *dm[LT_DEC_MODULES] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                             "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+    static const char *vm[LT_VIS_MODULES] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                             "self_attn.out_proj", "mlp.fc1", "mlp.fc2"};
+    llava_weights *w = &t->m->w;
+    const llava_config *c = &t->m->cfg;
+    int worst_ulp = 0, checked = 0;
+    for (int k = 0; k < c->t_layers * LT_DEC_MODULES + c->v_run_layers * LT_VIS_MODULES + 5; k++) {
+        const lora_ad *ad = NULL;
+        const lin_w *lw = NULL;
+        char wname[200];
+        int kk = k;
+        if (kk < c->t_layers * LT_DEC_MODULES) {
+            int l = kk / LT_DEC_MODULES, mi = kk % LT_DEC_MODULES;
+            lin_w *d[LT_DEC_MODULES] = {&w->dec[l].q, &w->dec[l].k, &w->dec[l].v, &w->dec[l].o, &w->dec[l].gate,
+                                        &w->dec[l].up, &w->dec[l].down};
+            ad = &t->dec[kk];
+            lw = d[mi];
+            snprintf(wname, sizeof wname, "language_model.model.layers.%d.%s.weight", l, dm[mi]);
+        } else if ((kk -= c->t_layers * LT_DEC_MODULES) < c->v_run_layers * LT_VIS_MODULES) {
+            int l = kk / LT_VIS_MODULES, mi = kk % LT_VIS_MODULES;
+            lin_w *v[LT_VIS_MODULES] = {&w->vis[l].q, &w->vis[l].k, &w->vis[l].v, &w->vis[l].o, &w->vis[l].fc1,
+                                        &w->vis[l].fc2};
+            ad = &t->vis[kk];
+            lw = v[mi];
+            snprintf(wname, sizeof wname, "vision_tower.vision_model.encoder.layers.%d.%s.weight", l, vm[mi]);
+        } else {
+            kk -= c->v_run_layers * LT_VIS_MODULES;
+            if (kk < 2) {
+                ad = &t->proj[kk];
+                lw = kk ? &w->proj2 : &w->proj1;
+                snprintf(wname, sizeof wname, "multi_modal_projector.linear_%d.weight", kk + 1);
+            } else if (kk == 2) {
+                ad = &t->head;
+                lw = &w->lm_head;
+                snprintf(wname, sizeof wname, "language_model.lm_head.weight");
+            } else if (kk == 3) {
+                snprintf(wname, sizeof wname, "language_model.model.embed_tokens.weight");
+            } else {
+                snprintf(wname, sizeof wname, "multi_modal_projector.linear_1.bias");
+            }
+        }
+        char shard[1300];
+        snprintf(shard, sizeof shard, "%s/%s", dir, index ? st_index_shard(index, wname) : "");
+        st_file *f = NULL;
+        if (st_open(shard, &f)) { CHECK(0); err_clear(); continue; }
+        const st_tensor *st = st_find(f, wname);
+        CHECK(st && st->dtype == ST_BF16);
+        float *got = st ? malloc(sizeof(float) * (size_t)st->numel) : NULL;
+        if (st) st_to_f32(f, st, got);
+        if (st && ad && ad->A) {
+            const float *W = lw->w;
+            for (int64_t o = 0; o < ad->out; o++)
+                for (int64_t i = 0; i < ad->in; i++) {
+                    double acc = 0;
+                    for (int r = 0; r < ad->r; r++) acc += (double)ad->B[o * ad->r + r] * ad->A[(int64_t)r * ad->in + i];
+                    uint16_t a = bf16((float)((double)W[o * ad->in + i] + (double)ad->scale * acc)), b;
+                    uint32_t u;
+                    memcpy(&u, &got[o * ad->in + i], 4);
+                    b = (uint16_t)(u >> 16);
+                    worst_ulp = abs((int)a - (int)b) > worst_ulp ? abs((int)a - (int)b) : worst_ulp;
+                }
+            checked++;
+        } else if (st && !ad && kk == 3) { /* token rows */
+            for (int j = 0; j < t->n_tok_rows; j++)
+                for (int64_t i = 0; i < c->t_hidden; i++) {
+                    uint32_t u = (uint32_t)bf16(t->tok_rows[(int64_t)j * c->t_hidden + i]) << 16;
+                    float want;
+                    memcpy(&want, &u, 4);
+                    CHECK(got[(int64_t)t->tok_ids[j] * c->t_hidden + i] == want);
+                }
+            checked += t->n_tok_rows > 0;
+        } else if (st && !ad && kk == 4) { /* projector bias (trained fully, or the base) */
+            for (int64_t i = 0; i < st->numel; i++) {
+                uint32_t u = (uint32_t)bf16(w->proj1.b[i]) << 16;
+                float want;
+                memcpy(&want, &u, 4);
+                CHECK(got[i] == want);
+            }
+            checked++;
+        }
+        free(got);
+        st_close(f);
+    }
+    printf("  %s merged: %d shards; %d adapted weights = bf16(W + s B A) within %d ulp; projector bias and token "
+           "rows exact\n", variant, nshards, checked, worst_ulp);
+    CHECK(worst_ulp <= 1);
+    st_index_close(index);
+    /* orpo-hpc reads it back (fp32) and its plain forward matches base + LoRA */
+    snprintf(h5, sizeof h5, "%s.h5", dir);
+    mh5_opts o;
+    mh5_opts_default(&o);
+    o.quant = MH5_QUANT_FP32;
+    int rc = mh5_import(dir, h5, &o);
+    if (rc) printf("%s\n", err_msg());
+    CHECK_EQ_INT(rc, 0);
+    llava_model mm;
+    CHECK_EQ_INT(mh5_load(h5, &mm), 0);
+    lt_spec sp;
+    lt_spec_default(&sp);
+    sp.targets = 0;
+    llava_trainer plain;
+    CHECK_EQ_INT(lt_init(&plain, &mm, &sp), 0);
+    int64_t na, nb;
+    float *a = forward_logp(t, &na), *b = forward_logp(&plain, &nb);
+    CHECK_EQ_INT(na, nb);
+    double worst = 0, scale = 0;
+    for (int64_t i = 0; i < na && na == nb; i++) {
+        worst = fmax(worst, fabs(a[i] - b[i]));
+        scale = fmax(scale, fabs(a[i]));
+    }
+    free(a);
+    free(b);
+    lt_free(&plain);
+    llava_model_free(&mm);
+    /* what bf16 rounding alone does: the base without adapters, exported merged and read back, vs the base */
+    llava_trainer b0, b1;
+    CHECK_EQ_INT(lt_init(&b0, t->m, &sp), 0);
+    snprintf(dir, sizeof dir, "%s/merged_%s_base", TMP, variant);
+    CHECK_EQ_INT(jx_write_merged(&b0, model_path, 1 << 30, dir), 0);
+    snprintf(h5, sizeof h5, "%s.h5", dir);
+    CHECK_EQ_INT(mh5_import(dir, h5, &o), 0);
+    CHECK_EQ_INT(mh5_load(h5, &mm), 0);
+    CHECK_EQ_INT(lt_init(&b1, &mm, &sp), 0);
+    a = forward_logp(&b0, &na);
+    b = forward_logp(&b1, &nb);
+    double base_err = 0;
+    for (int64_t i = 0; i < na && na == nb; i++) base_err = fmax(base_err, fabs(a[i] - b[i]));
+    printf("  %s merged: orpo-hpc forward of the merged bf16 model vs base + LoRA (fp32): max |log-prob diff| %.2e "
+           "(%.2e relative); bf16 rounding of the base alone: %.2e\n", variant, worst, worst / scale, base_err);
+    CHECK(worst / scale <= 1e-2);
+    free(a);
+    free(b);
+    lt_free(&b0);
+    lt_free(&b1);
+    llava_model_free(&mm);
+}
+
 static int same_bits(llava_trainer *a, llava_trainer *b) {
     if (a->nstore != b->nstore) return 0;
     return !memcmp(a->store, b->store, sizeof(float) * (size_t)a->nstore);
@@ -204,7 +371,7 @@ static uint16_t bf16(float x) {
     return (uint16_t)(u >> 16);
 }
 
-static void run_variant(const char *variant, llava_model *m) {
+static void run_variant(const char *variant, llava_model *m, const char *model_path) {
     lt_spec sp;
     spec_of(variant, &sp);
     llava_trainer t, u;
@@ -257,6 +424,7 @@ static void run_variant(const char *variant, llava_model *m) {
         lt_free(&u);
     }
     compare_logp(&t, variant);
+    check_merged(&t, variant, model_path);
     lt_free(&t);
 }
 
@@ -424,8 +592,8 @@ int main(void) {
     CHECK_EQ_INT(mh5_import(test_fixture("llava_tiny/model"), fp32, &o), 0);
     llava_model m;
     CHECK_EQ_INT(mh5_load(fp32, &m), 0);
-    run_variant("lora", &m);
-    run_variant("full", &m);
+    run_variant("lora", &m, fp32);
+    run_variant("full", &m, fp32);
     check_errors(&m);
     llava_model_free(&m);
     check_checkpoint(fp32);
