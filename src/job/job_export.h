@@ -1,7 +1,7 @@
 /* job_export — a job's trainable state to and from the ecosystem's formats (docs/export.md):
  * PEFT adapters (adapter_config.json + adapter_model.safetensors, as PEFT 0.21's save_pretrained writes them
- * for LlavaNextForConditionalGeneration) with a README.md model card, and step-0 trainable state from an
- * existing PEFT adapter (import-adapter).
+ * for LlavaNextForConditionalGeneration) with a README.md model card, a merged HF model directory (bf16 shards),
+ * and step-0 trainable state from an existing PEFT adapter (import-adapter).
  *
  *   jx_spec_from_job(j, &spec)            the job's LoRA / full-module keys as a trainer spec
  *   jx_peft_name(name, layout, out, cap)  PEFT key of a trainer tensor ("lora/<module>/A" -> "...lora_A.weight")

@@ -6,6 +6,9 @@
  *     fp32 logits; orpo-hpc's forward gives the same log-prob at every target row within 1e-4 relative;
  *   - export -> import gives bit-identical trainable tensors (both key layouts); a bf16 adapter imports as
  *     the bf16-rounded values;
+ *   - --merged: sharded bf16 with an index; every adapted weight = bf16(W + scale B A) within 1 ulp, projector
+ *     bias and token rows exact; imported back by orpo-hpc, its forward without adapters equals base + LoRA
+ *     within 1e-2 relative (bf16 rounding; the base alone is printed for scale);
  *   - a checkpoint is found (latest, step number) and read into the job's trainer;
  *   - mismatches of rank, alpha, targets and shapes are refused with ERR_ARGS / ERR_DATA naming the tensor. */
 #include <cjson/cJSON.h>

@@ -43,6 +43,12 @@ if grep -q '"BF16"' "$tmp/H/adapter_model.safetensors"; then ok; else bad "--dty
 expect_rc 0 "$bin" export "$job" --peft "$tmp/L" --key-layout legacy --checkpoint "$tmp/run/checkpoints/step-00000003.h5"
 if grep -q 'base_model.model.language_model.model.layers.0.self_attn.q_proj.lora_A.weight' "$tmp/L/adapter_model.safetensors"
 then ok; else bad "legacy key layout"; fi
+# --merged: an HF directory that import-model reads back
+expect_rc 0 "$bin" export "$job" --merged "$tmp/M"
+for f in config.json model.safetensors.index.json model-00001-of-00001.safetensors tokenizer.json preprocessor_config.json; do
+  exists "$tmp/M/$f"
+done
+expect_rc 0 "$bin" import-model --from "$tmp/M" --out "$tmp/M.h5" --quant fp32
 expect_rc 2 "$bin" export "$job" --peft "$tmp/X" --checkpoint 2
 expect_rc 2 "$bin" export "$job" --peft "$tmp/X" --dtype fp16
 expect_rc 2 "$bin" export "$job"
