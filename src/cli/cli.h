@@ -38,6 +38,8 @@ int cmd_inspect(int argc, char **argv);
 int cmd_import_model(int argc, char **argv);
 int cmd_import_data(int argc, char **argv);
 int cmd_make_demo(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_import_adapter(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_device(int argc, char **argv);
 

@@ -42,6 +42,17 @@ const cli_command cli_commands[] = {
      "  Tokenizes with model.h5's tokenizer, checks every image decodes, stores the encoded images as they are;\n"
      "  corrupt or missing images, empty or identical answers and over-long pairs are skipped and counted.\n"
      "  Docs: docs/data.md."},
+    {"export", cmd_export, "a job's checkpoint as a PEFT adapter or a merged HF model (transformers, vLLM)",
+     "orpo-hpc export JOB.yaml [--peft DIR] [--merged DIR] [--checkpoint STEP|latest|FILE] [--dtype fp32|bf16]\n"
+     "                [--key-layout current|legacy] [--set key.path=value ...]\n"
+     "  Writes adapter_config.json, adapter_model.safetensors and a README.md model card as PEFT's\n"
+     "  save_pretrained does for LlavaNextForConditionalGeneration (legacy: transformers < 4.52 key names).\n"
+     "  --merged: a complete HF model directory, LoRA merged into the dequantized base, sharded bf16.\n"
+     "  Default checkpoint: the newest that verifies. Docs: docs/export.md."},
+    {"import-adapter", cmd_import_adapter, "start a job from an existing PEFT LoRA adapter (step-0 state)",
+     "orpo-hpc import-adapter --peft DIR --job JOB.yaml [--set key.path=value ...]\n"
+     "  Checks rank, alpha, targets and shapes against the job (exit 2 or 3 naming the tensor), then writes\n"
+     "  checkpoint step 0 into job.output_dir; orpo-hpc resume JOB.yaml continues from it."},
     {"make-demo", cmd_make_demo, "write the tiny demo model and synthetic preference data",
      "orpo-hpc make-demo --out DIR [--pairs N] [--seed S] [--mix c,s,n,p,e,d] [--init scaled|hf]\n"
      "  DIR/model: a tiny LLaVA-NeXT as a HuggingFace directory; DIR/data: synthetic preference pairs as PNG +\n"
