@@ -14,7 +14,7 @@
  * the prefix follows that file as the tokenizers library does, which is what transformers 5.25's
  * LlavaNextProcessor does too: Prepend("▁") puts "▁" before every segment, even one that starts with a space
  * ("<s> a" = 1 28705 264, as sentencepiece); Metaspace puts none before a segment that already starts with a space
- * or "▁" (prepend_scheme always/never, or first = only a segment at the start of the text). Malformed UTF-8
+ * or "▁", and with prepend_scheme "first" only before a segment at the start of the text. Malformed UTF-8
  * bytes become U+FFFD, one per byte, as in sentencepiece. Decoding follows sentencepiece: "▁" -> " ", the dummy
  * prefix of the first piece is dropped, byte pieces are reassembled (bad sequences -> U+FFFD), control and added
  * special tokens are invisible unless TOK_DECODE_SPECIAL, <unk> reads as the unk surface (" ⁇ ").

@@ -23,7 +23,7 @@ mistral-common 1.13.1 (the exact versions that ran are in every file's header an
   template.txt      LlavaNextProcessor input_ids for prompt/answer pairs (see make_template_fixture)
   VERSIONS          the tool versions and the SHA-256 of every file above
 
-The rule of transformers 5.25 for llava_next (tools/oracle docs: docs/tokenizer.md): the added tokens are split
+The rule of transformers 5.25 for llava_next (docs/tokenizer.md): the added tokens are split
 out of the raw text, then every piece of text between them is normalized on its own by tokenizer.json's
 normalizer, whose Prepend("▁") puts a "▁" before every non-empty piece, also before one that starts with a space:
 "<s> a" = <s> ▁ ▁a = 1 28705 264. transformers 5.0-5.24 loaded the same directory as LlamaTokenizer, which
