@@ -2,6 +2,7 @@
 #include "data/template.h"
 
 #include "io/err.h"
+#include "io/mem.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +15,7 @@ void tpl_free(tpl_seq *seq) {
 
 static char *concat(const char *a, const char *b, const char *c, const char *d, const char *e) {
     size_t n = strlen(a) + strlen(b) + strlen(c) + strlen(d) + strlen(e);
-    char *s = malloc(n + 1);
-    if (!s) return NULL;
+    char *s = mem_alloc(n + 1, "chat template text");
     strcpy(s, a);
     strcat(s, b);
     strcat(s, c);
@@ -55,12 +55,9 @@ int tpl_encode(const tok *t, const char *question, const char *answer, int32_t n
     tok_ids p = {0}, f = {0};
     int rc = ERR_OK;
     size_t image_start = 0, pstart = 0;
-    if (!prompt || !full) {
-        rc = err_set(ERR_INTERNAL, "template: out of memory");
-        goto done;
-    }
-    /* a tokenizer.json is what transformers' processor uses: its segment rule; a tokenizer.model: sentencepiece's */
-    int flags = TOK_ADD_BOS | (strcmp(tok_kind(t), "sentencepiece") ? TOK_HF_SEGMENTS : 0);
+    /* The tokenizer's own rules: from a tokenizer.json those of the tokenizers library on that file, which is what
+     * transformers 5.25's LlavaNextProcessor uses (TokenizersBackend); from a tokenizer.model sentencepiece's. */
+    int flags = TOK_ADD_BOS;
     if ((rc = tok_encode(t, prompt, strlen(prompt), flags, &p))) goto done;
     if ((rc = tok_encode(t, full, strlen(full), flags, &f))) goto done;
     if (f.n == 0 || f.v[f.n - 1] != tok_eos_id(t)) {
@@ -72,11 +69,7 @@ int tpl_encode(const tok *t, const char *question, const char *answer, int32_t n
     /* answer start in the unexpanded ids; the image token is in the prompt, before it */
     if ((rc = expand(&f, image_id, n_image, &seq->ids, &image_start))) goto done;
     pstart = common + (n_image > 0 ? (size_t)n_image - 1 : 0);
-    seq->label = calloc(seq->ids.n ? seq->ids.n : 1, 1);
-    if (!seq->label) {
-        rc = err_set(ERR_INTERNAL, "template: out of memory");
-        goto done;
-    }
+    seq->label = mem_calloc(seq->ids.n ? seq->ids.n : 1, 1, "chat template labels");
     for (size_t i = pstart; i < seq->ids.n; i++) seq->label[i] = 1;
     seq->answer_start = pstart;
     seq->image_start = image_start;

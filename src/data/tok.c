@@ -3,6 +3,7 @@
 
 #include "data/pb.h"
 #include "io/err.h"
+#include "io/mem.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -109,9 +110,7 @@ static int buf_reserve(struct buf *b, size_t extra) {
     if (b->n + extra + 1 <= b->cap) return ERR_OK;
     size_t cap = b->cap ? b->cap : 64;
     while (cap < b->n + extra + 1) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) return err_set(ERR_INTERNAL, "tokenizer: out of memory (%zu bytes)", cap);
-    b->p = p;
+    b->p = mem_realloc(b->p, cap, "tokenizer text buffer");
     b->cap = cap;
     return ERR_OK;
 }
@@ -127,9 +126,7 @@ static int buf_add(struct buf *b, const void *s, size_t n) {
 int tok_ids_push(tok_ids *v, int32_t id) {
     if (v->n == v->cap) {
         size_t cap = v->cap ? v->cap * 2 : 64;
-        int32_t *p = realloc(v->v, cap * sizeof *p);
-        if (!p) return err_set(ERR_INTERNAL, "tokenizer: out of memory (%zu ids)", cap);
-        v->v = p;
+        v->v = mem_realloc(v->v, cap * sizeof *v->v, "token ids");
         v->cap = cap;
     }
     v->v[v->n++] = id;
@@ -147,9 +144,7 @@ static int pool_add(tok *t, const void *s, size_t n, uint32_t *off) {
     if (t->pool_len + n + 1 > t->pool_cap) {
         size_t cap = t->pool_cap ? t->pool_cap : 4096;
         while (cap < t->pool_len + n + 1) cap *= 2;
-        char *p = realloc(t->pool, cap);
-        if (!p) return err_set(ERR_INTERNAL, "tokenizer: out of memory (%zu bytes)", cap);
-        t->pool = p;
+        t->pool = mem_realloc(t->pool, cap, "tokenizer pieces");
         t->pool_cap = cap;
     }
     memcpy(t->pool + t->pool_len, s, n);
@@ -160,8 +155,7 @@ static int pool_add(tok *t, const void *s, size_t n, uint32_t *off) {
 }
 
 static tok *tok_new(int mode) {
-    tok *t = calloc(1, sizeof *t);
-    if (!t) return NULL;
+    tok *t = mem_calloc(1, sizeof *t, "tokenizer");
     t->mode = mode;
     t->kind = mode == MODE_SPM ? "sentencepiece" : "tokenizers-bpe";
     t->unk_id = t->bos_id = t->eos_id = t->pad_id = -1;
@@ -204,8 +198,7 @@ static int32_t map_find(const tok *t, const char *s, size_t n) {
 static int map_build(tok *t) {
     uint32_t cap = 1;
     while (cap < (uint32_t)t->n_pieces * 2u + 2u) cap <<= 1;
-    t->map = calloc(cap, sizeof *t->map);
-    if (!t->map) return err_set(ERR_INTERNAL, "tokenizer: out of memory (piece index)");
+    t->map = mem_calloc(cap, sizeof *t->map, "tokenizer piece index");
     t->map_mask = cap - 1;
     for (int32_t id = 0; id < t->n_pieces; id++) {
         const struct piece *p = &t->pieces[id];
@@ -277,9 +270,7 @@ static int added_push(tok *t, const char *s, size_t n, int32_t id, int special) 
     }
     if (t->n_added == t->cap_added) {
         int32_t cap = t->cap_added ? t->cap_added * 2 : 16;
-        struct added *p = realloc(t->added, (size_t)cap * sizeof *p);
-        if (!p) return err_set(ERR_INTERNAL, "tokenizer: out of memory (added tokens)");
-        t->added = p;
+        t->added = mem_realloc(t->added, (size_t)cap * sizeof *t->added, "tokenizer added tokens");
         t->cap_added = cap;
     }
     struct added *a = &t->added[t->n_added];
@@ -349,9 +340,7 @@ struct heap {
 static int heap_push(struct heap *h, struct cand c) {
     if (h->n == h->cap) {
         size_t cap = h->cap ? h->cap * 2 : 64;
-        struct cand *p = realloc(h->v, cap * sizeof *p);
-        if (!p) return err_set(ERR_INTERNAL, "tokenizer: out of memory (merge queue)");
-        h->v = p;
+        h->v = mem_realloc(h->v, cap * sizeof *h->v, "tokenizer merge queue");
         h->cap = cap;
     }
     size_t i = h->n++;
@@ -382,7 +371,6 @@ static struct cand heap_pop(struct heap *h) {
 
 /* Per-call scratch (tok_encode is reentrant). */
 struct work {
-    int hf_segments;            /* TOK_HF_SEGMENTS */
     struct buf norm;
     struct sym *sym;
     size_t cap_sym;
@@ -432,7 +420,7 @@ static int normalize(const tok *t, const char *seg, size_t n, int first, struct 
         while (i < n && s[i] == ' ') i++;
     if (i == n) return ERR_OK;
     int prefix = t->prefix == PREFIX_ALWAYS || (t->prefix == PREFIX_FIRST && first);
-    if (prefix && (t->prefix_skip_ws || w->hf_segments) && (s[i] == ' ' || (n - i >= WS_LEN && !memcmp(s + i, WS, WS_LEN)))) prefix = 0;
+    if (prefix && t->prefix_skip_ws && (s[i] == ' ' || (n - i >= WS_LEN && !memcmp(s + i, WS, WS_LEN)))) prefix = 0;
     char *o = w->norm.p;
     size_t m = 0;
     if (prefix) {
@@ -475,9 +463,7 @@ static int normalize(const tok *t, const char *seg, size_t n, int first, struct 
 static int push_sym(struct work *w, size_t *n, uint32_t start, uint32_t len, int32_t id, int freeze) {
     if (*n == w->cap_sym) {
         size_t cap = w->cap_sym ? w->cap_sym * 2 : 64;
-        struct sym *p = realloc(w->sym, cap * sizeof *p);
-        if (!p) return err_set(ERR_INTERNAL, "tokenizer: out of memory (symbols)");
-        w->sym = p;
+        w->sym = mem_realloc(w->sym, cap * sizeof *w->sym, "tokenizer symbols");
         w->cap_sym = cap;
     }
     struct sym *s = &w->sym[*n];
@@ -597,7 +583,6 @@ static int encode_segment(const tok *t, const char *seg, size_t n, int first, st
 int tok_encode(const tok *t, const char *text, size_t len, int flags, tok_ids *out) {
     struct work w;
     memset(&w, 0, sizeof w);
-    w.hf_segments = (flags & TOK_HF_SEGMENTS) != 0;
     int rc = ERR_OK;
     if (flags & TOK_ADD_BOS) {
         if (t->bos_id < 0) return err_set(ERR_ARGS, "tok_encode: TOK_ADD_BOS, but the tokenizer has no <s>");
@@ -802,9 +787,7 @@ static int finish_pieces(tok *t) {
         }
         if (mergeable(p->type) && p->len > t->max_piece_len) t->max_piece_len = p->len;
         if (t->mode == MODE_SPM && p->type == TOK_USER_DEFINED) {
-            int32_t *u = realloc(t->user, (size_t)(t->n_user + 1) * sizeof *u);
-            if (!u) return err_set(ERR_INTERNAL, "tokenizer: out of memory");
-            t->user = u;
+            t->user = mem_realloc(t->user, (size_t)(t->n_user + 1) * sizeof *t->user, "tokenizer user pieces");
             t->user[t->n_user++] = id;
         }
     }
@@ -880,8 +863,7 @@ static int load_spm(tok *t, const uint8_t *buf, size_t len) {
     }
     if (rc < 0) return ERR_DATA;
     if (n == 0) return err_set(ERR_DATA, "no pieces (expected a SentencePiece ModelProto with field 1 repeated)");
-    t->pieces = calloc((size_t)n, sizeof *t->pieces);
-    if (!t->pieces) return err_set(ERR_INTERNAL, "tokenizer: out of memory (%d pieces)", n);
+    t->pieces = mem_calloc((size_t)n, sizeof *t->pieces, "tokenizer pieces");
     /* pass 2 */
     int64_t model_type = 1, byte_fallback = 0, suffix = 0, unk = 0, bos = 1, eos = 2, pad = -1;
     int64_t dummy = 1, extra = 1, escape = 1;
@@ -1164,8 +1146,7 @@ static int load_hf(tok *t, const cJSON *root) {
     for (const cJSON *e = vocab->child; e; e = e->next)
         if (++n > MAX_PIECES) return err_set(ERR_DATA, "model.vocab: more than %d pieces", MAX_PIECES);
     if (n == 0) return err_set(ERR_DATA, "model.vocab: empty (expected the pieces)");
-    t->pieces = calloc((size_t)n, sizeof *t->pieces);
-    if (!t->pieces) return err_set(ERR_INTERNAL, "tokenizer: out of memory (%d pieces)", n);
+    t->pieces = mem_calloc((size_t)n, sizeof *t->pieces, "tokenizer pieces");
     t->n_pieces = n;
     for (const cJSON *e = vocab->child; e; e = e->next) {
         if (!js_is_int(e) || e->valuedouble < 0 || e->valuedouble >= n)
@@ -1199,11 +1180,10 @@ static int load_hf(tok *t, const cJSON *root) {
     if (nm >= (1 << 24)) return err_set(ERR_DATA, "model.merges: more than 2^24 merges");
     uint32_t cap = 1;
     while (cap < (uint32_t)nm * 2u + 2u) cap <<= 1;
-    t->mkey = malloc(cap * sizeof *t->mkey);
-    t->mrank = malloc(cap * sizeof *t->mrank);
-    t->mres = malloc(cap * sizeof *t->mres);
-    t->mlist = malloc((size_t)(2 * nm + 1) * sizeof *t->mlist);
-    if (!t->mkey || !t->mrank || !t->mres || !t->mlist) return err_set(ERR_INTERNAL, "tokenizer: out of memory");
+    t->mkey = mem_calloc(cap, sizeof *t->mkey, "tokenizer merge index");
+    t->mrank = mem_calloc(cap, sizeof *t->mrank, "tokenizer merge index");
+    t->mres = mem_calloc(cap, sizeof *t->mres, "tokenizer merge index");
+    t->mlist = mem_calloc((size_t)(2 * nm + 1), sizeof *t->mlist, "tokenizer merges");
     for (uint32_t i = 0; i < cap; i++) t->mrank[i] = -1;
     t->mmask = cap - 1;
     int32_t i = 0;
@@ -1296,7 +1276,6 @@ int tok_load_from_memory(const void *data, size_t len, const char *name, tok **o
     while (i < len && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r')) i++;
     int json = i < len && (b[i] == '{' || b[i] == '[');
     tok *t = tok_new(json ? MODE_HF : MODE_SPM);
-    if (!t) return err_set(ERR_INTERNAL, "%s: out of memory", name);
     err_clear();
     int rc;
     if (json) {
@@ -1335,13 +1314,7 @@ int tok_load_file(const char *path, tok **out) {
     for (;;) {
         if (len == cap) {
             cap = cap ? cap * 2 : 1 << 20;
-            char *p = realloc(data, cap);
-            if (!p) {
-                free(data);
-                fclose(f);
-                return err_set(ERR_INTERNAL, "%s: out of memory", path);
-            }
-            data = p;
+            data = mem_realloc(data, cap, path);
         }
         size_t got = fread(data + len, 1, cap - len, f);
         len += got;

@@ -10,7 +10,11 @@
  *     (split=false). Merges by rank, leftmost on ties, as tokenizers does.
  * Text is first split at the added/special tokens (leftmost-longest; from a .model: its CONTROL and UNKNOWN pieces
  * plus those added with tok_add_special) and every remaining segment is encoded as its own SentencePiece string,
- * with its own dummy "▁" prefix (the segment rule of llava-v1.6-mistral; docs/tokenizer.md). Malformed UTF-8
+ * with its own dummy "▁" prefix (the segment rule of llava-v1.6-mistral; docs/tokenizer.md). From a tokenizer.json
+ * the prefix follows that file as the tokenizers library does, which is what transformers 5.25's
+ * LlavaNextProcessor does too: Prepend("▁") puts "▁" before every segment, even one that starts with a space
+ * ("<s> a" = 1 28705 264, as sentencepiece); Metaspace puts none before a segment that already starts with a space
+ * or "▁", and with prepend_scheme "first" only before a segment at the start of the text. Malformed UTF-8
  * bytes become U+FFFD, one per byte, as in sentencepiece. Decoding follows sentencepiece: "▁" -> " ", the dummy
  * prefix of the first piece is dropped, byte pieces are reassembled (bad sequences -> U+FFFD), control and added
  * special tokens are invisible unless TOK_DECODE_SPECIAL, <unk> reads as the unk surface (" ⁇ ").
@@ -20,8 +24,7 @@
  *   tok_load_from_memory(buf, len, name, &t)   the same from a blob (e.g. stored in model.h5); name is for messages
  *   tok_free(t)                                release
  *   tok_add_special(t, text, id)               add a special token (split out before BPE), e.g. "<image>" = 32000
- *   tok_encode(t, text, len, flags, &ids)      append the ids of text to ids (TOK_ADD_BOS/EOS, TOK_NO_SPECIAL,
- *                                              TOK_HF_SEGMENTS)
+ *   tok_encode(t, text, len, flags, &ids)      append the ids of text to ids (TOK_ADD_BOS/EOS, TOK_NO_SPECIAL)
  *   tok_decode(t, ids, n, flags, &s, &len)     ids -> malloc'ed NUL-terminated UTF-8 (TOK_DECODE_SPECIAL)
  *   tok_hash(t)                                stable 64-bit FNV-1a hash of pieces, scores/merges, specials, settings
  *   tok_vocab_size(t)                          1 + the largest id (pieces and added tokens)
@@ -46,9 +49,7 @@ enum { TOK_NORMAL = 1, TOK_UNKNOWN = 2, TOK_CONTROL = 3, TOK_USER_DEFINED = 4, T
 enum {
     TOK_ADD_BOS = 1,
     TOK_ADD_EOS = 2,
-    TOK_NO_SPECIAL = 4, /* special-token text is ordinary text */
-    TOK_HF_SEGMENTS = 8 /* transformers' Metaspace segment rule: a segment (between special tokens) that already starts
-                           with a space gets no dummy "▁" (sentencepiece would give "▁▁"); what LlavaNextProcessor does */
+    TOK_NO_SPECIAL = 4 /* special-token text is ordinary text */
 };
 /* tok_decode flags */
 enum { TOK_DECODE_SPECIAL = 1 /* write control/added tokens as their text */ };

@@ -2,8 +2,11 @@
  *
  * tests/fixtures/tokenizer/cases.txt (tools/oracle/make_tokenizer_fixtures.py) holds ~100 strings (ASCII, accents,
  * CJK, emoji, digits, whitespace runs, control characters, byte fallback, malformed UTF-8, special-token text, a
- * long text) with the ids of sentencepiece (segment rule) and of tokenizers on tokenizer.json, and sentencepiece's
- * decode. Both loaders must give identical ids for every string, and decode must give sentencepiece's text. */
+ * long text, special-token text followed by spaces) with the ids of sentencepiece (segment rule), of tokenizers on
+ * tokenizer.json, and of the tokenizer of transformers 5.25's LlavaNextProcessor for a llava_next model directory
+ * (TokenizersBackend), and sentencepiece's decode. Both loaders must give identical ids for every string, the
+ * tokenizer.json loader those of the processor's tokenizer (with and without BOS), and decode must give
+ * sentencepiece's text. */
 #include "data/tok.h"
 #include "io/err.h"
 #include "test.h"
@@ -14,10 +17,10 @@ struct tcase {
     char name[64];
     char *text;
     size_t len;
-    tok_ids sp, hf, hfbos;
+    tok_ids sp, hf, hfbos, tf, tfbos;
     char *dec;
     size_t dec_len;
-    int has_hf, has_dec;
+    int has_hf, has_tf, has_dec;
 };
 
 static char *unhex(const char *h, size_t *len) {
@@ -72,6 +75,11 @@ static struct tcase *load_cases(const char *path, int *n_out) {
         } else if (!strncmp(line, "hf", 2) && (line[2] == ' ' || !line[2])) {
             parse_ids(line + 2, &c->hf);
             c->has_hf = 1;
+        } else if (!strncmp(line, "tfbos", 5)) {
+            parse_ids(line + 5, &c->tfbos);
+        } else if (!strncmp(line, "tf", 2) && (line[2] == ' ' || !line[2])) {
+            parse_ids(line + 2, &c->tf);
+            c->has_tf = 1;
         } else if (!strncmp(line, "dec", 3)) {
             c->dec = unhex(line + 3 + (l > 3), &c->dec_len);
             c->has_dec = 1;
@@ -117,6 +125,16 @@ static void check_backend(tok *t, const char *label, struct tcase *cases, int n,
             tok_ids b = {0};
             CHECK_EQ_INT(tok_encode(t, c->text, c->len, TOK_ADD_BOS, &b), ERR_OK);
             CHECK(same_ids(&b, &c->hfbos));
+            tok_ids_free(&b);
+        }
+        /* tokenizer.json: the ids of transformers' LlavaNextProcessor tokenizer, without and with BOS */
+        if (use_hf && c->has_tf) {
+            tok_ids b = {0};
+            CHECK_EQ_INT(tok_encode(t, c->text, c->len, TOK_ADD_BOS, &b), ERR_OK);
+            CHECK(same_ids(&got, &c->tf));
+            CHECK(same_ids(&b, &c->tfbos));
+            if (!same_ids(&got, &c->tf)) fprintf(stderr, "%s: case %d %s: ids differ from the processor's\n", label,
+                                                 k, c->name);
             tok_ids_free(&b);
         }
         if (c->has_dec) {
@@ -166,7 +184,10 @@ static void bench(tok *t, const char *label, const struct tcase *c) {
 int main(void) {
     int n = 0;
     struct tcase *cases = load_cases(test_fixture("tokenizer/cases.txt"), &n);
-    CHECK(n >= 90);
+    CHECK(n >= 108);
+    int n_tf = 0;
+    for (int k = 0; k < n; k++) n_tf += cases[k].has_tf;
+    CHECK(n_tf >= 100);
 
     tok *spm = NULL, *hf = NULL;
     int rc = tok_load_file(test_fixture("tokenizer/tokenizer.model"), &spm);
@@ -288,6 +309,8 @@ int main(void) {
         tok_ids_free(&cases[k].sp);
         tok_ids_free(&cases[k].hf);
         tok_ids_free(&cases[k].hfbos);
+        tok_ids_free(&cases[k].tf);
+        tok_ids_free(&cases[k].tfbos);
     }
     free(cases);
     tok_free(spm);

@@ -1,8 +1,11 @@
 /* Oracle test of the llava-v1.6-mistral chat template (src/data/template.c) against transformers'
- * LlavaNextProcessor (tests/fixtures/tokenizer/template.txt, tools/oracle/make_tokenizer_fixtures.py): for 8
- * question/answer/image cases the ids must equal the processor's input_ids (image tokens expanded), and the
- * answer must start right after the processor's ids of the prompt alone. Both tokenizer loaders. The ids must
- * also equal sentencepiece's with the segment rule; the one case where transformers 5.x differs is asserted. */
+ * LlavaNextProcessor (tests/fixtures/tokenizer/template.txt, tools/oracle/make_tokenizer_fixtures.py, transformers
+ * 5.25): for 12 question/answer/image cases the ids from tokenizer.json must equal the processor's input_ids (image
+ * tokens expanded), and the answer must start right after the processor's ids of the prompt alone; the ids from
+ * tokenizer.model must equal sentencepiece's with the segment rule. transformers 5.25 loads a llava_next tokenizer as
+ * TokenizersBackend, which on this tokenizer.json gives sentencepiece's ids everywhere; 5.0-5.24 (LlamaTokenizer,
+ * recorded as full_llama) gave a literal special token followed by a space no extra "▁" (cases 6 and 8-11), and
+ * our ids must not follow that rule any more. */
 #include "data/template.h"
 #include "io/err.h"
 #include "test.h"
@@ -10,7 +13,7 @@
 struct tcase {
     char *q, *a;
     int32_t n_image;
-    tok_ids full, prompt, full_sp, nolegacy;
+    tok_ids full, prompt, full_sp, llama;
 };
 
 static char *unhex(const char *h) {
@@ -56,11 +59,18 @@ int main(void) {
         else if (!strncmp(line, "nimage ", 7)) c->n_image = atoi(line + 7);
         else if (!strncmp(line, "full ", 5)) parse_rle(line + 5, &c->full);
         else if (!strncmp(line, "prompt ", 7)) parse_rle(line + 7, &c->prompt);
-        else if (!strncmp(line, "full_nolegacy ", 14)) parse_rle(line + 14, &c->nolegacy);
+        else if (!strncmp(line, "full_llama ", 11)) parse_rle(line + 11, &c->llama);
         else if (!strncmp(line, "full_sp ", 8)) parse_rle(line + 8, &c->full_sp);
     }
     fclose(f);
-    CHECK_EQ_INT(n, 8);
+    CHECK_EQ_INT(n, 12);
+    /* the fixture itself: 5.25 = sentencepiece's rule on every case; 5.24's rule differs exactly on 6 and 8-11 */
+    for (int k = 0; k < n; k++) {
+        struct tcase *c = &cases[k];
+        int llama_differs = c->llama.n != c->full.n || memcmp(c->llama.v, c->full.v, c->full.n * sizeof(int32_t));
+        CHECK(c->full_sp.n == c->full.n && !memcmp(c->full_sp.v, c->full.v, c->full.n * sizeof(int32_t)));
+        CHECK_EQ_INT(llama_differs, k == 6 || k >= 8);
+    }
 
     tok *toks[2] = {NULL, NULL};
     CHECK_EQ_INT(tok_load_file(test_fixture("tokenizer/tokenizer.json"), &toks[0]), ERR_OK);
@@ -79,16 +89,14 @@ int main(void) {
                 fprintf(stderr, "%s\n", err_msg());
                 continue;
             }
-            /* from tokenizer.model: the segment rule of sentencepiece; from tokenizer.json: the processor's, which
-             * differs only in case 6 ("<s> or </s>" in the question: transformers' Metaspace gives the segment " or "
-             * no dummy prefix because it starts with a space; sentencepiece gives "▁▁or") */
+            /* from tokenizer.json: the processor's ids (transformers 5.25); from tokenizer.model: sentencepiece's
+             * segment rule. On this tokenizer.json the two are the same ids, so both loaders must give both. */
             int is_sp = !strcmp(tok_kind(toks[b]), "sentencepiece");
-            int same_sp = s.ids.n == c->full_sp.n && !memcmp(s.ids.v, c->full_sp.v, s.ids.n * sizeof(int32_t));
-            int same = s.ids.n == c->full.n && !memcmp(s.ids.v, c->full.v, s.ids.n * sizeof(int32_t));
-            CHECK_EQ_INT(same_sp, is_sp || k != 6);
-            CHECK_EQ_INT(same, !is_sp || k != 6);
-            if (is_sp && !same_sp) fprintf(stderr, "%s case %d: ids differ from sentencepiece\n", tok_kind(toks[b]), k);
-            if (!is_sp && !same) fprintf(stderr, "%s case %d: ids differ from the processor\n", tok_kind(toks[b]), k);
+            const tok_ids *want = is_sp ? &c->full_sp : &c->full;
+            int same = s.ids.n == want->n && !memcmp(s.ids.v, want->v, s.ids.n * sizeof(int32_t));
+            CHECK(same);
+            if (!same) fprintf(stderr, "%s case %d: ids differ from %s\n", tok_kind(toks[b]), k,
+                               is_sp ? "sentencepiece" : "the processor");
             if (same) {
                 CHECK_EQ_INT(s.answer_start, c->prompt.n);
                 size_t n_label = 0;
@@ -103,8 +111,6 @@ int main(void) {
                 CHECK_EQ_INT(s.ids.v[s.image_start + (size_t)c->n_image - 1], 32000);
                 CHECK(s.ids.v[s.image_start + (size_t)c->n_image] != 32000);
                 CHECK_EQ_INT(s.label[s.image_start], 0);
-                /* transformers 5.x without `legacy: true` drops the "▁" after <image> (docs/tokenizer.md) */
-                CHECK_EQ_INT(c->nolegacy.n + 1, c->full.n);
             }
             tpl_free(&s);
         }
@@ -120,7 +126,7 @@ int main(void) {
         free(cases[k].a);
         tok_ids_free(&cases[k].full);
         tok_ids_free(&cases[k].prompt);
-        tok_ids_free(&cases[k].nolegacy);
+        tok_ids_free(&cases[k].llama);
         tok_ids_free(&cases[k].full_sp);
     }
     tok_free(toks[0]);

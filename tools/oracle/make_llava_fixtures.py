@@ -10,6 +10,9 @@ RoPE theta 1e6, untied lm_head), saves it with save_pretrained, and records for 
 embeddings and the logits of every position.
 
 Writes tests/fixtures/llava_tiny/model/ (HF directory) and tests/fixtures/llava_tiny/forward.h5.
+Run: python3 tools/oracle/make_llava_fixtures.py   (stack: tools/oracle/requirements.txt)
+The tool versions that ran are in forward.h5's root attribute `oracle_versions`, in model/config.json's
+`transformers_version` (save_pretrained) and in tests/fixtures/llava_tiny/VERSIONS.
 """
 import os
 
@@ -18,6 +21,10 @@ import numpy as np
 import torch
 from transformers import CLIPVisionConfig, LlavaNextConfig, LlavaNextForConditionalGeneration, MistralConfig
 from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
+
+from oracle_versions import versions_line, write_versions
+
+PACKAGES = ["torch", "transformers", "bitsandbytes", "safetensors", "numpy", "h5py"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.normpath(os.path.join(HERE, "..", "..", "tests", "fixtures", "llava_tiny"))
@@ -72,6 +79,7 @@ def main():
     inner = model.model
     with h5py.File(os.path.join(OUT, "forward.h5"), "w") as f:
         f.attrs["tile"], f.attrs["patch"] = TILE, PATCH
+        f.attrs["oracle_versions"] = versions_line("make_llava_fixtures.py", PACKAGES)
         for name, (h, w) in CASES.items():
             g = f.create_group(name)
             npatch = image_size_to_num_patches((h, w), PINPOINTS, TILE)
@@ -101,6 +109,8 @@ def main():
             g.create_dataset("logits_nf4", data=qout.logits[0].numpy())
             g.attrs["n_image_tokens"] = n_img
             print(name, (h, w), "patches", npatch, "image tokens", n_img, "seq", len(ids))
+    write_versions(OUT, "make_llava_fixtures.py", PACKAGES,
+                   ["forward.h5"] + [os.path.join("model", n) for n in sorted(os.listdir(mdir))])
     print("wrote", OUT)
 
 

@@ -3,7 +3,10 @@
 
 Writes tests/fixtures/nf4/*.bin (format below), deterministic (fixed seeds), rerunnable:
 
-    python3 tools/oracle/make_nf4_fixtures.py [--out tests/fixtures/nf4]
+    python3 tools/oracle/make_nf4_fixtures.py [--out tests/fixtures/nf4]   (stack: tools/oracle/requirements.txt)
+
+The tool versions that ran (bitsandbytes, torch, numpy) are in tests/fixtures/nf4/VERSIONS, with the SHA-256 of
+every .bin file.
 
 Every case file, little-endian:
     char[8]  "NF4FIX01"
@@ -38,6 +41,8 @@ import sys
 
 import numpy as np
 import torch
+
+from oracle_versions import write_versions
 
 import bitsandbytes as bnb  # noqa: F401  (registers the ops)
 import bitsandbytes.functional as F
@@ -325,6 +330,9 @@ def main():
         maxulp = max(maxulp, abs(int(tm.view(np.int32)) - int(dm.view(np.int32))))
     print(f"offset: torch mean == double mean in {same}/{tot} random vectors, max {maxulp} ulp apart",
           file=sys.stderr)
+    write_versions(out, "make_nf4_fixtures.py", ["bitsandbytes", "torch", "numpy"],
+                   [n for n in os.listdir(out) if n.endswith(".bin")],
+                   note="bitsandbytes on its CPU back end; the cuda_* arrays are this script's emulation (numpy).")
 
 
 if __name__ == "__main__":

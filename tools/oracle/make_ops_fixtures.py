@@ -4,7 +4,8 @@ autograd in float64 and stored as float32 (inputs exactly as the C test reads th
 
 Writes tests/fixtures/ops/ops.h5. Group per op: inputs, the upstream gradient `dy`, the outputs and
 the gradients of every input. Definitions follow transformers (Mistral RMSNorm/RoPE/attention,
-CLIP LayerNorm/quick_gelu, erf GELU). Run: python3 tools/oracle/make_ops_fixtures.py
+CLIP LayerNorm/quick_gelu, erf GELU). Run: python3 tools/oracle/make_ops_fixtures.py (stack: requirements.txt)
+The tool versions that ran are in the root attribute `oracle_versions` and in tests/fixtures/ops/VERSIONS.
 """
 import math
 import os
@@ -12,6 +13,10 @@ import os
 import h5py
 import numpy as np
 import torch
+
+from oracle_versions import versions_line, write_versions
+
+PACKAGES = ["torch", "numpy", "h5py"]
 
 torch.manual_seed(1234)
 OUT = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "ops", "ops.h5")
@@ -87,6 +92,7 @@ def attn_ref(q, k, v, seqs, nq, nkv, hd, causal):
 def main():
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with h5py.File(OUT, "w") as f:
+        f.attrs["oracle_versions"] = versions_line("make_ops_fixtures.py", PACKAGES)
         M, K, N = 7, 12, 10
         g = f.create_group("linear")
         x, w, b = r(M, K), r(N, K, scale=0.3), r(N)
@@ -154,6 +160,7 @@ def main():
         lp = torch.log_softmax(logits, -1).gather(1, labels.long()[:, None])[:, 0]
         dy, (dl,) = backprop(lp, logits)
         save(g, logits=logits, labels=labels.numpy(), logp=lp, dy=dy, dlogits=dl)
+    write_versions(os.path.dirname(OUT), "make_ops_fixtures.py", PACKAGES, [os.path.basename(OUT)])
     print("wrote", os.path.normpath(OUT), os.path.getsize(OUT), "bytes")
 
 

@@ -15,7 +15,8 @@ Writes tests/fixtures/orpo/orpo.h5:
 
 Definitions follow TRL's ORPOTrainer (trl/experimental/orpo, HEAD: log1mexp with the Mächler branch, logsigmoid)
 as restated in /work/shared/spec/orpo-qlora-peft.md section A; no TRL install is needed.
-Run: python3 tools/oracle/make_orpo_fixtures.py   (deterministic; CPU only)
+Run: python3 tools/oracle/make_orpo_fixtures.py   (deterministic; CPU only; stack: requirements.txt)
+The tool versions that ran are in the root attribute `oracle_versions` and in tests/fixtures/orpo/VERSIONS.
 """
 import math
 import os
@@ -23,6 +24,10 @@ import os
 import h5py
 import numpy as np
 import torch
+
+from oracle_versions import versions_line, write_versions
+
+PACKAGES = ["torch", "peft", "transformers", "numpy", "h5py"]
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "orpo", "orpo.h5")
 NLL, CHOSEN, REJECTED = 1, 2, 4
@@ -265,6 +270,7 @@ def main():
     with h5py.File(OUT + ".tmp", "w") as f:
         f.attrs["generator"] = "tools/oracle/make_orpo_fixtures.py"
         f.attrs["torch"] = str(torch.__version__)
+        f.attrs["oracle_versions"] = versions_line("make_orpo_fixtures.py", PACKAGES)
         seed = 100
         for beta in (0.1, 0.25):
             for nll_mode, nll_name in ((0, "all"), (1, "answer")):
@@ -284,6 +290,7 @@ def main():
         adamw_case(f, "constant_noclip", 8, three, steps=3, warm=1, total=3, kind=1, max_norm=1e3)
         lora_init(f)
     os.replace(OUT + ".tmp", OUT)
+    write_versions(os.path.dirname(OUT), "make_orpo_fixtures.py", PACKAGES, [os.path.basename(OUT)])
     print("wrote", OUT, os.path.getsize(OUT), "bytes")
 
 

@@ -2,7 +2,9 @@
 """Parquet fixtures for the C reader (src/io/parquet.c): one small RLAIF-V-shaped table written
 with pyarrow in many layouts, plus the expected values the C test compares against.
 
-    python3 tools/oracle/make_parquet_fixtures.py [--out tests/fixtures/parquet]
+    python3 tools/oracle/make_parquet_fixtures.py [--out tests/fixtures/parquet]   (stack: tools/oracle/requirements.txt)
+
+The tool versions are in VERSIONS (with the SHA-256 of every file) and in each file's footer (created_by).
 
 Deterministic: fixed seeds, fixed texts, fixed images (PIL), no timestamps in the files.
 
@@ -38,6 +40,8 @@ import struct
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from oracle_versions import write_versions
 from PIL import Image
 
 N_ROWS = 12
@@ -220,6 +224,8 @@ def main():
         f.write("\n".join(written) + "\n")
     total = sum(os.path.getsize(os.path.join(args.out, n)) for n in written)
     print("wrote %d files, %d bytes" % (len(written), total))
+    files = [n for n in os.listdir(args.out) if n.endswith(".parquet") or n.endswith(".txt")]
+    write_versions(args.out, "make_parquet_fixtures.py", ["pyarrow", "pillow", "numpy"], files)
 
 
 if __name__ == "__main__":

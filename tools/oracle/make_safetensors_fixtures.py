@@ -9,7 +9,8 @@ Writes tests/fixtures/safetensors/:
   convert.safetensors     src (F32, random + special values), bf16 = src.to(bfloat16), f16 = src.to(float16),
                           bf16_f32 = bf16.float(), f16_f32 = f16.float()  (torch's rounding, the oracle)
   sharded/model.safetensors.index.json + model-0000{1,2}-of-00002.safetensors   (HF index layout)
-Deterministic (seed 1234); rerun: python3 tools/oracle/make_safetensors_fixtures.py
+  VERSIONS                the tool versions and the SHA-256 of every file above
+Deterministic (seed 1234); rerun: python3 tools/oracle/make_safetensors_fixtures.py (stack: requirements.txt)
 """
 import json
 import os
@@ -18,6 +19,8 @@ import struct
 import numpy as np
 import torch
 from safetensors.torch import save_file
+
+from oracle_versions import write_versions
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "..", "tests", "fixtures", "safetensors")
@@ -91,6 +94,8 @@ def main():
     with open(os.path.join(OUT, "sharded", "model.safetensors.index.json"), "w") as fp:
         json.dump({"metadata": {"total_size": total}, "weight_map": dict(sorted(wm.items()))}, fp, indent=2)
         fp.write("\n")
+    files = ["basic.safetensors", "basic.expected.txt", "convert.safetensors", "sharded/model.safetensors.index.json"]
+    write_versions(OUT, "make_safetensors_fixtures.py", ["safetensors", "torch", "numpy"], files + ["sharded/" + n for n in names])
     print("wrote", OUT)
 
 

@@ -13,7 +13,8 @@ are run as separate full sequences (no prefix sharing): the C side must match wi
 Then 3 AdamW steps (torch.optim.AdamW, clip_grad_norm_, linear warm-up 1 step then cosine over 4) on the same
 batch; the weights after each step are stored.
 
-Writes tests/fixtures/step/step.h5.
+Writes tests/fixtures/step/step.h5. Run: python3 tools/oracle/make_step_fixtures.py (stack: requirements.txt)
+The tool versions that ran are in the root attribute `oracle_versions` and in tests/fixtures/step/VERSIONS.
 """
 import math
 import os
@@ -25,11 +26,14 @@ from peft import LoraConfig, get_peft_model
 from transformers import LlavaNextForConditionalGeneration
 from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
 
+from oracle_versions import versions_line, write_versions
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 MODEL = os.path.join(ROOT, "tests", "fixtures", "llava_tiny", "model")
 OUT = os.path.join(ROOT, "tests", "fixtures", "step", "step.h5")
 IMAGE, BETA, LR, WD, CLIP = 300, 0.1, 2e-4, 0.01, 1.0  # lr: the seed job's
+PACKAGES = ["torch", "transformers", "peft", "bitsandbytes", "numpy", "h5py"]
 PAIRS = [  # image (h, w), prompt ids before / after the image, chosen ids, rejected ids (answers end with </s> = 2)
     ((56, 56), [10, 11], [12, 13, 14], [30, 31, 2], [40, 41, 42, 2]),
     ((40, 100), [15], [16, 17, 18], [50, 51, 52, 53, 54, 2], [60, 2]),
@@ -226,6 +230,7 @@ def main():
     with h5py.File(OUT, "w") as f:
         f.attrs["beta"], f.attrs["lr"], f.attrs["weight_decay"], f.attrs["clip"] = BETA, LR, WD, CLIP
         f.attrs["warmup"], f.attrs["total_steps"], f.attrs["rank"], f.attrs["alpha"] = 1, 4, 4, 8.0
+        f.attrs["oracle_versions"] = versions_line("make_step_fixtures.py", PACKAGES)
         batch = None
         for variant in ("lora", "fullproj", "vision"):
             for base in (("fp32", "nf4") if variant != "vision" else ("fp32",)):
@@ -238,6 +243,8 @@ def main():
             g.create_dataset("prefix", data=np.array(prefix, dtype=np.int32))
             g.create_dataset("chosen", data=np.array(b["ch"], dtype=np.int32))
             g.create_dataset("rejected", data=np.array(b["rj"], dtype=np.int32))
+    write_versions(os.path.dirname(OUT), "make_step_fixtures.py", PACKAGES, [os.path.basename(OUT)],
+                   note="input: tests/fixtures/llava_tiny/model (tools/oracle/make_llava_fixtures.py)")
     print("wrote", OUT, os.path.getsize(OUT), "bytes")
 
 

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Fixtures for the tokenizer (src/data/tok.c): tests/fixtures/tokenizer/.
+"""Fixtures for the tokenizer (src/data/tok.c) and the chat template (src/data/template.c): tests/fixtures/tokenizer/.
 
-Rerunnable and deterministic. Writes
+    python3 tools/oracle/make_tokenizer_fixtures.py      (stack: tools/oracle/requirements.txt, pinned)
+
+Rerunnable and deterministic. Made with transformers 5.25.0, tokenizers 0.23.3, sentencepiece 0.2.3,
+mistral-common 1.13.1 (the exact versions that ran are in every file's header and in VERSIONS). Writes
   tokenizer.model   the Mistral-7B v0.1/v0.2 SentencePiece model (mistral-common's tokenizer.model.v1)
   tokenizer.json    an HF `tokenizers` file built from the same model the way llava-hf/llava-v1.6-mistral-7b-hf
                     ships it (transformers 4.x LlamaTokenizerFast, legacy=True): BPE with merges ranked by piece
@@ -12,8 +15,20 @@ Rerunnable and deterministic. Writes
                           tokens (<unk> <s> </s> <image> <pad>, leftmost-longest) and each remaining segment is
                           encoded as its own SentencePiece string (own dummy prefix)
                       hf  tokenizers on tokenizer.json, add_special_tokens=False
+                      tf  the tokenizer of transformers' LlavaNextProcessor for a llava_next model directory
+                          (config.json model_type llava_next + tokenizer.json + tokenizer_config.json), which
+                          transformers 5.25 loads as TokenizersBackend (the generic tokenizers backend: the
+                          normalizer/pre-tokenizer of tokenizer.json as they are), add_special_tokens=False
                     and sentencepiece's decode of the ids (when every id < 32000)
-  template.txt      (item 2) LlavaNextProcessor input_ids for prompt/answer pairs
+  template.txt      LlavaNextProcessor input_ids for prompt/answer pairs (see make_template_fixture)
+  VERSIONS          the tool versions and the SHA-256 of every file above
+
+The rule of transformers 5.25 for llava_next (docs/tokenizer.md): the added tokens are split
+out of the raw text, then every piece of text between them is normalized on its own by tokenizer.json's
+normalizer, whose Prepend("▁") puts a "▁" before every non-empty piece, also before one that starts with a space:
+"<s> a" = <s> ▁ ▁a = 1 28705 264. transformers 5.0-5.24 loaded the same directory as LlamaTokenizer, which
+replaces the file's normalizer with Metaspace(prepend_scheme="always"), and Metaspace adds no "▁" to a piece that
+already starts with one: "<s> a" = <s> ▁a = 1 264 (recorded as full_llama in template.txt).
 
 Format of cases.txt (one record per string, fields on their own lines):
   case <index> <name>
@@ -21,6 +36,8 @@ Format of cases.txt (one record per string, fields on their own lines):
   sp <ids...>
   hf <ids...>             (absent for malformed UTF-8, which Python strings cannot hold)
   hfbos <ids...>          (tokenizer with add_special_tokens=True)
+  tf <ids...>             (LlavaNextProcessor's tokenizer, add_special_tokens=False; absent for malformed UTF-8)
+  tfbos <ids...>          (the same with add_special_tokens=True, what the processor itself does)
   dec <hex of sp.decode(sp ids)>   (absent if an id is >= 32000)
   end
 """
@@ -35,9 +52,13 @@ from sentencepiece import sentencepiece_model_pb2 as pb
 from tokenizers import AddedToken, Tokenizer, decoders, normalizers, processors
 from tokenizers.models import BPE
 
+from oracle_versions import versions_line, write_versions
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "..", "tests", "fixtures", "tokenizer")
 SPECIALS = {"<unk>": 0, "<s>": 1, "</s>": 2, "<image>": 32000, "<pad>": 32001}
+PACKAGES = ["transformers", "tokenizers", "sentencepiece", "mistral_common", "protobuf", "pillow", "torch"]
+SCRIPT = "make_tokenizer_fixtures.py"
 
 
 def source_model():
@@ -181,6 +202,18 @@ def corpus():
         ("repeated", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
         ("repeated_mix", "abababababababababab ab ab ab abab abba"),
         ("paragraph", long_text(rng, 300)),
+        # a literal special token followed by a space: transformers 5.25 (tokenizers' Prepend normalizer) gives the
+        # following piece its own "▁" as sentencepiece does; 5.0-5.24 (LlamaTokenizer's Metaspace) did not
+        ("special_space", "<s> a"),
+        ("special_two_spaces", "</s>  b"),
+        ("special_trailing_space", "x</s> "),
+        ("special_space_only", "<s> </s> <image> "),
+        ("image_space_newline", "<image> \n"),
+        ("special_space_runs", "<pad> <pad>  <unk>   x"),
+        ("special_ws_piece", "<s>▁x </s>▁ y"),
+        ("special_tab_newline", "</s>\tx </s>\n y"),
+        ("question_literal_eos", "Is there a <s> or </s> in the text?"),
+        ("answer_after_inst", "[INST] Q [/INST] </s> A</s>"),
     ]
     # random strings over a mixed alphabet: stresses merges, bytes, spaces
     alphabet = list("abcdefghijklmnopqrstuvwxyzABCDEF  0123456789.,!?'\"-\n\t") + \
@@ -196,16 +229,29 @@ def corpus():
     return c
 
 
-def processor_dir(tmp, legacy):
-    """A LlavaNextProcessor for llava-v1.6-mistral built from our tokenizer.json and the Hub's processor configs."""
+def processor_dir(tmp, model_dir=True):
+    """A LlavaNextProcessor for llava-v1.6-mistral built from our tokenizer.json and the Hub's processor configs.
+
+    model_dir=True: with a config.json of model_type llava_next, as in a real model directory. transformers 5.25
+    then loads the tokenizer as TokenizersBackend (llava_next is in MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS of
+    models/auto/tokenization_auto.py): tokenizer.json as it is, whatever tokenizer_config's tokenizer_class and
+    legacy say. model_dir=False: no config.json, so tokenizer_config's LlamaTokenizer class is used, with `legacy:
+    true`; that class rebuilds the pre-tokenizer as Metaspace(prepend_scheme="always"), which is what
+    transformers 5.0-5.24 did for llava_next (the earlier fixtures, made with 5.24, agree on every case)."""
     import shutil
     shutil.copy(os.path.join(OUT, "tokenizer.json"), tmp)
+    added = {str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
+                      "special": True} for t, i in SPECIALS.items()}
     cfg = {"tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False, "bos_token": "<s>",
            "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>", "padding_side": "left",
-           "image_token": "<image>", "processor_class": "LlavaNextProcessor"}
-    if legacy is not None:
-        cfg["legacy"] = legacy
+           "image_token": "<image>", "processor_class": "LlavaNextProcessor", "legacy": True,
+           "added_tokens_decoder": added}
     json.dump(cfg, open(os.path.join(tmp, "tokenizer_config.json"), "w"))
+    if model_dir:
+        json.dump({"model_type": "llava_next", "architectures": ["LlavaNextForConditionalGeneration"],
+                   "image_token_index": 32000, "text_config": {"model_type": "mistral", "vocab_size": 32064},
+                   "vision_config": {"model_type": "clip_vision_model"}},
+                  open(os.path.join(tmp, "config.json"), "w"))
     json.dump({"image_processor_type": "LlavaNextImageProcessor", "crop_size": {"height": 336, "width": 336},
                "do_center_crop": True, "do_convert_rgb": True, "do_normalize": True, "do_pad": True,
                "do_rescale": True, "do_resize": True,
@@ -217,7 +263,10 @@ def processor_dir(tmp, legacy):
                "image_token": "<image>", "processor_class": "LlavaNextProcessor"},
               open(os.path.join(tmp, "processor_config.json"), "w"))
     from transformers import LlavaNextProcessor
-    return LlavaNextProcessor.from_pretrained(tmp)
+    proc = LlavaNextProcessor.from_pretrained(tmp)
+    want = "TokenizersBackend" if model_dir else "LlamaTokenizer"
+    assert type(proc.tokenizer).__name__ == want, (type(proc.tokenizer).__name__, want)
+    return proc
 
 
 def rle(ids):
@@ -245,23 +294,32 @@ TEMPLATE_CASES = [  # (question, answer, image (width, height) or None)
     ("日本語で説明してください。", "これは猫の写真です。😀", (500, 500)),
     ("Is there a <s> or </s> in the text?", "No.", (336, 336)),
     ("What color is the sky?", "Blue.", None),
+    # a literal special token followed by a space in user text (transformers 5.25 != 5.24 on each)
+    ("End with a literal </s> ", " <s> starts the answer", None),
+    ("</s> first, then text", "Done </s> really.", (400, 300)),
+    ("Tabs\t</s>\tand <pad> pads", "<s>  two spaces after a special", None),
+    ("<unk> ?", "</s> ", (336, 700)),
 ]
 
 
 def make_template_fixture(sp):
     """template.txt: LlavaNextProcessor input_ids for `[INST] <image>\n{q} [/INST]` + ` {a}</s>` (BOS added by the
-    tokenizer), with the tokenizer_config `legacy: true` (dummy prefix per segment, spec section 8), and the prompt
-    alone; the ids of sentencepiece with the segment rule (full_sp), and the ids when `legacy` is absent
-    (transformers 5.x then prepends "▁" only at the start). transformers 5.x rebuilds the pre-tokenizer from
-    tokenizer_config (Metaspace, which adds no "▁" to a segment that starts with a space), so a segment after a
-    special token that starts with a space differs from sentencepiece (case 6)."""
+    tokenizer) for a llava_next model directory (transformers 5.25: TokenizersBackend on tokenizer.json), and for
+    the prompt alone; the ids of sentencepiece with the segment rule (full_sp); the ids of the LlamaTokenizer
+    class with `legacy: true` (full_llama: what transformers 5.0-5.24 gave for llava_next; its Metaspace adds no
+    "▁" to a segment that starts with a space, so it differs where user text holds a special token followed by a
+    space: cases 6 and 8-11).
+
+    Format: `# <versions>`, then per case: case <k> / question <hex> / answer <hex> / nimage <n> / full <ids> /
+    prompt <ids> / full_sp <ids> / full_llama <ids> / end, ids written with runs of <image> (32000) as I<count>."""
+    import shutil
     import tempfile
     from PIL import Image
-    lines = ["# generated by tools/oracle/make_tokenizer_fixtures.py (LlavaNextProcessor, transformers)"]
-    procs = {}
-    for legacy in (True, None):
-        tmp = tempfile.mkdtemp()
-        procs[legacy] = processor_dir(tmp, legacy)
+    lines = ["# " + versions_line(SCRIPT, PACKAGES) + " (LlavaNextProcessor)"]
+    procs, tmps = {}, []
+    for model_dir in (True, False):
+        tmps.append(tempfile.mkdtemp())
+        procs[model_dir] = processor_dir(tmps[-1], model_dir)
     for k, (q, a, size) in enumerate(TEMPLATE_CASES):
         prompt = ("[INST] <image>\n" if size else "[INST] ") + q + " [/INST]"
         full = prompt + " " + a + "</s>"
@@ -275,9 +333,14 @@ def make_template_fixture(sp):
         n_img = full_ids.count(32000)
         # the segment rule with sentencepiece itself (spec section 8; original LLaVA, transformers 4.x legacy)
         sp_ids = [1] + sp_encode(sp, full.replace("<image>", "<image>" * n_img))
+        llama_ids = ids_of(procs[False], full)
+        print("template case %d: 5.25 %s sentencepiece, %s LlamaTokenizer" %
+              (k, "==" if full_ids == sp_ids else "!=", "==" if full_ids == llama_ids else "!="))
         lines += ["case %d" % k, "question " + q.encode().hex(), "answer " + a.encode().hex(), "nimage %d" % n_img,
                   "full " + rle(full_ids), "prompt " + rle(prompt_ids), "full_sp " + rle(sp_ids),
-                  "full_nolegacy " + rle(ids_of(procs[None], full)), "end"]
+                  "full_llama " + rle(llama_ids), "end"]
+    for t in tmps:
+        shutil.rmtree(t)
     with open(os.path.join(OUT, "template.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -294,8 +357,12 @@ def main():
     sp = spm.SentencePieceProcessor(model_proto=model_bytes)
     assert sp.get_piece_size() == 32000
 
-    n_diff = 0
-    lines = ["# generated by tools/oracle/make_tokenizer_fixtures.py; sentencepiece %s" % spm.__version__]
+    import shutil
+    import tempfile
+    tmp = tempfile.mkdtemp()
+    tf = processor_dir(tmp, True).tokenizer  # what LlavaNextProcessor tokenizes with (TokenizersBackend)
+    n_diff = n_tf = 0
+    lines = ["# " + versions_line(SCRIPT, PACKAGES)]
     for idx, (name, s) in enumerate(corpus()):
         if isinstance(s, bytes):  # malformed UTF-8: sentencepiece only
             ids_sp = sp.encode(s)
@@ -305,6 +372,11 @@ def main():
         ids_sp = sp_encode(sp, s)
         ids_hf = hf.encode(s, add_special_tokens=False).ids
         ids_hfb = hf.encode(s, add_special_tokens=True).ids
+        ids_tf = tf(s, add_special_tokens=False)["input_ids"]
+        ids_tfb = tf(s)["input_ids"]
+        if ids_tf != ids_hf or ids_tfb != ids_hfb:
+            n_tf += 1
+            print("tf != hf for %s: %r\n  tf %s\n  hf %s" % (name, s[:80], ids_tf[:40], ids_hf[:40]), file=sys.stderr)
         if ids_sp != ids_hf:
             n_diff += 1
             print("sp != hf for %s: %r\n  sp %s\n  hf %s" % (name, s[:80], ids_sp[:40], ids_hf[:40]), file=sys.stderr)
@@ -313,14 +385,22 @@ def main():
         lines.append("sp " + " ".join(map(str, ids_sp)))
         lines.append("hf " + " ".join(map(str, ids_hf)))
         lines.append("hfbos " + " ".join(map(str, ids_hfb)))
+        lines.append("tf " + " ".join(map(str, ids_tf)))
+        lines.append("tfbos " + " ".join(map(str, ids_tfb)))
         if all(i < 32000 for i in ids_sp):
             lines.append("dec " + sp.decode(ids_sp).encode("utf-8").hex())
         lines.append("end")
     with open(os.path.join(OUT, "cases.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    print("cases: %d strings, %d differ between sp and hf" % (len(corpus()), n_diff))
+    shutil.rmtree(tmp)
+    print("cases: %d strings, %d differ between sp and hf, %d between hf and the processor's tokenizer" %
+          (len(corpus()), n_diff, n_tf))
     make_template_fixture(sp)
-    for fn in ("tokenizer.model", "tokenizer.json", "cases.txt", "template.txt"):
+    files = ("tokenizer.model", "tokenizer.json", "cases.txt", "template.txt")
+    write_versions(OUT, SCRIPT, PACKAGES, files,
+                   note="tokenizer.model is mistral-common's data/tokenizer.model.v1, copied byte for byte.\n"
+                        "tokenizer.json is written by tokenizers (Tokenizer.save) from that model.")
+    for fn in files:
         p = os.path.join(OUT, fn)
         print("%-16s %8d bytes sha256 %s" % (fn, os.path.getsize(p), hashlib.sha256(open(p, "rb").read()).hexdigest()[:16]))
 
