@@ -1,4 +1,4 @@
-/* orpo-hpc train | resume | eval: load and check the job, then run it (src/train/run.c). */
+/* orpo-hpc train | resume | eval: load and check the job, then run it (src/job/job_run.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,19 +7,21 @@
 #include "io/err.h"
 #include "io/log.h"
 #include "job/job.h"
-#include "train/run.h"
+#include "job/job_run.h"
 
 static int run_command(int mode, int argc, char **argv) {
     job_override *ov = NULL;
     int nov = 0;
     if (job_parse_set_args(&argc, argv, &ov, &nov)) return cli_fail();
-    run_opts o;
-    run_opts_default(&o);
+    job_run_opts o;
+    job_run_opts_default(&o);
     o.mode = mode;
     const char *path = NULL;
     for (int i = 1; i < argc; i++) {
-        if (mode == RUN_TRAIN && !strcmp(argv[i], "--restart")) o.restart = 1;
-        else if (mode == RUN_EVAL && !strcmp(argv[i], "--checkpoint") && i + 1 < argc) o.checkpoint = argv[++i];
+        if (mode == JOB_RUN_TRAIN && !strcmp(argv[i], "--restart")) o.restart = 1;
+        else if (mode == JOB_RUN_EVAL && !strcmp(argv[i], "--checkpoint") && i + 1 < argc) o.checkpoint = argv[++i];
+        else if (mode == JOB_RUN_EVAL && !strcmp(argv[i], "--pairs-out") && i + 1 < argc) o.pairs_out = argv[++i];
+        else if (mode != JOB_RUN_TRAIN && !strcmp(argv[i], "--accept-changed-inputs")) o.accept_changed_inputs = 1;
         else if (argv[i][0] != '-' && !path) path = argv[i];
         else {
             job_free_overrides(ov, nov);
@@ -42,8 +44,8 @@ static int run_command(int mode, int argc, char **argv) {
         log_error("%s: the job has errors (listed above); nothing was run", path);
         return ERR_ARGS;
     }
-    run_signal_install();
-    rc = run_job(&job, &o);
+    job_run_signal_install();
+    rc = job_run(&job, &o);
     job_free(&job);
     if (rc == ERR_INTERRUPTED) return ERR_INTERRUPTED;
     if (rc) {
@@ -53,6 +55,6 @@ static int run_command(int mode, int argc, char **argv) {
     return 0;
 }
 
-int cmd_train(int argc, char **argv) { return run_command(RUN_TRAIN, argc, argv); }
-int cmd_resume(int argc, char **argv) { return run_command(RUN_RESUME, argc, argv); }
-int cmd_eval(int argc, char **argv) { return run_command(RUN_EVAL, argc, argv); }
+int cmd_train(int argc, char **argv) { return run_command(JOB_RUN_TRAIN, argc, argv); }
+int cmd_resume(int argc, char **argv) { return run_command(JOB_RUN_RESUME, argc, argv); }
+int cmd_eval(int argc, char **argv) { return run_command(JOB_RUN_EVAL, argc, argv); }

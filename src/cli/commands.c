@@ -10,12 +10,17 @@ const cli_command cli_commands[] = {
      "orpo-hpc train JOB.yaml [--restart] [--set key.path=value ...]\n"
      "  Starts the job; refuses when checkpoints already exist unless --restart."},
     {"resume", cmd_resume, "continue a job from its newest valid checkpoint (or start it)",
-     "orpo-hpc resume JOB.yaml [--set key.path=value ...]\n"
+     "orpo-hpc resume JOB.yaml [--accept-changed-inputs] [--set key.path=value ...]\n"
      "  What the Slurm script runs: continues from the newest checkpoint that verifies,\n"
-     "  starts fresh when there is none. Exit 75 means: interrupted, checkpointed, requeue me."},
+     "  starts fresh when there is none. Exit 75 means: interrupted, checkpointed, requeue me.\n"
+     "  Refuses (exit 2) when model.h5 or data.h5 holds other content than when the checkpoint\n"
+     "  was written, unless --accept-changed-inputs."},
     {"eval", cmd_eval, "validation loss, preference accuracy and metrics of a checkpoint",
-     "orpo-hpc eval JOB.yaml [--checkpoint FILE] [--set key.path=value ...]\n"
-     "  Loads the newest valid checkpoint (or FILE) and prints validation loss, accuracy and log-probs."},
+     "orpo-hpc eval JOB.yaml [--checkpoint FILE] [--pairs-out FILE.h5|FILE.jsonl] [--accept-changed-inputs]\n"
+     "                       [--set key.path=value ...]\n"
+     "  Loads the newest valid checkpoint (or FILE) and prints validation loss, accuracy and log-probs over the\n"
+     "  val split (the train split may be empty); records them as a standalone val row in metrics.h5 (not\n"
+     "  while a trainer runs the job). --pairs-out: per-pair results (docs/analysis.md)."},
     {"plan", cmd_plan, "memory and time plan of a job (no GPU needed)",
      "orpo-hpc plan JOB.yaml [--set key.path=value ...]"},
     {"validate", cmd_validate, "check a job file: types, ranges, unknown keys, files",

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "io/atomic.h"
+#include "io/content_hash.h"
 #include "io/err.h"
 #include "io/h5x.h"
 
@@ -377,6 +378,7 @@ int ds_finish(ds_writer *w, ds_meta *m) {
     if (!rc) rc = write_sources(w);
     if (!rc) rc = write_attrs(w->f, m);
     if (!rc) rc = h5x_close(&w->f);
+    if (!rc) rc = chash_record(w->af.tmp, NULL); /* content_hash: checked by train / resume / eval */
     if (!rc) rc = atomic_commit(&w->af);
     if (rc) {
         ds_abort(w);

@@ -7,6 +7,7 @@
 
 #include "backend/tensor.h"
 #include "io/atomic.h"
+#include "io/content_hash.h"
 #include "io/err.h"
 #include "io/fsutil.h"
 #include "io/h5x.h"
@@ -199,6 +200,7 @@ int mh5_import(const char *dir, const char *out, const mh5_opts *o) {
         int crc = h5x_close(&f);
         if (!rc) rc = crc;
     }
+    if (!rc) rc = chash_record(af.tmp, NULL); /* content_hash: checked by train / resume / eval */
     if (!rc) rc = atomic_commit(&af);
     else if (begun) atomic_abort(&af);
     if (!rc && o->progress) progress_end(&pg);

@@ -322,6 +322,7 @@ typedef struct vfile {
     hid_t f;
     manifest mf;
     char path[PATHCAP];
+    int64_t version; /* format_version */
 } vfile;
 
 static void vclose(vfile *v) {
@@ -436,7 +437,7 @@ static int vopen(const char *path, int full, vfile *v) {
     if (rc) return rc;
     if (sz == 0) return err_set(ERR_DATA, "%s: empty file (0 bytes)", path);
     if ((rc = h5x_open(path, 0, &v->f))) return rc;
-    if ((rc = h5x_check_format(v->f, CKPT_FORMAT, CKPT_FORMAT_VERSION, NULL)) || (rc = read_manifest(v))) {
+    if ((rc = h5x_check_format(v->f, CKPT_FORMAT, CKPT_FORMAT_VERSION, &v->version)) || (rc = read_manifest(v))) {
         vclose(v);
         return rc;
     }
@@ -595,6 +596,7 @@ int ckpt_read(const char *path, ckpt_state *into) {
     for (int i = 0; i < NSCALARS; i++)
         memcpy((char *)into + g_scalars[i].off, (char *)&got + g_scalars[i].off, 8);
     into->loaded_yaml = yaml;
+    into->format_version = v.version;
     return ERR_OK;
 }
 

@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 #define CKPT_FORMAT "orpo-hpc/checkpoint"
-#define CKPT_FORMAT_VERSION 1
+#define CKPT_FORMAT_VERSION 2 /* 2: model_hash/data_hash are content hashes (io/content_hash.h) */
 #define CKPT_MAX_NAME 200 /* bytes of a tensor name */
 
 typedef struct ckpt_tensor {
@@ -47,7 +47,11 @@ typedef struct ckpt_state {
     int64_t samples_seen, tokens_seen; /* cumulative counters of the metrics rows */
     double elapsed_s;        /* training wall time so far */
     int64_t world_size;      /* ranks that trained (informational) */
-    uint64_t job_hash, model_hash, data_hash; /* ckpt_read: when nonzero in `into`, must match the file */
+    uint64_t job_hash;       /* job_hash() of the result-changing keys */
+    uint64_t model_hash, data_hash; /* content hashes of model.h5 / data.h5 (chash_, recorded at import); in
+                                     * format 1 files a hash of config+size / of counts */
+                                    /* ckpt_read: each hash, when nonzero in `into`, must match the file */
+    int64_t format_version;  /* ckpt_read: the file's format_version */
     const char *job_yaml;    /* frozen configuration text (write); NULL = "" */
     char *loaded_yaml;       /* ckpt_read: malloc'ed copy of the stored text (caller frees) */
     ckpt_tensor *params, *adam_m, *adam_v; /* same names and shapes in the three lists */

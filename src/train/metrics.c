@@ -30,6 +30,7 @@ typedef struct fld {
     size_t off;
     int kind;
     size_t size; /* F_STR: bytes */
+    int opt;     /* may be missing from an older file (read as 0) */
 } fld;
 
 typedef struct tdesc {
@@ -39,10 +40,11 @@ typedef struct tdesc {
     size_t esz;
 } tdesc;
 
-#define FI(S, m) {#m, offsetof(S, m), F_I64, 8}
-#define FD(S, m) {#m, offsetof(S, m), F_F64, 8}
-#define FS(S, m) {#m, offsetof(S, m), F_STR, sizeof(((S *)0)->m)}
-#define FV(S, m) {#m, offsetof(S, m), F_VSTR, 0}
+#define FI(S, m) {#m, offsetof(S, m), F_I64, 8, 0}
+#define FD(S, m) {#m, offsetof(S, m), F_F64, 8, 0}
+#define FS(S, m) {#m, offsetof(S, m), F_STR, sizeof(((S *)0)->m), 0}
+#define FV(S, m) {#m, offsetof(S, m), F_VSTR, 0, 0}
+#define FIO(S, m) {#m, offsetof(S, m), F_I64, 8, 1}
 
 static const fld g_train_f[] = {
     FI(met_train, step), FD(met_train, epoch), FI(met_train, samples), FI(met_train, tokens),
@@ -51,7 +53,8 @@ static const fld g_train_f[] = {
     FD(met_train, reward_margin), FD(met_train, lr), FD(met_train, grad_norm), FD(met_train, step_time),
     FD(met_train, tokens_per_s), FI(met_train, mem_peak), FI(met_train, segment)};
 static const fld g_val_f[] = {FI(met_val, step), FD(met_val, loss), FD(met_val, nll_loss), FD(met_val, accuracy),
-                              FD(met_val, chosen_logps), FD(met_val, rejected_logps), FI(met_val, segment)};
+                              FD(met_val, chosen_logps), FD(met_val, rejected_logps), FI(met_val, segment),
+                              FIO(met_val, standalone)};
 static const fld g_samp_f[] = {FI(met_sample_row, step), FI(met_sample_row, index), FV(met_sample_row, prompt),
                                FV(met_sample_row, chosen), FV(met_sample_row, rejected), FV(met_sample_row, answer),
                                FI(met_sample_row, segment)};
@@ -91,8 +94,9 @@ static hid_t field_type(const fld *f, int file) {
     return t;
 }
 
-/* the compound type of a table: file = packed little-endian, else the C struct */
-static hid_t table_type(const tdesc *td, int file) {
+/* the compound type of a table: file = packed little-endian, else the C struct; with `present` >= 0 (a file's
+ * row type), the struct without the optional columns that type lacks */
+static hid_t table_type_of(const tdesc *td, int file, hid_t present) {
     h5x_init();
     hid_t mt[32];
     size_t size = 0;
@@ -101,7 +105,8 @@ static hid_t table_type(const tdesc *td, int file) {
     hid_t t = nok == td->nf ? H5Tcreate(H5T_COMPOUND, file ? size : td->esz) : -1;
     size_t off = 0;
     for (int i = 0; i < nok; i++) {
-        if (t >= 0 && H5Tinsert(t, td->f[i].name, file ? off : td->f[i].off, mt[i]) < 0) {
+        int skip = present >= 0 && td->f[i].opt && H5Tget_member_index(present, td->f[i].name) < 0;
+        if (t >= 0 && !skip && H5Tinsert(t, td->f[i].name, file ? off : td->f[i].off, mt[i]) < 0) {
             H5Tclose(t);
             t = -1;
         }
@@ -110,6 +115,8 @@ static hid_t table_type(const tdesc *td, int file) {
     }
     return t;
 }
+
+static hid_t table_type(const tdesc *td, int file) { return table_type_of(td, file, -1); }
 
 static int write_table(hid_t f, const tdesc *td, const void *rows, int64_t n) {
     hid_t ft = table_type(td, 1), mt = table_type(td, 0);
@@ -138,7 +145,7 @@ static int read_table(hid_t f, const char *fname, const tdesc *td, void **rows, 
     if (in.ndim != 1) return err_set(ERR_DATA, "%s: %s: expected a 1-d table, got %d dimensions", fname, td->path, in.ndim);
     hid_t d = H5Dopen2(f, td->path, H5P_DEFAULT);
     hid_t ft = d >= 0 ? H5Dget_type(d) : -1;
-    hid_t mt = table_type(td, 0);
+    hid_t mt = ft >= 0 ? table_type_of(td, 0, ft) : -1;
     hid_t sp = d >= 0 ? H5Dget_space(d) : -1;
     void *raw = NULL, *out = NULL;
     if (d < 0 || ft < 0 || mt < 0 || sp < 0) {
@@ -153,6 +160,7 @@ static int read_table(hid_t f, const char *fname, const tdesc *td, void **rows, 
         int idx = H5Tget_member_index(ft, td->f[i].name);
         H5T_class_t c = idx >= 0 ? H5Tget_member_class(ft, (unsigned)idx) : H5T_NO_CLASS;
         int want_str = td->f[i].kind == F_STR || td->f[i].kind == F_VSTR;
+        if (idx < 0 && td->f[i].opt) continue; /* a column added in a later format_version */
         if (idx < 0 || (want_str ? c != H5T_STRING : (c != H5T_INTEGER && c != H5T_FLOAT))) {
             char desc[1024];
             rc = err_set(ERR_DATA, "%s: %s: column '%s' (%s) missing; the table is %s", fname, td->path, td->f[i].name,
@@ -354,12 +362,43 @@ static int resolve(void *rows, int64_t *n, size_t esz, size_t off_step, size_t o
 
 static void drop_sample(void *r) { free_strings(r); }
 
+static int cmp_val(const void *a, const void *b) {
+    const met_val *x = a, *y = b;
+    if (x->step != y->step) return x->step < y->step ? -1 : 1;
+    if (x->standalone != y->standalone) return x->standalone < y->standalone ? -1 : 1;
+    return x->segment < y->segment ? -1 : x->segment > y->segment;
+}
+
+/* val rows: those of training follow the supersede rule; stand-alone evaluations (eval) are records of their
+ * own and stay; the result is sorted by step, a step's training row first */
+static int resolve_val(tables *t, const met_segment *segs, int64_t nseg) {
+    int64_t nstand = 0, k = 0;
+    for (int64_t i = 0; i < t->nval; i++) nstand += t->val[i].standalone != 0;
+    if (nstand == 0)
+        return resolve(t->val, &t->nval, sizeof(met_val), offsetof(met_val, step), offsetof(met_val, segment), -1, segs,
+                       nseg, NULL);
+    met_val *st = malloc((size_t)nstand * sizeof *st);
+    if (!st) return err_set(ERR_INTERNAL, "out of memory resolving %lld metric rows", (long long)t->nval);
+    int64_t n = 0;
+    for (int64_t i = 0; i < t->nval; i++) {
+        if (t->val[i].standalone) st[k++] = t->val[i];
+        else t->val[n++] = t->val[i];
+    }
+    int rc = resolve(t->val, &n, sizeof(met_val), offsetof(met_val, step), offsetof(met_val, segment), -1, segs, nseg,
+                     NULL);
+    if (!rc) {
+        memcpy(t->val + n, st, (size_t)nstand * sizeof *st);
+        t->nval = n + nstand;
+        qsort(t->val, (size_t)t->nval, sizeof *t->val, cmp_val);
+    }
+    free(st);
+    return rc;
+}
+
 static int resolve_all(tables *t, const met_segment *segs, int64_t nseg, int deep) {
     int rc = resolve(t->train, &t->ntrain, sizeof(met_train), offsetof(met_train, step), offsetof(met_train, segment),
                      -1, segs, nseg, NULL);
-    if (!rc)
-        rc = resolve(t->val, &t->nval, sizeof(met_val), offsetof(met_val, step), offsetof(met_val, segment), -1, segs,
-                     nseg, NULL);
+    if (!rc) rc = resolve_val(t, segs, nseg);
     if (!rc)
         rc = resolve(t->samp, &t->nsamp, sizeof(met_sample_row), offsetof(met_sample_row, step),
                      offsetof(met_sample_row, segment), (long)offsetof(met_sample_row, index), segs, nseg,
@@ -520,12 +559,20 @@ static void free_log(met_log *m) {
     free(m);
 }
 
-static int take_lock(met_log *m) {
+/* wait_s: how long to wait for a holder that writes only briefly (an eval's row; a trainer holds the job's
+ * run.lock, so the only other holder it can meet here is an eval) */
+static int take_lock(met_log *m, double wait_s) {
     char lp[PATHCAP];
     if (fs_join(lp, sizeof lp, m->mdir, "lock")) return err_push("metrics lock");
     m->lockfd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
     if (m->lockfd < 0) return err_set(ERR_IO, "%s: cannot create the lock file: %s", lp, fs_errno_msg(errno));
-    if (flock(m->lockfd, LOCK_EX | LOCK_NB) != 0) {
+    double t0 = log_now();
+    int got;
+    while ((got = flock(m->lockfd, LOCK_EX | LOCK_NB)) != 0 && errno == EWOULDBLOCK && log_now() - t0 < wait_s) {
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (got != 0) {
         if (errno == EWOULDBLOCK)
             return err_set(ERR_IO, "%s: another orpo-hpc process is writing metrics in %s (lock %s is held)", m->mpath,
                            m->dir, lp);
@@ -534,7 +581,8 @@ static int take_lock(met_log *m) {
     return ERR_OK;
 }
 
-int met_open(const char *dir, int64_t resume_from_step, met_log **out) {
+/* eval: a segment of a stand-alone evaluation, which supersedes nothing */
+static int open_log(const char *dir, int64_t resume_from_step, int eval, met_log **out) {
     *out = NULL;
     if (resume_from_step < 0)
         return err_set(ERR_ARGS, "%s: metrics resume step %lld, expected >= 0", dir, (long long)resume_from_step);
@@ -546,7 +594,7 @@ int met_open(const char *dir, int64_t resume_from_step, met_log **out) {
     int rc = fs_join(m->mpath, sizeof m->mpath, dir, "metrics.h5");
     if (!rc) rc = fs_join(m->mdir, sizeof m->mdir, dir, "metrics");
     if (!rc) rc = fs_mkdirs(m->mdir);
-    if (!rc) rc = take_lock(m);
+    if (!rc) rc = take_lock(m, eval ? 0 : 10);
     if (rc) {
         free_log(m);
         return err_push("metrics of %s", dir);
@@ -608,6 +656,8 @@ int met_open(const char *dir, int64_t resume_from_step, met_log **out) {
     for (int64_t i = 0; i < nj; i++)
         if (jids[i] >= ns.segment) ns.segment = jids[i] + 1;
     ns.start_step = ns.end_step = resume_from_step;
+    for (int64_t i = 0; eval && i < acc.nseg; i++) /* after every step seen: supersedes no row */
+        if (acc.seg[i].end_step > ns.start_step) ns.start_step = ns.end_step = acc.seg[i].end_step;
     ns.checkpoint_step = -1;
     snprintf(ns.reason, sizeof ns.reason, "running");
     const char *sj = getenv("SLURM_JOB_ID"), *sr = getenv("SLURM_RESTART_COUNT");
@@ -647,6 +697,30 @@ fail:
     tables_free(&acc);
     free_log(m);
     return err_push("metrics of %s", dir);
+}
+
+int met_open(const char *dir, int64_t resume_from_step, met_log **out) {
+    return open_log(dir, resume_from_step, 0, out);
+}
+
+int met_open_eval(const char *dir, met_log **out) { return open_log(dir, 0, 1, out); }
+
+int met_eval_row(met_log *m, const met_val *row) {
+    if (grow((void **)&m->cur.val, &m->cap_val, m->cur.nval + 1, sizeof(met_val))) return ERR_INTERNAL;
+    met_val *r = &m->cur.val[m->cur.nval++];
+    *r = *row;
+    r->standalone = 1;
+    r->segment = current(m)->segment;
+    return ERR_OK; /* met_close writes it */
+}
+
+void met_rows_at(const met_log *m, int64_t step, int64_t *nval, int64_t *nsamp) {
+    *nval = *nsamp = 0;
+    const tables *t[2] = {&m->old, &m->cur};
+    for (int k = 0; k < 2; k++) {
+        for (int64_t i = 0; i < t[k]->nval; i++) *nval += t[k]->val[i].step == step && !t[k]->val[i].standalone;
+        for (int64_t i = 0; i < t[k]->nsamp; i++) *nsamp += t[k]->samp[i].step == step;
+    }
 }
 
 void met_set_refresh(met_log *m, double seconds) {

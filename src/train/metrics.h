@@ -5,13 +5,19 @@
  * Mechanism: every row is made durable at once in the segment's journal DIR/metrics/seg-NNNNNN.h5 (the rows
  * not yet in metrics.h5, rewritten atomically); metrics.h5 is rebuilt atomically (tmp, close, fsync, rename)
  * at met_open, met_checkpoint, met_close and every `refresh` seconds. met_open folds every journal left by a
- * crash into metrics.h5; rows of older segments with step > resume_from_step are superseded.
+ * crash into metrics.h5; rows of older segments with step > resume_from_step are superseded. A trainer's met_open
+ * waits up to 10 s for the lock (an eval writing its row); one held longer is another trainer.
  *
  *   met_open(dir, resume_from_step, &m)     start a new segment (0 = fresh start: every older row superseded)
  *   met_set_refresh(m, seconds)             rebuild metrics.h5 at most this often between checkpoints (60; 0 = never)
  *   met_train_row(m, &row)                  one row per optimiser step; steps increase, > resume_from_step
  *   met_val_row(m, &row)                    one row per evaluation; steps increase, >= resume_from_step
  *   met_sample(m, step, prompt, chosen, rejected, answer)   one generated sample (index = order within the step)
+ *   met_open_eval(dir, &m)                  a stand-alone evaluation's segment: supersedes no row; does not wait
+ *                                           for the lock (ERR_IO "another orpo-hpc process" when held)
+ *   met_eval_row(m, &row)                   one stand-alone val row (standalone = 1; never superseded); written by
+ *                                           met_close(m, "eval")
+ *   met_rows_at(m, step, &nval, &nsamp)     training val rows and sample rows standing at `step`
  *   met_checkpoint(m, step)                 after checkpoint `step` is durable: metrics.h5 := every row so far
  *   met_close(m, reason)                    end the segment ("done", "interrupted", "error"), rebuild, free m
  *   met_train_rows(m)                       rows of the train table (for ckpt_state.metrics_rows)
@@ -25,7 +31,7 @@
 #include <stdint.h>
 
 #define MET_FORMAT "orpo-hpc/metrics"
-#define MET_FORMAT_VERSION 1
+#define MET_FORMAT_VERSION 2 /* 2: val.standalone; files of version 1 are read (standalone 0) */
 
 typedef struct met_train {
     int64_t step;
@@ -41,6 +47,7 @@ typedef struct met_val {
     int64_t step;
     double loss, nll_loss, accuracy, chosen_logps, rejected_logps;
     int64_t segment;
+    int64_t standalone;      /* 1: a stand-alone `orpo-hpc eval` of the checkpoint of this step; 0: training's */
 } met_val;
 
 typedef struct met_sample_row {
@@ -61,6 +68,9 @@ typedef struct met_segment {
 typedef struct met_log met_log;
 
 int met_open(const char *dir, int64_t resume_from_step, met_log **m);
+int met_open_eval(const char *dir, met_log **m);
+int met_eval_row(met_log *m, const met_val *row);
+void met_rows_at(const met_log *m, int64_t step, int64_t *nval, int64_t *nsamp);
 void met_set_refresh(met_log *m, double seconds);
 int met_train_row(met_log *m, const met_train *row);
 int met_val_row(met_log *m, const met_val *row);

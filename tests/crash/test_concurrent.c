@@ -3,7 +3,9 @@
  *
  * A trainer (`orpo-hpc resume`, a checkpoint after every step so that one is being written a good part of the
  * time) runs the demo job; meanwhile the test runs, one after the other until the trainer ends:
- *   - `orpo-hpc eval` on the same job: must exit 0 and report a step;
+ *   - `orpo-hpc eval` on the same job: must exit 0 and report a step; it leaves metrics.h5 to the trainer (the
+ *     trainer holds the metrics lock): the result is printed, and the eval says it was not recorded there (only an
+ *     eval that races with the trainer's end may record its row: at most one per trainer);
  *   - a second `orpo-hpc resume` on the same directory: must be refused (exit 4, "another orpo-hpc process")
  *     and change nothing;
  *   - once per trainer, right after its first checkpoint, `orpo-hpc train --restart` on the same directory: refused the same way, nothing moved
@@ -40,7 +42,7 @@ int main(void) {
     CHECK_EQ_INT(cu_load_run(ref, NSTEPS, &g_ref, &g_train, &g_ntrain), 0);
     if (t_fail) TEST_MAIN_END();
 
-    int evals = 0, seconds = 0, trainers = 0, removed = 0, restarts = 0;
+    int evals = 0, seconds = 0, trainers = 0, removed = 0, restarts = 0, unrecorded = 0;
     double t0 = cu_now();
     while ((evals < MIN_EVALS || seconds < MIN_SECOND) && trainers < 20) {
         snprintf(out, sizeof out, "%s/run-%d", dir, trainers);
@@ -82,6 +84,8 @@ int main(void) {
                     if (erc != 0) fprintf(stderr, "eval while training: exit %d\n%s\n", erc, elog);
                     CHECK_EQ_INT(erc, 0);
                     CHECK_CONTAINS(elog, "eval crash at step ");
+                    if (strstr(elog, "this evaluation was not recorded there")) unrecorded++;
+                    else CHECK_CONTAINS(elog, "(table val, standalone 1)");
                 }
             } else {
                 erc = cu_job_run(&elog, dir, "resume", out, NULL);
@@ -122,6 +126,9 @@ int main(void) {
         CHECK(evals >= MIN_EVALS);
         CHECK(seconds >= MIN_SECOND);
         CHECK(restarts >= 1);
+        if (unrecorded < evals - trainers) fprintf(stderr, "%d of %d evals recorded a row while a trainer ran\n",
+                                                   evals - unrecorded, evals);
+        CHECK(unrecorded >= evals - trainers);
     }
     cu_state_free(&g_ref);
     free(g_train);

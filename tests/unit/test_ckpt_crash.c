@@ -118,7 +118,7 @@ static int run(const char *dir, int fd) {
         met_train r = train_row(step, loss);
         rc = met_train_row(m, &r);
         if (!rc && step % 10 == 0) {
-            met_val v = {step, loss * 2, loss, 0.5, -loss, -2 * loss, 0};
+            met_val v = {step, loss * 2, loss, 0.5, -loss, -2 * loss, 0, 0};
             char ans[64];
             snprintf(ans, sizeof ans, "answer at step %lld: %.6f", (long long)step, loss);
             rc = met_val_row(m, &v);

@@ -70,14 +70,14 @@ static void test_basic(void) {
     CHECK_EQ_INT(met_open(g_dir, 0, &m), ERR_OK);
     CHECK_EQ_INT(met_segment_id(m), 1);
     CHECK(fs_exists(g_mpath)); /* complete from the start */
-    met_val v0 = {0, 2.0, 1.0, 0.5, -1.0, -2.0, 0};
+    met_val v0 = {0, 2.0, 1.0, 0.5, -1.0, -2.0, 0, 0};
     CHECK_EQ_INT(met_val_row(m, &v0), ERR_OK);
     for (int64_t s = 1; s <= 10; s++) {
         met_train r = row_at(s, 0);
         CHECK_EQ_INT(met_train_row(m, &r), ERR_OK);
         if (s == 5) {
             CHECK_EQ_INT(met_checkpoint(m, 5), ERR_OK);
-            met_val v = {5, 1.5, 0.75, 0.625, -1.25, -2.25, 0};
+            met_val v = {5, 1.5, 0.75, 0.625, -1.25, -2.25, 0, 0};
             CHECK_EQ_INT(met_val_row(m, &v), ERR_OK);
             CHECK_EQ_INT(met_sample(m, 5, "What is shown?", "A cat.", "A dog.", "A cat on a mat."), ERR_OK);
             CHECK_EQ_INT(met_sample(m, 5, "Count them.", "Two", "Three", "two \xc3\xa9"), ERR_OK);
@@ -88,7 +88,7 @@ static void test_basic(void) {
     met_train bad = row_at(10, 0);
     CHECK_EQ_INT(met_train_row(m, &bad), ERR_INTERNAL);
     CHECK_CONTAINS(err_msg(), "expected a step > 10");
-    met_val vbad = {4, 0, 0, 0, 0, 0, 0};
+    met_val vbad = {4, 0, 0, 0, 0, 0, 0, 0};
     CHECK_EQ_INT(met_val_row(m, &vbad), ERR_INTERNAL);
     CHECK_EQ_INT(met_sample(m, 4, "", "", "", ""), ERR_INTERNAL);
     /* a second writer is refused while this one holds the directory */
@@ -146,7 +146,7 @@ static void test_basic(void) {
     /* the file itself: format stamp, packed compound rows */
     hid_t f;
     CHECK_EQ_INT(h5x_open(g_mpath, 0, &f), ERR_OK);
-    CHECK_EQ_INT(h5x_check_format(f, "orpo-hpc/metrics", 1, NULL), ERR_OK);
+    CHECK_EQ_INT(h5x_check_format(f, "orpo-hpc/metrics", MET_FORMAT_VERSION, NULL), ERR_OK);
     h5x_dsinfo in;
     CHECK_EQ_INT(h5x_info(f, "/train", &in), ERR_OK);
     CHECK(in.ndim == 1 && in.dims[0] == 10 && in.maxdims[0] == -1 && in.type_size == 18 * 8);
@@ -162,7 +162,7 @@ static void test_supersede(void) {
     CHECK_EQ_INT(met_train_rows(m), 5);
     met_train early = row_at(5, 1);
     CHECK_EQ_INT(met_train_row(m, &early), ERR_INTERNAL); /* not after the resume point */
-    met_val v = {5, 9.0, 9.0, 0.9, -9.0, -9.0, 0};
+    met_val v = {5, 9.0, 9.0, 0.9, -9.0, -9.0, 0, 0};
     CHECK_EQ_INT(met_val_row(m, &v), ERR_OK);
     for (int64_t s = 6; s <= 12; s++) {
         met_train r = row_at(s, 1);

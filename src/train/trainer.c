@@ -1,0 +1,530 @@
+/* trainer — set-up, optimiser steps, validation and checkpoint writes of one job (see trainer.h). */
+#include "train/trainer.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "backend/device.h"
+#include "data/import.h"
+#include "data/loader.h"
+#include "data/tok.h"
+#include "io/err.h"
+#include "io/log.h"
+#include "io/mem.h"
+#include "model/llava_train.h"
+#include "model/model_h5.h"
+#include "train/adamw.h"
+#include "train/ckpt.h"
+#include "train/orpo.h"
+#include "train/sched.h"
+
+#define MAX_GROUPS 8
+
+struct trainer {
+    tr_config c;
+    int mode;
+    llava_model m;
+    llava_trainer t;
+    tok *tk;
+    ds_model_ref ref;
+    ds_meta meta;
+    ldr *train, *val;
+    int64_t n_train, n_val;
+    adamw_opt opt;
+    adamw_group groups[MAX_GROUPS];
+    int ng;
+    adamw_tensor *at;
+    float *mom;               /* m then v, both [nstore] */
+    ckpt_tensor *ck;          /* params, m, v views for checkpoints: 3 * ntensors */
+    char (*ck_names)[CKPT_MAX_NAME];
+    lt_pair *lp;              /* one micro-batch */
+    float *dlogp;
+    orpo_pair *vp;            /* eval: per-pair sums */
+    int64_t *vidx;            /* eval: pair index in data.h5 of each vp */
+    int64_t step, total_steps, stop_step, steps_per_epoch;
+    int64_t samples, tokens, metrics_rows;
+    double elapsed;
+    ldr_cursor cursor;
+    orpo_config oc;
+    met_log *metrics;
+};
+
+static double mem_peak_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+/* largest anyres tile count of the model */
+static int max_tiles(const llava_config *c) {
+    int m = 1;
+    for (int i = 0; i < c->anyres.n_pinpoints; i++) {
+        int t = 1 + (c->anyres.pinpoints[i][0] / c->anyres.tile) * (c->anyres.pinpoints[i][1] / c->anyres.tile);
+        if (t > m) m = t;
+    }
+    return m;
+}
+
+static double lr_for_group(const tr_config *c, const char *group) {
+    for (int i = 0; i < c->n_group_lr; i++)
+        if (!strcmp(c->group_lr[i].name, group)) return c->group_lr[i].lr;
+    return c->lr;
+}
+
+/* ---- set-up ------------------------------------------------------------------------------------ */
+
+static int setup(trainer *r) {
+    const tr_config *c = &r->c;
+    int rc;
+    device_info dev;
+    static const char *devname[] = {"auto", "cpu", "cuda"};
+    if ((rc = device_select(devname[c->device], &dev))) return rc;
+    if (dev.kind == DEVICE_CUDA) {
+        if (c->device == TR_DEVICE_CUDA)
+            return err_set(ERR_ARGS, "runtime.device: cuda: the GPU training backend is not built yet in this "
+                           "orpo-hpc; set runtime.device: cpu (or auto, which uses the CPU)");
+        log_info("runtime.device auto: a GPU is present but the GPU training backend is not built yet; using the CPU");
+    }
+    if (c->threads > 0) openblas_set_num_threads(c->threads);
+    if ((rc = mh5_load(c->model_path, &r->m))) return rc;
+    if ((rc = mh5_data_ref(c->model_path, &r->ref, &r->tk))) return rc;
+    /* data: its metadata, the loaders of the splits this mode needs */
+    ds_file *d = NULL;
+    if ((rc = ds_open(c->data_path, &d))) return rc;
+    r->meta = *ds_meta_of(d);
+    ds_close(d);
+    if ((rc = ds_check_model(&r->meta, &r->ref, c->data_path))) return rc;
+    const int64_t accum = c->grad_accum, micro = c->micro_batch_pairs;
+    ldr_opts lo;
+    ldr_opts_default(&lo);
+    lo.batch_pairs = (int)(micro * accum); /* one optimiser step; split into micro-batches below */
+    lo.seed = c->seed;
+    lo.split = DS_TRAIN;
+    if (r->mode == TR_TRAIN) {
+        if (r->meta.n_train == 0)
+            return err_set(ERR_DATA, "%s: no training pairs (the train split is empty; `eval` can still evaluate it)",
+                           c->data_path);
+        if ((rc = ldr_open(c->data_path, &r->ref, &lo, &r->train))) return rc;
+    }
+    lo.split = DS_VAL;
+    lo.batch_pairs = (int)micro;
+    lo.shuffle = 0;
+    if (r->meta.n_val > 0 && (rc = ldr_open(c->data_path, &r->ref, &lo, &r->val))) return rc;
+    r->n_train = r->train ? ldr_num_pairs(r->train) : 0;
+    r->n_val = r->val ? ldr_num_pairs(r->val) : 0;
+    if (r->mode == TR_EVAL && r->n_val == 0)
+        return err_set(ERR_DATA, "%s: no validation pairs to evaluate (the val split is empty; import with "
+                       "--val-fraction > 0)", c->data_path);
+    if (c->max_pairs > 0 && r->n_train > c->max_pairs) r->n_train = c->max_pairs;
+    r->steps_per_epoch = (r->n_train + micro * accum - 1) / (micro * accum);
+    r->total_steps = r->steps_per_epoch * c->epochs;
+    r->stop_step = c->max_steps > 0 && c->max_steps < r->total_steps ? c->max_steps : r->total_steps;
+    /* trainer, sized once from the largest pair in data.h5 */
+    if ((rc = lt_init(&r->t, &r->m, &c->spec))) return rc;
+    const int64_t per_pair = r->meta.max_prefix_len + r->meta.max_n_image_tokens + 2 * r->meta.max_answer_len + 2;
+    if ((rc = lt_plan(&r->t, micro * per_pair, (int)micro * max_tiles(&r->m.cfg), micro * per_pair))) return rc;
+    r->lp = mem_calloc((size_t)micro, sizeof *r->lp, "trainer: micro-batch pairs");
+    r->dlogp = mem_alloc(sizeof(float) * (size_t)(micro * per_pair), "trainer: log-prob gradients");
+    r->vp = mem_calloc((size_t)(r->n_val > 0 ? r->n_val : 1), sizeof *r->vp, "validation: per-pair sums");
+    r->vidx = mem_calloc((size_t)(r->n_val > 0 ? r->n_val : 1), sizeof *r->vidx, "validation: pair indices");
+    r->oc.beta = c->orpo_beta;
+    r->oc.nll = c->nll_all ? ORPO_NLL_ALL : ORPO_NLL_ANSWER;
+    /* optimiser: one group per tensor group, with its learning rate */
+    int nt = lt_tensor_count(&r->t);
+    r->at = mem_calloc((size_t)(nt ? nt : 1), sizeof *r->at, "optimiser: tensor list");
+    r->mom = mem_calloc((size_t)(2 * r->t.nstore + 1), sizeof(float), "optimiser: AdamW moments");
+    r->ck = mem_calloc((size_t)(3 * nt + 1), sizeof *r->ck, "checkpoint: tensor views");
+    r->ck_names = mem_calloc((size_t)(nt + 1), sizeof *r->ck_names, "checkpoint: tensor names");
+    adamw_init(&r->opt);
+    int64_t off = 0;
+    for (int i = 0; i < nt; i++) {
+        const lt_tensor_info *ti = lt_tensor(&r->t, i);
+        r->at[i] = (adamw_tensor){ti->name, ti->data, ti->grad, r->mom + off, r->mom + r->t.nstore + off, ti->numel};
+        snprintf(r->ck_names[i], CKPT_MAX_NAME, "%s", ti->name);
+        for (char *p = r->ck_names[i]; *p; p++)
+            if (*p == '/') *p = ':';
+        for (int k = 0; k < 3; k++) {
+            ckpt_tensor *ct = &r->ck[k * nt + i];
+            ct->name = r->ck_names[i];
+            ct->group = ti->group;
+            ct->data = k == 0 ? ti->data : (k == 1 ? r->at[i].m : r->at[i].v);
+            ct->numel = ti->numel;
+            ct->ndim = ti->ndim;
+            ct->shape[0] = ti->shape[0];
+            ct->shape[1] = ti->shape[1];
+        }
+        off += ti->numel;
+    }
+    /* tensors are grouped contiguously in the trainer's layout: one adamw group per run of the same group */
+    r->ng = 0;
+    for (int i = 0; i < nt; i++) {
+        const char *gname = lt_tensor(&r->t, i)->group;
+        if (r->ng == 0 || strcmp(r->groups[r->ng - 1].name, gname)) {
+            int k = adamw_group_index(r->groups, r->ng, gname);
+            if (k >= 0) return err_set(ERR_INTERNAL, "trainable tensors of group %s are not contiguous", gname);
+            if (r->ng == MAX_GROUPS) return err_set(ERR_INTERNAL, "too many parameter groups");
+            r->groups[r->ng++] = (adamw_group){gname, lr_for_group(c, gname), c->weight_decay, &r->at[i], 0};
+        }
+        r->groups[r->ng - 1].nt++;
+    }
+    char desc[512];
+    llava_config_describe(&r->m.cfg, desc, sizeof desc);
+    log_info("model %s: %s", c->model_path, desc);
+    if (r->mode == TR_TRAIN)
+        log_info("data %s: %lld training pairs, %lld validation pairs; %lld steps per epoch, %lld epochs (%lld steps), "
+                 "stopping at step %lld", c->data_path, (long long)r->n_train, (long long)r->n_val,
+                 (long long)r->steps_per_epoch, (long long)c->epochs, (long long)r->total_steps,
+                 (long long)r->stop_step);
+    else
+        log_info("data %s: %lld validation pairs (%lld training pairs not read)", c->data_path, (long long)r->n_val,
+                 (long long)r->meta.n_train);
+    log_info("trainable: %lld values in %d tensors (%d groups); device cpu", (long long)r->t.nstore, nt, r->ng);
+    return ERR_OK;
+}
+
+void tr_close(trainer *r) {
+    if (!r) return;
+    ldr_close(r->train);
+    ldr_close(r->val);
+    lt_free(&r->t);
+    llava_model_free(&r->m);
+    tok_free(r->tk);
+    free(r->at);
+    free(r->mom);
+    free(r->ck);
+    free(r->ck_names);
+    free(r->lp);
+    free(r->dlogp);
+    free(r->vp);
+    free(r->vidx);
+    free(r);
+}
+
+int tr_open(const tr_config *c, int mode, trainer **out) {
+    trainer *r = mem_calloc(1, sizeof *r, "trainer");
+    r->c = *c;
+    r->mode = mode;
+    int rc = setup(r);
+    if (rc) {
+        tr_close(r);
+        r = NULL;
+    }
+    *out = r;
+    return rc;
+}
+
+int64_t tr_step(const trainer *t) { return t->step; }
+int64_t tr_stop_step(const trainer *t) { return t->stop_step; }
+
+/* ---- checkpoints ----------------------------------------------------------------------------- */
+
+static void fill_ckpt(trainer *r, ckpt_state *s) {
+    int nt = lt_tensor_count(&r->t);
+    memset(s, 0, sizeof *s);
+    s->step = r->step;
+    s->epoch = r->cursor.epoch;
+    s->cursor_pos = r->cursor.pos;
+    s->perm_seed = r->c.seed;
+    s->rng_seed = r->c.seed;
+    s->metrics_rows = r->metrics_rows;
+    s->sched_lr_factor = sched_factor(r->c.cosine ? SCHED_COSINE : SCHED_CONSTANT, r->step, r->c.warmup_steps,
+                                      r->total_steps);
+    s->adam_step = r->opt.step;
+    s->samples_seen = r->samples;
+    s->tokens_seen = r->tokens;
+    s->elapsed_s = r->elapsed;
+    s->world_size = 1;
+    s->job_hash = r->c.job_hash;
+    s->model_hash = r->c.model_hash;
+    s->data_hash = r->c.data_hash;
+    s->job_yaml = r->c.job_yaml;
+    s->params = r->ck;
+    s->adam_m = r->ck + nt;
+    s->adam_v = r->ck + 2 * nt;
+    s->ntensors = nt;
+}
+
+static int save_checkpoint(trainer *r) {
+    ckpt_state s;
+    fill_ckpt(r, &s);
+    double t0 = log_now();
+    int rc = ckpt_write(r->c.output_dir, &s);
+    if (!rc) rc = met_checkpoint(r->metrics, r->step);
+    if (!rc && r->c.keep_last > 0) rc = ckpt_prune(r->c.output_dir, (int)r->c.keep_last);
+    if (!rc) log_info("checkpoint step %lld written in %.2f s", (long long)r->step, log_now() - t0);
+    return rc;
+}
+
+int tr_restore(trainer *r, const char *path, int check_job, tr_restored *info) {
+    ckpt_state s;
+    fill_ckpt(r, &s);
+    s.model_hash = s.data_hash = 0; /* compared by the caller, who may accept a change */
+    if (!check_job) s.job_hash = 0;
+    int rc = ckpt_read(path, &s);
+    if (rc) return rc;
+    memset(info, 0, sizeof *info);
+    info->step = s.step;
+    info->format_version = s.format_version;
+    info->job_hash = s.job_hash;
+    info->model_hash = s.model_hash;
+    info->data_hash = s.data_hash;
+    info->job_yaml = s.loaded_yaml;
+    r->step = s.step;
+    r->cursor.epoch = s.epoch;
+    r->cursor.pos = s.cursor_pos;
+    r->metrics_rows = s.metrics_rows;
+    r->opt.step = s.adam_step;
+    r->samples = s.samples_seen;
+    r->tokens = s.tokens_seen;
+    r->elapsed = s.elapsed_s;
+    if (r->train && (rc = ldr_seek(r->train, r->cursor))) return rc;
+    log_info("resuming from %s (step %lld, epoch %lld, pair %lld)", path, (long long)r->step, (long long)r->cursor.epoch,
+             (long long)r->cursor.pos);
+    return ERR_OK;
+}
+
+/* ---- one optimiser step --------------------------------------------------------------------------- */
+
+static int nll_tokens_of(const trainer *r, const ldr_pair *p) {
+    if (r->oc.nll != ORPO_NLL_ALL) return 0;
+    return (p->prefix_len - 1 - p->n_image_tokens) + p->chosen_len;
+}
+
+static void to_lt_pair(const ldr_pair *p, lt_pair *q) {
+    *q = (lt_pair){p->pixels, p->n_patches, p->height, p->width, p->prefix, p->prefix_len,
+                   p->chosen, p->rejected, p->chosen_len, p->rejected_len};
+}
+
+static int train_step(trainer *r, met_train *row) {
+    const tr_config *c = &r->c;
+    const ldr_batch *b;
+    double t0 = log_now();
+    int rc = ldr_next(r->train, &b);
+    if (rc) return rc;
+    orpo_norm norm = {b->n, 0};
+    for (int i = 0; i < b->n; i++) norm.nll_tokens += nll_tokens_of(r, &b->pairs[i]);
+    orpo_accum acc;
+    orpo_accum_init(&acc);
+    lt_zero_grads(&r->t);
+    int64_t toks = 0;
+    for (int off = 0; off < b->n; off += (int)c->micro_batch_pairs) {
+        int n = b->n - off < (int)c->micro_batch_pairs ? b->n - off : (int)c->micro_batch_pairs;
+        for (int i = 0; i < n; i++) to_lt_pair(&b->pairs[off + i], &r->lp[i]);
+        lt_batch lb = {r->lp, n, (uint32_t)r->step, 0};
+        lt_fwd fw;
+        if ((rc = lt_forward(&r->t, &lb, &fw))) return rc;
+        orpo_batch ob = {fw.nrows, fw.logp, fw.role, fw.pair, n};
+        if ((rc = orpo_tokens(&r->oc, &ob, &norm, &acc, r->dlogp))) return rc;
+        if ((rc = lt_backward(&r->t, r->dlogp))) return rc;
+        toks += fw.ntok;
+    }
+    orpo_metrics m;
+    if ((rc = orpo_finish(&acc, &norm, &m))) return rc;
+    double gnorm = adamw_clip(r->groups, r->ng, c->max_grad_norm);
+    double factor = sched_factor(c->cosine ? SCHED_COSINE : SCHED_CONSTANT, r->step, c->warmup_steps, r->total_steps);
+    if ((rc = adamw_step(&r->opt, r->groups, r->ng, factor))) return rc;
+    r->step++;
+    r->cursor = b->next;
+    r->samples += b->n;
+    r->tokens += toks;
+    double dt = log_now() - t0;
+    r->elapsed += dt;
+    memset(row, 0, sizeof *row);
+    row->step = r->step;
+    row->epoch = (double)r->samples / (double)r->n_train; /* fractional epochs (pairs seen / pairs per epoch) */
+    row->samples = r->samples;
+    row->tokens = r->tokens;
+    row->loss = m.loss;
+    row->nll_loss = m.nll_loss;
+    row->log_odds_ratio = m.log_odds_ratio;
+    row->log_odds_chosen = m.log_odds_chosen;
+    row->chosen_logps = m.chosen_logps;
+    row->rejected_logps = m.rejected_logps;
+    row->reward_accuracy = m.reward_accuracy;
+    row->reward_margin = m.reward_margin;
+    row->lr = c->lr * factor;
+    row->grad_norm = gnorm;
+    row->step_time = dt;
+    row->tokens_per_s = (double)toks / dt;
+    row->mem_peak = (int64_t)(mem_peak_mb() * 1048576.0);
+    return ERR_OK;
+}
+
+/* ---- validation -------------------------------------------------------------------------------- */
+
+int tr_evaluate(trainer *r, met_val *row, int64_t *pairs, int (*on_pair)(void *ctx, const tr_pair_result *p),
+                void *ctx) {
+    const tr_config *c = &r->c;
+    memset(row, 0, sizeof *row);
+    row->step = r->step;
+    *pairs = 0;
+    if (!r->val) return ERR_OK;
+    int64_t limit = c->eval_max_pairs > 0 && c->eval_max_pairs < r->n_val ? c->eval_max_pairs : r->n_val;
+    ldr_cursor c0 = {0, 0};
+    int rc = ldr_seek(r->val, c0);
+    if (rc) return rc;
+    int64_t done = 0, nll_n = 0;
+    double nll_sum = 0;
+    while (done < limit) {
+        const ldr_batch *b;
+        if ((rc = ldr_next(r->val, &b))) return rc;
+        int n = b->n;
+        if (n > limit - done) n = (int)(limit - done);
+        for (int i = 0; i < n; i++) {
+            to_lt_pair(&b->pairs[i], &r->lp[i]);
+            r->vidx[done + i] = b->pairs[i].index;
+        }
+        lt_batch lb = {r->lp, n, (uint32_t)r->step, 1};
+        lt_fwd fw;
+        if ((rc = lt_forward(&r->t, &lb, &fw))) return rc;
+        for (int64_t k = 0; k < fw.nrows; k++) {
+            orpo_pair *p = &r->vp[done + fw.pair[k]];
+            if (fw.role[k] & ORPO_TOK_CHOSEN) p->sum_w += fw.logp[k], p->n_w++;
+            if (fw.role[k] & ORPO_TOK_REJECTED) p->sum_l += fw.logp[k], p->n_l++;
+            if (fw.role[k] & ORPO_TOK_NLL) nll_sum += fw.logp[k], nll_n++;
+        }
+        done += n;
+        if (b->n < (int)c->micro_batch_pairs && done < limit) break; /* end of the split */
+    }
+    *pairs = done;
+    if (done == 0) return ERR_OK;
+    for (int64_t i = 0; on_pair && i < done; i++) {
+        const orpo_pair *p = &r->vp[i];
+        tr_pair_result q;
+        q.index = r->vidx[i];
+        q.chosen_logps = p->n_w ? p->sum_w / (double)p->n_w : NAN;
+        q.rejected_logps = p->n_l ? p->sum_l / (double)p->n_l : NAN;
+        q.nll = -q.chosen_logps;
+        q.log_odds = orpo_log_odds(q.chosen_logps, q.rejected_logps);
+        q.correct = q.chosen_logps > q.rejected_logps;
+        if ((rc = on_pair(ctx, &q))) return rc;
+    }
+    orpo_norm norm = {done, nll_n};
+    orpo_accum acc;
+    orpo_accum_init(&acc);
+    for (int64_t off = 0; off < done; off += ORPO_MAX_PAIRS) {
+        int n = done - off < ORPO_MAX_PAIRS ? (int)(done - off) : ORPO_MAX_PAIRS;
+        orpo_pair_grad g[ORPO_MAX_PAIRS];
+        double dn;
+        if ((rc = orpo_pairs(&r->oc, r->vp + off, n, off == 0 ? nll_sum : 0.0, off == 0 ? nll_n : 0, &norm, &acc, g, &dn)))
+            return rc;
+    }
+    orpo_metrics m;
+    if ((rc = orpo_finish(&acc, &norm, &m))) return rc;
+    memset(r->vp, 0, sizeof *r->vp * (size_t)done);
+    row->loss = m.loss;
+    row->nll_loss = m.nll_loss;
+    row->accuracy = m.reward_accuracy;
+    row->chosen_logps = m.chosen_logps;
+    row->rejected_logps = m.rejected_logps;
+    return ERR_OK;
+}
+
+/* text of some ids: the prompt without its image tokens, or an answer */
+static char *decode(trainer *r, const int32_t *ids, int32_t n) {
+    int32_t *tmp = mem_alloc(sizeof(int32_t) * (size_t)(n + 1), "sample text ids");
+    int32_t k = 0;
+    for (int32_t i = 0; i < n; i++)
+        if (ids[i] != r->m.cfg.image_token) tmp[k++] = ids[i];
+    char *s = NULL;
+    size_t len = 0;
+    if (tok_decode(r->tk, tmp, (size_t)k, 0, &s, &len)) s = mem_strdup("(undecodable)", "sample text");
+    free(tmp);
+    return s;
+}
+
+/* the first eval_samples validation pairs, as text, into the samples table (no generation yet: answer empty) */
+static int log_samples(trainer *r) {
+    if (!r->val || r->c.eval_samples <= 0) return ERR_OK;
+    ldr_cursor c0 = {0, 0};
+    int rc = ldr_seek(r->val, c0);
+    const ldr_batch *b;
+    if (!rc) rc = ldr_next(r->val, &b);
+    for (int i = 0; !rc && i < b->n && i < r->c.eval_samples; i++) {
+        const ldr_pair *p = &b->pairs[i];
+        char *pr = decode(r, p->prefix, p->prefix_len), *ch = decode(r, p->chosen, p->chosen_len);
+        char *rj = decode(r, p->rejected, p->rejected_len);
+        rc = met_sample(r->metrics, r->step, pr, ch, rj, "");
+        free(pr);
+        free(ch);
+        free(rj);
+    }
+    return rc;
+}
+
+static int validate_now(trainer *r, double *acc_out) {
+    met_val vr;
+    int64_t n = 0;
+    double t0 = log_now();
+    int rc = tr_evaluate(r, &vr, &n, NULL, NULL);
+    if (rc || n == 0) return rc;
+    log_info("validation at step %lld: %lld pairs, accuracy %.3f, loss %.4f, nll %.4f, chosen %.3f, rejected %.3f "
+             "(%.1f s)", (long long)r->step, (long long)n, vr.accuracy, vr.loss, vr.nll_loss, vr.chosen_logps,
+             vr.rejected_logps, log_now() - t0);
+    if (acc_out) *acc_out = vr.accuracy;
+    if (r->metrics && (rc = met_val_row(r->metrics, &vr))) return rc;
+    return log_samples(r);
+}
+
+static void fmt_eta(char *buf, size_t n, double s) {
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+    else snprintf(buf, n, "%02ld:%02ld", t / 60, t % 60);
+}
+
+static int stop_requested(const trainer *r) { return r->c.stop_requested ? r->c.stop_requested() : 0; }
+
+int tr_train(trainer *r, met_log *metrics, tr_summary *sum) {
+    const tr_config *c = &r->c;
+    int rc = ERR_OK;
+    sum->acc_before = sum->acc_after = -1;
+    r->metrics = metrics;
+    if (r->step == 0 && c->eval_every > 0 && (rc = validate_now(r, &sum->acc_before))) goto out;
+    /* a resume at a validation step whose validation did not finish (the checkpoint comes first): do it now */
+    if (r->step > 0 && r->val && ((c->eval_every > 0 && r->step % c->eval_every == 0) || r->step == r->stop_step)) {
+        int64_t nv = 0, ns = 0, want = c->eval_samples;
+        if (want > c->micro_batch_pairs) want = c->micro_batch_pairs;
+        if (want > r->n_val) want = r->n_val;
+        met_rows_at(metrics, r->step, &nv, &ns);
+        if (nv == 0 || ns < want) {
+            log_info("the validation of step %lld is not in the metrics (interrupted during it): validating now",
+                     (long long)r->step);
+            if ((rc = validate_now(r, &sum->acc_after))) goto out;
+        }
+    }
+    double t_start = log_now();
+    int64_t first = r->step;
+    while (r->step < r->stop_step) {
+        if (stop_requested(r)) {
+            log_warn("signal %d: checkpointing at step %lld and exiting with 75 (requeue me)", stop_requested(r),
+                     (long long)r->step);
+            if (!(rc = save_checkpoint(r))) rc = ERR_INTERRUPTED;
+            goto out;
+        }
+        met_train row;
+        if ((rc = train_step(r, &row))) goto out;
+        if ((rc = met_train_row(r->metrics, &row))) goto out;
+        r->metrics_rows = met_train_rows(r->metrics);
+        double per = (log_now() - t_start) / (double)(r->step - first);
+        char eta[32];
+        fmt_eta(eta, sizeof eta, per * (double)(r->stop_step - r->step));
+        log_info("step %lld/%lld epoch %.2f loss %.4f nll %.4f acc %.2f margin %+.4f lr %.2e |g| %.3f %.2f s/step "
+                 "ETA %s", (long long)r->step, (long long)r->stop_step, row.epoch, row.loss, row.nll_loss,
+                 row.reward_accuracy, row.reward_margin, row.lr, row.grad_norm, row.step_time, eta);
+        int last = r->step == r->stop_step;
+        /* the checkpoint first: a crash during the validation of this step then loses no trained step */
+        if ((c->ckpt_every > 0 && r->step % c->ckpt_every == 0) || last)
+            if ((rc = save_checkpoint(r))) goto out;
+        /* every eval_every steps, and always at the end (eval_every 0: only at the end) */
+        if (((c->eval_every > 0 && r->step % c->eval_every == 0) || last) && (rc = validate_now(r, &sum->acc_after)))
+            goto out;
+    }
+out:
+    sum->elapsed = r->elapsed;
+    r->metrics = NULL;
+    return rc;
+}
