@@ -21,6 +21,7 @@
 #include "io/mem.h"
 #include "io/safetensors.h"
 #include "io/st_write.h"
+#include "job/job_run.h"
 #include "model/model_h5.h"
 #include "train/ckpt.h"
 #include "train/metrics.h"
@@ -460,47 +461,11 @@ int jx_read_peft(llava_trainer *t, const char *dir) {
 
 /* ---- the job's trainer --------------------------------------------------------------------------- */
 
-int jx_spec_from_job(const job_config *j, lt_spec *s) {
-    lt_spec_default(s);
-    s->rank = (int)j->lora.rank;
-    s->alpha = (float)j->lora.alpha;
-    s->dropout = (float)j->lora.dropout;
-    s->rslora = j->lora.use_rslora;
-    s->train_token_rows = j->lora.train_new_token_embeddings;
-    s->vision_layers = (int)j->lora.vision_layers;
-    s->grad_ckpt = j->train.gradient_checkpointing;
-    s->nll_prompt = j->train.nll == JOB_NLL_ALL;
-    s->seed = (uint64_t)j->train.seed;
-    s->targets = 0;
-    static const char *dec[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
-                                "mm_projector", "lm_head"};
-    static const char *vis[] = {"q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"};
-    for (int i = 0; i < j->lora.targets.n; i++) {
-        const char *tg = j->lora.targets.v[i];
-        int found = 0;
-        if (!strncmp(tg, "vision:", 7)) {
-            for (int k = 0; k < 6; k++)
-                if (!strcmp(tg + 7, vis[k])) s->vision_targets |= 1u << k, found = 1;
-        } else {
-            for (int k = 0; k < 9; k++)
-                if (!strcmp(tg, dec[k])) s->targets |= 1u << k, found = 1;
-        }
-        if (!found) return err_set(ERR_ARGS, "lora.targets: unknown target '%s'", tg);
-    }
-    for (int i = 0; i < j->train.full_modules.n; i++) {
-        if (strcmp(j->train.full_modules.v[i], "mm_projector"))
-            return err_set(ERR_ARGS, "train.full_modules: '%s' cannot be trained fully (only mm_projector)",
-                           j->train.full_modules.v[i]);
-        s->full_projector = 1;
-    }
-    return ERR_OK;
-}
-
 int jx_open(const job_config *j, jx_job *x) {
     memset(x, 0, sizeof *x);
     x->j = j;
     lt_spec sp;
-    int rc = jx_spec_from_job(j, &sp);
+    int rc = job_run_spec(j, &sp);
     if (rc) return rc;
     if ((rc = mh5_load(j->model.path, &x->m))) return rc;
     x->have_model = 1;
@@ -594,16 +559,6 @@ int jx_load_checkpoint(jx_job *x, const char *which, char *path, size_t cap, int
 
 /* ---- model card ---------------------------------------------------------------------------------- */
 
-static char *yaml_of(const job_config *j) {
-    char *buf = NULL;
-    size_t n = 0;
-    FILE *f = open_memstream(&buf, &n);
-    if (!f) return NULL;
-    job_write_yaml(j, f);
-    fclose(f);
-    return buf;
-}
-
 static void list_text(FILE *f, const job_list *l) {
     for (int i = 0; i < l->n; i++) fprintf(f, "%s%s", i ? ", " : "", l->v[i]);
     if (!l->n) fputs("(none)", f);
@@ -688,7 +643,7 @@ int jx_model_card(const job_config *j, const char *ckpt, int64_t step, char **te
                "LlavaNextForConditionalGeneration\nbase = LlavaNextForConditionalGeneration.from_pretrained(\"%s\")\n"
                "model = PeftModel.from_pretrained(base, \"THIS_DIRECTORY\")\n```\n\n",
             base[0] ? base : "llava-hf/llava-v1.6-mistral-7b-hf");
-    char *y = yaml_of(j);
+    char *y = job_run_yaml(j);
     fprintf(f, "## The job\n\n```yaml\n%s```\n", y ? y : "");
     free(y);
     if (fclose(f)) return err_set(ERR_INTERNAL, "out of memory for the model card");
@@ -696,34 +651,6 @@ int jx_model_card(const job_config *j, const char *ckpt, int64_t step, char **te
 }
 
 /* ---- step-0 state ------------------------------------------------------------------------------- */
-
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
-    return h;
-}
-
-/* the model and data hashes the trainer checks on resume (the same definitions as the run lifecycle's) */
-static int run_hashes(const job_config *j, uint64_t *model_hash, uint64_t *data_hash) {
-    char *cfg = NULL;
-    size_t n = 0;
-    int rc = mh5_read_blob(j->model.path, "source/config.json", &cfg, &n);
-    if (rc) return rc;
-    *model_hash = fnv1a(0xcbf29ce484222325ull, cfg, n);
-    free(cfg);
-    int64_t sz = 0;
-    fs_size(j->model.path, &sz);
-    *model_hash = fnv1a(*model_hash, &sz, sizeof sz);
-    ds_file *d = NULL;
-    if ((rc = ds_open(j->data.path, &d))) return rc;
-    const ds_meta *m = ds_meta_of(d);
-    *data_hash = fnv1a(0xcbf29ce484222325ull, &m->model.tok_hash, sizeof m->model.tok_hash);
-    *data_hash = fnv1a(*data_hash, &m->n_pairs, sizeof m->n_pairs);
-    *data_hash = fnv1a(*data_hash, &m->n_tokens, sizeof m->n_tokens);
-    *data_hash = fnv1a(*data_hash, &m->n_image_bytes, sizeof m->n_image_bytes);
-    ds_close(d);
-    return ERR_OK;
-}
 
 int jx_write_step0(jx_job *x) {
     const job_config *j = x->j;
@@ -735,7 +662,7 @@ int jx_write_step0(jx_job *x) {
                        "another job.output_dir, or move the old one away", dir, n);
     ckpt_state s;
     memset(&s, 0, sizeof s);
-    if ((rc = run_hashes(j, &s.model_hash, &s.data_hash))) return rc;
+    if ((rc = job_run_input_hashes(j, &s.model_hash, &s.data_hash))) return rc;
     if ((rc = fs_mkdirs(dir))) return rc;
     float *mom = mem_calloc((size_t)(2 * x->t.nstore + 1), sizeof(float), "zero AdamW moments");
     char (*names)[CKPT_MAX_NAME] = NULL;
@@ -746,7 +673,7 @@ int jx_write_step0(jx_job *x) {
     s.sched_lr_factor = j->train.warmup_steps > 0 ? 0.0 : 1.0;
     s.world_size = 1;
     s.job_hash = job_hash(j);
-    char *y = yaml_of(j);
+    char *y = job_run_yaml(j);
     s.job_yaml = y;
     s.params = ck;
     s.adam_m = ck + nt;

@@ -3,7 +3,6 @@
  * for LlavaNextForConditionalGeneration) with a README.md model card, a merged HF model directory (bf16 shards),
  * and step-0 trainable state from an existing PEFT adapter (import-adapter).
  *
- *   jx_spec_from_job(j, &spec)            the job's LoRA / full-module keys as a trainer spec
  *   jx_peft_name(name, layout, out, cap)  PEFT key of a trainer tensor ("lora/<module>/A" -> "...lora_A.weight")
  *   jx_target_regex(t, layout, out, cap)  the target_modules regex of a trainer's LoRA modules
  *   jx_write_peft(t, &o, dir)             write adapter_config.json and adapter_model.safetensors (and o.card
@@ -49,7 +48,6 @@ typedef struct jx_job {
     int have_model, have_trainer;
 } jx_job;
 
-int jx_spec_from_job(const job_config *j, lt_spec *s);
 int jx_peft_name(const char *name, int layout, char *out, size_t cap);
 int jx_target_regex(const llava_trainer *t, int layout, char *out, size_t cap);
 int jx_write_peft(const llava_trainer *t, const jx_opts *o, const char *dir);

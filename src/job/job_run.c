@@ -56,7 +56,7 @@ void job_run_opts_default(job_run_opts *o) {
 /* ---- the job as a trainer configuration ---------------------------------------------------------- */
 
 /* the job's LoRA and training keys as a trainer spec */
-static int spec_from_job(const job_config *j, lt_spec *s) {
+int job_run_spec(const job_config *j, lt_spec *s) {
     lt_spec_default(s);
     s->rank = (int)j->lora.rank;
     s->alpha = (float)j->lora.alpha;
@@ -107,7 +107,7 @@ static int config_from_job(run *r) {
     const job_config *j = r->j;
     tr_config *c = &r->c;
     memset(c, 0, sizeof *c);
-    int rc = spec_from_job(j, &c->spec);
+    int rc = job_run_spec(j, &c->spec);
     if (rc) return rc;
     c->name = j->job.name;
     c->model_path = j->model.path;
@@ -147,7 +147,7 @@ static int config_from_job(run *r) {
 
 /* ---- frozen configuration ------------------------------------------------------------------------ */
 
-static char *yaml_of(const job_config *j) {
+char *job_run_yaml(const job_config *j) {
     char *buf = NULL;
     size_t n = 0;
     FILE *f = open_memstream(&buf, &n);
@@ -249,9 +249,14 @@ static int input_hash(const char *path, const char *what, uint64_t *h) {
     return ERR_OK;
 }
 
+int job_run_input_hashes(const job_config *j, uint64_t *model_hash, uint64_t *data_hash) {
+    int rc = input_hash(j->model.path, "model", model_hash);
+    if (!rc) rc = input_hash(j->data.path, "data", data_hash);
+    return rc;
+}
+
 static int input_hashes(run *r) {
-    int rc = input_hash(r->j->model.path, "model", &r->model_hash);
-    if (!rc) rc = input_hash(r->j->data.path, "data", &r->data_hash);
+    int rc = job_run_input_hashes(r->j, &r->model_hash, &r->data_hash);
     r->c.model_hash = r->model_hash;
     r->c.data_hash = r->data_hash;
     return rc;
@@ -492,7 +497,7 @@ int job_run(const job_config *j, const job_run_opts *o) {
     r->j = j;
     r->o = o;
     snprintf(r->dir, sizeof r->dir, "%s", j->job.output_dir);
-    r->job_yaml = yaml_of(j);
+    r->job_yaml = job_run_yaml(j);
     int rc = config_from_job(r);
     if (!rc) rc = fs_mkdirs(r->dir);
     int lockfd = -1;

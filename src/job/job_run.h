@@ -5,6 +5,10 @@
  *   job_run_signal_install()      SIGTERM / SIGUSR1 / SIGINT set a flag read at step boundaries; a second SIGINT
  *                                 aborts; SIGXFSZ is ignored (a file-size limit gives exit 4 with a message)
  *   job_run_stop_requested()      the signal number that asked to stop, or 0
+ *   job_run_spec(job, &spec)      the job's LoRA targets and trainer options as a trainer spec (ERR_ARGS on a bad one)
+ *   job_run_yaml(job)             the configuration as job_write_yaml writes it (the frozen job.yaml); free() it
+ *   job_run_input_hashes(job, &m, &d)  the content hashes of model.h5 and data.h5 that checkpoints record (the one
+ *                                 recorded at import; computed, with a warning, for a file without one)
  *
  * What it owns (the step loop itself is src/train/trainer.c):
  *   - DIR/run.lock: one trainer per output directory, taken before anything there is read, moved or written;
@@ -22,7 +26,10 @@
 #ifndef ORPO_JOB_RUN_H
 #define ORPO_JOB_RUN_H
 
+#include <stdint.h>
+
 #include "job/job.h"
+#include "model/llava_train.h"
 
 enum { JOB_RUN_TRAIN = 0, JOB_RUN_RESUME = 1, JOB_RUN_EVAL = 2 };
 
@@ -38,5 +45,8 @@ void job_run_opts_default(job_run_opts *o);
 int job_run(const job_config *j, const job_run_opts *o);
 void job_run_signal_install(void);
 int job_run_stop_requested(void);
+int job_run_spec(const job_config *j, lt_spec *s);
+char *job_run_yaml(const job_config *j);
+int job_run_input_hashes(const job_config *j, uint64_t *model_hash, uint64_t *data_hash);
 
 #endif
