@@ -189,7 +189,7 @@ static int read_attrs(hid_t f, const char *path, ds_meta *m) {
     m->seed = (uint64_t)seed;
     if (anyres_config_check(&m->model.anyres)) {
         err_push("%s: image_tile/image_patch/image_pinpoints", path);
-        return err_set(ERR_DATA, "%s", err_msg());
+        return err_recode(ERR_DATA);
     }
     if (vocab <= 0 || img < 0 || img >= vocab)
         return err_set(ERR_DATA, "%s: vocab_size %lld, image_token_id %lld: expected 0 <= image_token_id < vocab_size",

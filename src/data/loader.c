@@ -79,9 +79,22 @@ static int64_t order_at(ldr *l, int64_t epoch, int64_t pos) {
     return l->split_idx[l->perm[pos]];
 }
 
-static int bad_pair(ldr *l, int64_t i, const char *what) {
+/* "data.h5: pair 12 (rlaifv.parquet row group 0 row 12)": where a failure of pair i is */
+static const char *pair_label(ldr *l, int64_t i, char *buf, size_t cap) {
     char desc[1200];
-    return err_set(ERR_DATA, "%s: %s: %s", ds_path(l->d), ds_describe_pair(l->d, i, desc, sizeof desc), what);
+    snprintf(buf, cap, "%s: %s", ds_path(l->d), ds_describe_pair(l->d, i, desc, sizeof desc));
+    return buf;
+}
+
+static int bad_pair(ldr *l, int64_t i, const char *what) {
+    char label[1400];
+    return err_set(ERR_DATA, "%s: %s", pair_label(l, i, label, sizeof label), what);
+}
+
+/* the current error (a failed read of pair i) with the pair in front; its code is kept (I/O stays I/O) */
+static int pair_failed(ldr *l, int64_t i) {
+    char desc[1200];
+    return err_push("%s", ds_describe_pair(l->d, i, desc, sizeof desc));
 }
 
 /* ids in [0, vocab), no <image> (answers) */
@@ -101,7 +114,7 @@ static int fill_pair(ldr *l, int64_t i, ldr_pair *out, int32_t *toks, float *pix
     const ds_pair *p = ds_pair_at(l->d, i);
     int rc;
     /* prefix: stored with one placeholder, expanded here */
-    if ((rc = ds_read_tokens(l->d, p->prefix_off, p->prefix_len, l->raw))) return bad_pair(l, i, err_msg());
+    if ((rc = ds_read_tokens(l->d, p->prefix_off, p->prefix_len, l->raw))) return pair_failed(l, i);
     if (l->raw[p->image_pos] != l->model.image_token) {
         char m[200];
         snprintf(m, sizeof m, "prefix token %d is %d, expected the <image> placeholder %d", p->image_pos,
@@ -124,8 +137,8 @@ static int fill_pair(ldr *l, int64_t i, ldr_pair *out, int32_t *toks, float *pix
     out->image_pos = p->image_pos;
     out->n_image_tokens = p->n_image_tokens;
     int32_t *c = toks + n, *r = c + p->chosen_len;
-    if ((rc = ds_read_tokens(l->d, p->chosen_off, p->chosen_len, c))) return bad_pair(l, i, err_msg());
-    if ((rc = ds_read_tokens(l->d, p->rejected_off, p->rejected_len, r))) return bad_pair(l, i, err_msg());
+    if ((rc = ds_read_tokens(l->d, p->chosen_off, p->chosen_len, c))) return pair_failed(l, i);
+    if ((rc = ds_read_tokens(l->d, p->rejected_off, p->rejected_len, r))) return pair_failed(l, i);
     if ((rc = check_ids(l, i, c, p->chosen_len, "chosen"))) return rc;
     if ((rc = check_ids(l, i, r, p->rejected_len, "rejected"))) return rc;
     out->chosen = c;
@@ -133,11 +146,13 @@ static int fill_pair(ldr *l, int64_t i, ldr_pair *out, int32_t *toks, float *pix
     out->rejected = r;
     out->rejected_len = p->rejected_len;
     /* image */
-    if ((rc = ds_read_image(l->d, p->image, l->img))) return bad_pair(l, i, err_msg());
+    if ((rc = ds_read_image(l->d, p->image, l->img))) return pair_failed(l, i);
     img_rgb im;
     memset(&im, 0, sizeof im);
-    if ((rc = img_decode(l->img, (size_t)ds_image_size(l->d, p->image), ds_path(l->d), (long)p->image, &im)))
-        return bad_pair(l, i, err_msg());
+    char label[1400]; /* the decoder's message reads "data.h5: pair 12 (...): image 4: truncated JPEG: ..." */
+    if ((rc = img_decode(l->img, (size_t)ds_image_size(l->d, p->image), pair_label(l, i, label, sizeof label),
+                         (long)p->image, &im)))
+        return rc;
     if (im.h != p->height || im.w != p->width) {
         char m[200];
         snprintf(m, sizeof m, "the image decodes to %dx%d (height x width), the table says %dx%d", im.h, im.w,
@@ -148,7 +163,7 @@ static int fill_pair(ldr *l, int64_t i, ldr_pair *out, int32_t *toks, float *pix
     int np = 0;
     rc = img_preprocess(&im, &l->icfg, pix, l->max_patches, &np);
     img_free(&im);
-    if (rc) return bad_pair(l, i, err_msg());
+    if (rc) return err_push("%s", label);
     out->pixels = pix;
     out->n_patches = np;
     out->height = p->height;

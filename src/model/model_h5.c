@@ -395,7 +395,10 @@ int mh5_data_ref(const char *model_h5, ds_model_ref *ref, tok **tok_out) {
     if (!has_json) { /* a SentencePiece model has no <image>/<pad>: llava-hf adds them as special tokens */
         if (tok_piece_id(t, "<image>", 7) < 0) rc = tok_add_special(t, "<image>", cfg.image_token);
         if (!rc && cfg.pad_token >= 0 && tok_piece_id(t, "<pad>", 5) < 0) rc = tok_add_special(t, "<pad>", cfg.pad_token);
-        if (rc) rc = err_set(ERR_DATA, "%s: %s", label, err_msg());
+        if (rc) {
+            err_push("%s", label);
+            rc = err_recode(ERR_DATA);
+        }
     }
     if (!rc) rc = imp_check_tokenizer(label, cfg.vocab, cfg.image_token, t);
     if (rc) {
