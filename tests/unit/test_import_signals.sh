@@ -51,6 +51,13 @@ no_temp "$tmp/lim" "import-data under ulimit -f"
 if [ "$(cat "$tmp/lim/d.h5")" = old ]; then ok; else bad "import-data under ulimit -f changed the old d.h5"; fi
 
 # ---- SIGTERM / SIGINT while the importer waits for its input ----
+# wait for PID to end (up to 60 s; a process that ignores the signal is then killed and reported); sets rc
+wait_end() {
+  local i
+  for i in $(seq 600); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$1" 2>/dev/null; then bad "$2: still running 60 s after the signal"; kill -9 "$1"; fi
+  wait "$1"; rc=$?
+}
 # sig_case NAME SIGNAL OUTFILE CMD...: CMD must block after creating the temporary of OUTFILE
 sig_case() {
   local name=$1 sig=$2 out=$3; shift 3
@@ -59,8 +66,8 @@ sig_case() {
   local pid=$!
   if ! wait_temp "$dir" >/dev/null; then bad "$name: no temporary appeared"; kill -9 $pid; wait $pid; return; fi
   kill -s "$sig" $pid
-  wait $pid
-  check_rc $? 75 "$name"
+  wait_end $pid "$name"
+  check_rc $rc 75 "$name"
   check_err "interrupted by SIG$sig: removed the temporary $dir/.$(basename "$out").tmp."
   check_err "nothing was written at $out"
   no_temp "$dir" "$name"
