@@ -8,6 +8,7 @@
 
 #include "io/err.h"
 #include "io/h5x.h"
+#include "io/mem.h"
 #include "backend/rng.h"
 
 enum { SLOT_EMPTY = 0, SLOT_READY = 1 };
@@ -310,8 +311,7 @@ int ldr_open(const char *data_h5, const ds_model_ref *model, const ldr_opts *o, 
     *out = NULL;
     if (o->batch_pairs < 1) return err_set(ERR_ARGS, "loader: batch_pairs %d, expected >= 1", o->batch_pairs);
     if (o->split != DS_TRAIN && o->split != DS_VAL) return err_set(ERR_ARGS, "loader: split %d, expected train or val", o->split);
-    ldr *l = calloc(1, sizeof *l);
-    if (!l) return err_set(ERR_INTERNAL, "out of memory");
+    ldr *l = mem_calloc(1, sizeof *l, "the data loader");
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
     l->o = *o;
@@ -327,12 +327,8 @@ int ldr_open(const char *data_h5, const ds_model_ref *model, const ldr_opts *o, 
         return rc;
     }
     int64_t np = ds_num_pairs(l->d);
-    l->split_idx = malloc(sizeof(int64_t) * (size_t)(np ? np : 1));
-    l->perm = malloc(sizeof(int64_t) * (size_t)(np ? np : 1));
-    if (!l->split_idx || !l->perm) {
-        ldr_close(l);
-        return err_set(ERR_INTERNAL, "out of memory");
-    }
+    l->split_idx = mem_calloc((size_t)(np ? np : 1), sizeof(int64_t), "the loader's pair order");
+    l->perm = mem_calloc((size_t)(np ? np : 1), sizeof(int64_t), "the loader's pair order");
     for (int64_t i = 0; i < np; i++) {
         const ds_pair *p = ds_pair_at(l->d, i);
         if (p->split != o->split) continue;
@@ -352,19 +348,12 @@ int ldr_open(const char *data_h5, const ds_model_ref *model, const ldr_opts *o, 
     }
     size_t tile = (size_t)model->anyres.tile, b = (size_t)o->batch_pairs;
     l->pix_per_pair = (size_t)l->max_patches * 3 * tile * tile;
-    l->raw = malloc(sizeof(int32_t) * (size_t)l->max_raw);
-    l->img = malloc((size_t)l->max_img);
-    int ok = l->raw && l->img;
-    for (int k = 0; k < 2 && ok; k++) {
-        l->slots[k].pairs = calloc(b, sizeof(ldr_pair));
-        l->slots[k].toks = malloc(sizeof(int32_t) * b * (size_t)l->max_tokens);
-        l->slots[k].pix = malloc(sizeof(float) * b * l->pix_per_pair);
-        ok = l->slots[k].pairs && l->slots[k].toks && l->slots[k].pix;
-    }
-    if (!ok) {
-        rc = err_set(ERR_INTERNAL, "%s: out of memory for the loader buffers (%zu bytes)", data_h5, ldr_buffer_bytes(l));
-        ldr_close(l);
-        return rc;
+    l->raw = mem_calloc((size_t)(l->max_raw ? l->max_raw : 1), sizeof(int32_t), "the loader's token buffer");
+    l->img = mem_alloc((size_t)l->max_img, "the loader's image buffer");
+    for (int k = 0; k < 2; k++) {
+        l->slots[k].pairs = mem_calloc(b, sizeof(ldr_pair), "the loader's batch");
+        l->slots[k].toks = mem_calloc(b * (size_t)l->max_tokens, sizeof(int32_t), "the loader's batch tokens");
+        l->slots[k].pix = mem_calloc(b * l->pix_per_pair, sizeof(float), "the loader's batch pixels");
     }
     ldr_cursor c0 = {0, 0};
     if ((rc = start(l, c0))) {
