@@ -6,7 +6,9 @@
 #include "data/import.h"
 #include "model/model_h5.h"
 #include "io/err.h"
+#include "io/interrupt.h"
 #include "io/log.h"
+#include "io/mem.h"
 
 static int parse_i64(const char *opt, const char *v, int64_t *out) {
     char *end = NULL;
@@ -21,8 +23,7 @@ int cmd_import_data(int argc, char **argv) {
     imp_opts_default(&o);
     o.progress = 1;
     const char *model = NULL;
-    const char **pq = calloc((size_t)argc + 1, sizeof *pq);
-    if (!pq) return err_set(ERR_INTERNAL, "out of memory"), cli_fail();
+    const char **pq = mem_calloc((size_t)argc + 1, sizeof *pq, "the argument list");
     int rc = ERR_OK;
     for (int i = 1; i < argc && !rc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -60,9 +61,9 @@ int cmd_import_data(int argc, char **argv) {
     if (!rc && o.jsonl && !o.images_dir) rc = err_set(ERR_ARGS, "import-data: --jsonl needs --images DIR");
     ds_model_ref ref;
     tok *t = NULL;
-    imp_report *rep = calloc(1, sizeof *rep);
-    if (!rc && !rep) rc = err_set(ERR_INTERNAL, "out of memory");
+    imp_report *rep = mem_calloc(1, sizeof *rep, "the import report");
     o.model_path = model;
+    intr_install("import-data"); /* SIGTERM/SIGINT remove the temporary (exit 75); ulimit -f gives exit 4 */
     if (!rc) rc = mh5_data_ref(model, &ref, &t);
     if (!rc) rc = imp_run(&o, &ref, t, rep);
     if (!rc) {

@@ -8,6 +8,9 @@
 
 #include "io/atomic.h"
 #include "io/content_hash.h"
+#include "io/interrupt.h"
+#include "io/log.h"
+#include "io/mem.h"
 #include "io/err.h"
 #include "io/h5x.h"
 
@@ -190,7 +193,7 @@ static int read_attrs(hid_t f, const char *path, ds_meta *m) {
     m->seed = (uint64_t)seed;
     if (anyres_config_check(&m->model.anyres)) {
         err_push("%s: image_tile/image_patch/image_pinpoints", path);
-        return err_set(ERR_DATA, "%s", err_msg());
+        return err_recode(ERR_DATA);
     }
     if (vocab <= 0 || img < 0 || img >= vocab)
         return err_set(ERR_DATA, "%s: vocab_size %lld, image_token_id %lld: expected 0 <= image_token_id < vocab_size",
@@ -244,19 +247,25 @@ int ds_create(const char *final_path, const ds_meta *meta, ds_writer **out) {
     (void)meta;
     *out = NULL;
     h5x_init();
-    ds_writer *w = calloc(1, sizeof *w);
-    if (!w) return err_set(ERR_INTERNAL, "%s: out of memory", final_path);
+    ds_writer *w = mem_calloc(1, sizeof *w, "data.h5 writer");
     w->f = -1;
     w->mtype = pair_mem_type();
-    w->pairs = malloc(sizeof(ds_pair) * PAIR_BUF);
-    w->toks = malloc(sizeof(int32_t) * TOK_BUF);
-    w->img = malloc(IMG_BUF);
-    w->offs = malloc(sizeof(int64_t) * OFF_BUF);
-    if (!w->pairs || !w->toks || !w->img || !w->offs || w->mtype < 0) {
+    w->pairs = mem_alloc(sizeof(ds_pair) * PAIR_BUF, "data.h5 pair buffer");
+    w->toks = mem_alloc(sizeof(int32_t) * TOK_BUF, "data.h5 token buffer");
+    w->img = mem_alloc(IMG_BUF, "data.h5 image buffer");
+    w->offs = mem_alloc(sizeof(int64_t) * OFF_BUF, "data.h5 image offset buffer");
+    if (w->mtype < 0) {
         writer_free(w);
-        return err_set(ERR_INTERNAL, "%s: out of memory", final_path);
+        return err_set(ERR_INTERNAL, "%s: cannot make the HDF5 type of /pairs", final_path);
     }
+    /* temporaries of this file left by an import that died (kill -9, node failure) */
+    int nstale = 0;
+    if (atomic_cleanup_stale(final_path, &nstale)) log_warn("%s", err_msg());
+    else if (nstale) log_info("removed %d temporary file%s of %s left by an import that died", nstale,
+                              nstale > 1 ? "s" : "", final_path);
+    err_clear();
     int rc = atomic_begin(&w->af, final_path);
+    if (!rc) intr_guard(w->af.tmp, final_path);
     if (!rc) rc = h5x_create(w->af.tmp, &w->f);
     h5x_wopts o;
     memset(&o, 0, sizeof o);
@@ -278,11 +287,8 @@ int ds_create(const char *final_path, const ds_meta *meta, ds_writer **out) {
 }
 
 int ds_add_source(ds_writer *w, const char *name) {
-    char **s = realloc(w->sources, sizeof(char *) * (size_t)(w->nsources + 1));
-    if (!s) return err_set(ERR_INTERNAL, "out of memory"), -1;
-    w->sources = s;
-    s[w->nsources] = strdup(name);
-    if (!s[w->nsources]) return err_set(ERR_INTERNAL, "out of memory"), -1;
+    w->sources = mem_realloc(w->sources, sizeof(char *) * (size_t)(w->nsources + 1), "data.h5 source list");
+    w->sources[w->nsources] = mem_strdup(name, "data.h5 source list");
     return w->nsources++;
 }
 
@@ -334,8 +340,8 @@ static int push_image(ds_writer *w, const uint8_t *img, size_t len) {
     return ERR_OK;
 }
 
-int ds_add_pair(ds_writer *w, ds_pair *rec, const int32_t *prefix, const int32_t *chosen, const int32_t *rejected,
-                const uint8_t *img, size_t img_len) {
+static int add_pair(ds_writer *w, ds_pair *rec, const int32_t *prefix, const int32_t *chosen, const int32_t *rejected,
+                    const uint8_t *img, size_t img_len) {
     int rc;
     if (w->n_images > 0 && img_len == w->last_len && !memcmp(img, w->last, img_len)) {
         rec->image = w->n_images - 1;
@@ -358,6 +364,12 @@ int ds_add_pair(ds_writer *w, ds_pair *rec, const int32_t *prefix, const int32_t
     return ERR_OK;
 }
 
+int ds_add_pair(ds_writer *w, ds_pair *rec, const int32_t *prefix, const int32_t *chosen, const int32_t *rejected,
+                const uint8_t *img, size_t img_len) {
+    int rc = add_pair(w, rec, prefix, chosen, rejected, img, img_len);
+    return rc ? err_push("writing %s", w->af.final) : ERR_OK;
+}
+
 static int write_sources(ds_writer *w) {
     hid_t t = H5Tcopy(H5T_C_S1);
     H5Tset_size(t, H5T_VARIABLE);
@@ -378,12 +390,14 @@ int ds_finish(ds_writer *w, ds_meta *m) {
     if (!rc) rc = write_sources(w);
     if (!rc) rc = write_attrs(w->f, m);
     if (!rc) rc = h5x_close(&w->f);
+    if (rc) err_push("writing %s", w->af.final);
     if (!rc) rc = chash_record(w->af.tmp, NULL); /* content_hash: checked by train / resume / eval */
     if (!rc) rc = atomic_commit(&w->af);
     if (rc) {
         ds_abort(w);
         return rc;
     }
+    intr_release();
     writer_free(w);
     return ERR_OK;
 }
@@ -396,6 +410,7 @@ void ds_abort(ds_writer *w) {
         w->f = -1;
     }
     atomic_abort(&w->af);
+    intr_release();
     writer_free(w);
 }
 
@@ -524,7 +539,7 @@ static int read_sources(ds_file *d) {
             H5Eclear2(H5E_DEFAULT);
             rc = err_set(ERR_DATA, "%s: /sources: reading failed", d->path);
         } else {
-            for (hsize_t i = 0; i < n; i++) d->sources[i] = strdup(tmp[i] ? tmp[i] : "");
+            for (hsize_t i = 0; i < n; i++) d->sources[i] = mem_strdup(tmp[i] ? tmp[i] : "", "data.h5 source list");
             d->nsources = (int64_t)n;
             H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, tmp);
         }
@@ -579,10 +594,9 @@ static int validate(ds_file *d) {
 
 int ds_open(const char *path, ds_file **out) {
     *out = NULL;
-    ds_file *d = calloc(1, sizeof *d);
-    if (!d) return err_set(ERR_INTERNAL, "out of memory");
+    ds_file *d = mem_calloc(1, sizeof *d, "data.h5 reader");
     d->f = -1;
-    d->path = strdup(path);
+    d->path = mem_strdup(path, "data.h5 reader");
     int rc = h5x_open(path, 0, &d->f);
     if (!rc) rc = h5x_check_format(d->f, DS_FORMAT, DS_VERSION, NULL);
     if (!rc) rc = read_attrs(d->f, path, &d->meta);

@@ -12,6 +12,8 @@
 #include "data/image.h"
 
 #include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +41,28 @@ void img_config_llava16(img_config *cfg) {
     cfg->rescale = 1.0 / 255.0;
 }
 
+/* ---- why a decode failed (img_last_failure) -------------------------------------------------- */
+
+static _Thread_local int t_fail;
+
+static const char *const fail_names[IMG_FAIL_N] = {"none", "empty", "not JPEG or PNG", "truncated", "corrupt",
+                                                   "size out of range", "decoder error"};
+
+const char *img_failure_name(int kind) { return kind >= 0 && kind < IMG_FAIL_N ? fail_names[kind] : "unknown"; }
+int img_last_failure(void) { return t_fail; }
+
+/* ERR_DATA with the message, remembering the kind of failure */
+static int fail(int kind, const char *fmt, ...) ERR_PRINTF(2, 3);
+static int fail(int kind, const char *fmt, ...) {
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    t_fail = kind;
+    return err_set(ERR_DATA, "%s", msg);
+}
+
 void img_free(img_rgb *im) {
     if (!im) return;
     free(im->px);
@@ -53,25 +77,25 @@ static uint32_t be32(const uint8_t *p) {
 }
 
 /* Walk the PNG chunks: every chunk complete and CRC-correct, IHDR first, IEND reached. */
-static int png_check(const uint8_t *b, size_t n, const char *src, long index) {
+static int png_check(const uint8_t *b, size_t n, const char *at) {
     size_t i = 8;
     int first = 1;
     for (;;) {
         if (n - i < 12)
-            return err_set(ERR_DATA, "%s: image %ld: truncated PNG: %zu bytes, the chunk at byte %zu is incomplete; "
-                           "expected a complete PNG ending with IEND", src, index, n, i);
+            return fail(IMG_FAIL_TRUNCATED, "%s: truncated PNG: %zu bytes, the chunk at byte %zu is incomplete; "
+                           "expected a complete PNG ending with IEND", at, n, i);
         uint32_t len = be32(b + i);
         const uint8_t *type = b + i + 4;
         if (len > 0x7fffffffu || (size_t)len > n - i - 12)
-            return err_set(ERR_DATA, "%s: image %ld: truncated or corrupt PNG: chunk at byte %zu declares %u data "
-                           "bytes but only %zu remain; expected a complete PNG", src, index, i, len, n - i - 12);
+            return fail(IMG_FAIL_TRUNCATED, "%s: truncated or corrupt PNG: chunk at byte %zu declares %u data "
+                           "bytes but only %zu remain; expected a complete PNG", at, i, len, n - i - 12);
         if (first && memcmp(type, "IHDR", 4) != 0)
-            return err_set(ERR_DATA, "%s: image %ld: corrupt PNG: first chunk is not IHDR (byte 8)", src, index);
+            return fail(IMG_FAIL_CORRUPT, "%s: corrupt PNG: first chunk is not IHDR (byte 8)", at);
         first = 0;
         uint32_t crc = (uint32_t)crc32(0L, type, (uInt)(len + 4));
         if (crc != be32(b + i + 8 + len))
-            return err_set(ERR_DATA, "%s: image %ld: corrupt PNG: CRC mismatch in chunk '%c%c%c%c' at byte %zu "
-                           "(computed %08x, stored %08x)", src, index, type[0] >= 32 && type[0] < 127 ? type[0] : '?',
+            return fail(IMG_FAIL_CORRUPT, "%s: corrupt PNG: CRC mismatch in chunk '%c%c%c%c' at byte %zu "
+                           "(computed %08x, stored %08x)", at, type[0] >= 32 && type[0] < 127 ? type[0] : '?',
                            type[1] >= 32 && type[1] < 127 ? type[1] : '?', type[2] >= 32 && type[2] < 127 ? type[2] : '?',
                            type[3] >= 32 && type[3] < 127 ? type[3] : '?', i, crc, be32(b + i + 8 + len));
         if (memcmp(type, "IEND", 4) == 0) return ERR_OK;
@@ -81,26 +105,26 @@ static int png_check(const uint8_t *b, size_t n, const char *src, long index) {
 
 /* Walk the JPEG markers from SOI to EOI: segment lengths inside the buffer, entropy-coded data
  * followed by a marker, EOI present. Catches truncation, which stb_image would silently fill. */
-static int jpeg_check(const uint8_t *b, size_t n, const char *src, long index) {
+static int jpeg_check(const uint8_t *b, size_t n, const char *at) {
     size_t i = 2;
     for (;;) {
         if (i >= n) break;
         if (b[i] != 0xFF)
-            return err_set(ERR_DATA, "%s: image %ld: corrupt JPEG: byte %zu is 0x%02x, expected a marker (0xFF)",
-                           src, index, i, b[i]);
+            return fail(IMG_FAIL_CORRUPT, "%s: corrupt JPEG: byte %zu is 0x%02x, expected a marker (0xFF)",
+                           at, i, b[i]);
         while (i < n && b[i] == 0xFF) i++; /* fill bytes */
         if (i >= n) break;
         uint8_t m = b[i++];
         if (m == 0xD9) return ERR_OK; /* EOI */
         if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) continue; /* TEM, RSTn: no length */
         if (m == 0x00 || m == 0xD8)
-            return err_set(ERR_DATA, "%s: image %ld: corrupt JPEG: unexpected marker 0xFF%02X at byte %zu", src, index,
+            return fail(IMG_FAIL_CORRUPT, "%s: corrupt JPEG: unexpected marker 0xFF%02X at byte %zu", at,
                            m, i - 2);
         if (n - i < 2) break;
         size_t len = ((size_t)b[i] << 8) | b[i + 1];
         if (len < 2)
-            return err_set(ERR_DATA, "%s: image %ld: corrupt JPEG: segment 0xFF%02X at byte %zu has length %zu, "
-                           "expected >= 2", src, index, m, i - 2, len);
+            return fail(IMG_FAIL_CORRUPT, "%s: corrupt JPEG: segment 0xFF%02X at byte %zu has length %zu, "
+                           "expected >= 2", at, m, i - 2, len);
         if (len > n - i) break;
         i += len;
         if (m == 0xDA) { /* start of scan: skip entropy-coded data up to the next real marker */
@@ -111,8 +135,8 @@ static int jpeg_check(const uint8_t *b, size_t n, const char *src, long index) {
             }
         }
     }
-    return err_set(ERR_DATA, "%s: image %ld: truncated JPEG: the %zu bytes end before the end-of-image marker "
-                   "(FF D9); expected a complete JPEG", src, index, n);
+    return fail(IMG_FAIL_TRUNCATED, "%s: truncated JPEG: the %zu bytes end before the end-of-image marker "
+                   "(FF D9); expected a complete JPEG", at, n);
 }
 
 /* Pillow alpha_composite of (r,g,b,a) over opaque white, integer arithmetic with 7 extra bits. */
@@ -153,7 +177,7 @@ static uint8_t cmyk_channel(int c, int k) {
 }
 
 
-static int jpeg_decode(const uint8_t *b, size_t len, const char *src, long index, img_rgb *out) {
+static int jpeg_decode(const uint8_t *b, size_t len, const char *at, img_rgb *out) {
     struct jpeg_decompress_struct c;
     struct jerr e;
     uint8_t *volatile px = NULL;
@@ -165,7 +189,7 @@ static int jpeg_decode(const uint8_t *b, size_t len, const char *src, long index
         jpeg_destroy_decompress(&c);
         free(px);
         free(row);
-        return err_set(ERR_DATA, "%s: image %ld: cannot decode JPEG (libjpeg: %s)", src, index, e.msg);
+        return fail(IMG_FAIL_DECODE, "%s: cannot decode JPEG (libjpeg: %s)", at, e.msg);
     }
     jpeg_create_decompress(&c);
     jpeg_mem_src(&c, b, (unsigned long)len);
@@ -178,7 +202,7 @@ static int jpeg_decode(const uint8_t *b, size_t len, const char *src, long index
     if ((long long)c.image_width * c.image_height > IMG_MAX_PIXELS || c.image_width == 0 || c.image_height == 0) {
         long long w = c.image_width, h = c.image_height;
         jpeg_destroy_decompress(&c);
-        return err_set(ERR_DATA, "%s: image %ld: size %lldx%lld (WxH), expected 1..%lld pixels", src, index, w, h,
+        return fail(IMG_FAIL_SIZE, "%s: size %lldx%lld (WxH), expected 1..%lld pixels", at, w, h,
                        IMG_MAX_PIXELS);
     }
     jpeg_start_decompress(&c);
@@ -189,7 +213,7 @@ static int jpeg_decode(const uint8_t *b, size_t len, const char *src, long index
         jpeg_destroy_decompress(&c);
         free(px);
         free(row);
-        return err_set(ERR_INTERNAL, "%s: image %ld: out of memory for %dx%d pixels", src, index, w, h);
+        return err_set(ERR_INTERNAL, "%s: out of memory for %dx%d pixels", at, w, h);
     }
     while (c.output_scanline < c.output_height) {
         uint8_t *o = px + (size_t)c.output_scanline * w * 3;
@@ -222,37 +246,41 @@ const char *img_jpeg_backend(void) { return "stb_image"; }
 int img_decode(const void *buf, size_t len, const char *src, long index, img_rgb *out) {
     const uint8_t *b = buf;
     if (!src) src = "(memory)";
+    char at[1400]; /* "data.h5: image 4" (index < 0: just src), the start of every message */
+    if (index >= 0) snprintf(at, sizeof at, "%s: image %ld", src, index);
+    else snprintf(at, sizeof at, "%s", src);
+    t_fail = IMG_FAIL_NONE;
     out->w = out->h = 0;
     out->px = NULL;
     if (!b || len == 0)
-        return err_set(ERR_DATA, "%s: image %ld: empty (0 bytes), expected JPEG or PNG bytes", src, index);
+        return fail(IMG_FAIL_EMPTY, "%s: empty (0 bytes), expected JPEG or PNG bytes", at);
     if (len > (size_t)INT_MAX)
-        return err_set(ERR_DATA, "%s: image %ld: %zu bytes, expected at most %d", src, index, len, INT_MAX);
+        return fail(IMG_FAIL_SIZE, "%s: %zu bytes, expected at most %d", at, len, INT_MAX);
     static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
     int is_png = len >= 8 && memcmp(b, png_sig, 8) == 0;
     int is_jpeg = len >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF;
     if (!is_png && !is_jpeg) {
         uint8_t h[4] = {0, 0, 0, 0};
         memcpy(h, b, len < 4 ? len : 4);
-        return err_set(ERR_DATA, "%s: image %ld: unknown format (%zu bytes starting %02x %02x %02x %02x), expected JPEG "
-                       "(ff d8 ff) or PNG (89 50 4e 47)", src, index, len, h[0], h[1], h[2], h[3]);
+        return fail(IMG_FAIL_FORMAT, "%s: unknown format (%zu bytes starting %02x %02x %02x %02x), expected JPEG "
+                       "(ff d8 ff) or PNG (89 50 4e 47)", at, len, h[0], h[1], h[2], h[3]);
     }
-    int rc = is_png ? png_check(b, len, src, index) : jpeg_check(b, len, src, index);
+    int rc = is_png ? png_check(b, len, at) : jpeg_check(b, len, at);
     if (rc) return rc;
 #ifdef ORPO_HAVE_LIBJPEG
-    if (is_jpeg) return jpeg_decode(b, len, src, index, out);
+    if (is_jpeg) return jpeg_decode(b, len, at, out);
 #endif
 
     int w, h, n;
     if (!stbi_info_from_memory(b, (int)len, &w, &h, &n))
-        return err_set(ERR_DATA, "%s: image %ld: cannot read the %s header (%s)", src, index, is_png ? "PNG" : "JPEG",
+        return fail(IMG_FAIL_DECODE, "%s: cannot read the %s header (%s)", at, is_png ? "PNG" : "JPEG",
                        stbi_failure_reason());
     if (w <= 0 || h <= 0 || (long long)w * h > IMG_MAX_PIXELS)
-        return err_set(ERR_DATA, "%s: image %ld: size %dx%d (WxH), expected 1..%lld pixels", src, index, w, h,
+        return fail(IMG_FAIL_SIZE, "%s: size %dx%d (WxH), expected 1..%lld pixels", at, w, h,
                        IMG_MAX_PIXELS);
 
     uint8_t *px = malloc((size_t)w * h * 3);
-    if (!px) return err_set(ERR_INTERNAL, "%s: image %ld: out of memory for %dx%d pixels", src, index, w, h);
+    if (!px) return err_set(ERR_INTERNAL, "%s: out of memory for %dx%d pixels", at, w, h);
 
     if (is_png && n == 1 && stbi_is_16_bit_from_memory(b, (int)len)) {
         /* 16-bit greyscale opens in Pillow as mode I;16, and convert("RGB") clips each value to 255
@@ -262,7 +290,7 @@ int img_decode(const void *buf, size_t len, const char *src, long index, img_rgb
         if (!g || w2 != w || h2 != h) {
             if (g) stbi_image_free(g);
             free(px);
-            return err_set(ERR_DATA, "%s: image %ld: cannot decode 16-bit PNG (%s)", src, index,
+            return fail(IMG_FAIL_DECODE, "%s: cannot decode 16-bit PNG (%s)", at,
                            g ? "size changed" : stbi_failure_reason());
         }
         for (size_t i = 0; i < (size_t)w * h; i++) {
@@ -276,7 +304,7 @@ int img_decode(const void *buf, size_t len, const char *src, long index, img_rgb
         if (!p || w2 != w || h2 != h) {
             if (p) stbi_image_free(p);
             free(px);
-            return err_set(ERR_DATA, "%s: image %ld: cannot decode %s (%s)", src, index, is_png ? "PNG" : "JPEG",
+            return fail(IMG_FAIL_DECODE, "%s: cannot decode %s (%s)", at, is_png ? "PNG" : "JPEG",
                            p ? "size changed" : stbi_failure_reason());
         }
         for (size_t i = 0; i < (size_t)w * h; i++) {

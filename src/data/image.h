@@ -6,7 +6,10 @@
  * tile x tile crops; the whole image squashed to tile x tile goes FIRST; then x/255, (x - mean)/std.
  *
  *   img_config_llava16(cfg)                  llava-v1.6-mistral-7b-hf: 336 tiles, 5 pinpoints, OpenAI CLIP mean/std
- *   img_decode(buf, len, src, index, out)    JPEG/PNG bytes -> RGB8; ERR_DATA naming src + image index on bad bytes
+ *   img_decode(buf, len, src, index, out)    JPEG/PNG bytes -> RGB8; ERR_DATA "src: image index: why" on bad bytes
+ *                                            ("src: why" when index < 0)
+ *   img_last_failure()                       the IMG_FAIL_* of this thread's last failed img_decode (for counts)
+ *   img_failure_name(kind)                   "truncated", "corrupt", ... (report lines)
  *   img_jpeg_backend()                       "libjpeg" (built with ORPO_HAVE_LIBJPEG: Pillow-identical) or "stb_image"
  *   img_free(im)                             release the pixels of an img_rgb (safe on a zeroed struct)
  *   img_resize(in, out_w, out_h, out)        Pillow-exact BICUBIC resize of an RGB8 image (8-bit fixed point)
@@ -39,9 +42,23 @@ typedef struct {
     double rescale;     /* rescale_factor (1/255) */
 } img_config;
 
+/* why img_decode refused the bytes */
+enum {
+    IMG_FAIL_NONE = 0,
+    IMG_FAIL_EMPTY,     /* 0 bytes */
+    IMG_FAIL_FORMAT,    /* neither the JPEG nor the PNG signature */
+    IMG_FAIL_TRUNCATED, /* the bytes end before the end of the image (PNG IEND, JPEG EOI) */
+    IMG_FAIL_CORRUPT,   /* PNG CRC / chunk order, JPEG markers and segment lengths */
+    IMG_FAIL_SIZE,      /* 0 pixels or more than IMG_MAX_PIXELS */
+    IMG_FAIL_DECODE,    /* the container is fine, the decoder (libjpeg, stb_image) refused the data */
+    IMG_FAIL_N
+};
+
 void img_config_llava16(img_config *cfg);
 int img_decode(const void *buf, size_t len, const char *src, long index, img_rgb *out);
 const char *img_jpeg_backend(void);
+int img_last_failure(void);
+const char *img_failure_name(int kind);
 void img_free(img_rgb *im);
 int img_resize(const img_rgb *in, int out_w, int out_h, img_rgb *out);
 int img_anyres_u8(const img_rgb *im, const img_config *cfg, uint8_t *out, int max_patches, int *n_patches);

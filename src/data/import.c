@@ -15,6 +15,7 @@
 #include "io/fsutil.h"
 #include "io/h5x.h"
 #include "io/log.h"
+#include "io/mem.h"
 #include "io/parquet.h"
 #include "backend/rng.h"
 
@@ -80,10 +81,35 @@ static void where(const importer *im, const row *r, char *buf, size_t cap) {
         snprintf(buf, cap, "%s line %lld", im->names[r->src_file], (long long)r->src_row);
 }
 
-static void skip(importer *im, const row *r, int reason) {
+/* count a skipped row; why (may be NULL) is said after its place: "x.parquet row group 0 row 3 (truncated)" */
+static void skip_why(importer *im, const row *r, int reason, const char *why) {
     int64_t k = im->rep->meta.skipped[reason]++;
-    if (k < IMP_EXAMPLES) where(im, r, im->rep->examples[reason][k], sizeof im->rep->examples[reason][k]);
-    log_debug("skipped (%s): %s", ds_skip_name(reason), im->rep->examples[reason][k < IMP_EXAMPLES ? k : 0]);
+    char loc[600], ex[sizeof im->rep->examples[0][0]];
+    where(im, r, loc, sizeof loc);
+    int n = why ? snprintf(ex, sizeof ex, "%s (%s)", loc, why) : snprintf(ex, sizeof ex, "%s", loc);
+    if (n >= (int)sizeof ex) memcpy(ex + sizeof ex - 4, "...", 4); /* a long path: cut, visibly */
+    if (k < IMP_EXAMPLES) memcpy(im->rep->examples[reason][k], ex, sizeof ex);
+    log_debug("skipped (%s): %s", ds_skip_name(reason), ex);
+}
+
+static void skip(importer *im, const row *r, int reason) { skip_why(im, r, reason, NULL); }
+
+#define IMP_WARN_MAX 20 /* skipped rows said one by one (log_warn); the rest only at ORPO_LOG=debug */
+
+/* 1 while skipped rows are still said one by one (log_warn); says once when they stop being */
+static int may_warn(imp_report *rep) {
+    if (rep->n_warned == IMP_WARN_MAX) log_warn("further skipped rows are only counted (ORPO_LOG=debug lists each)");
+    return rep->n_warned++ < IMP_WARN_MAX;
+}
+
+/* an image the decoder refused: counted per decoder reason, and said with the decoder's message */
+static void skip_image(importer *im, const row *r, int kind, const char *msg) {
+    imp_report *rep = im->rep;
+    if (kind <= IMG_FAIL_NONE || kind >= IMG_FAIL_N) kind = IMG_FAIL_DECODE;
+    rep->image_fail[kind]++;
+    skip_why(im, r, DS_SKIP_IMAGE_CORRUPT, img_failure_name(kind));
+    if (may_warn(rep)) log_warn("skipped %s", msg);
+    else log_debug("skipped %s", msg);
 }
 
 /* Checks, decodes, tokenizes and writes one row; returns a fatal status only (skips are counted). */
@@ -96,19 +122,28 @@ static int do_row(importer *im, const row *r) {
     if (!strcmp(r->c, r->r)) return skip(im, r, DS_SKIP_SAME_ANSWERS), ERR_OK;
     img_rgb px;
     memset(&px, 0, sizeof px);
-    if (img_decode(r->img, r->img_len, im->names[r->src_file], (long)r->src_row, &px)) {
+    char loc[600];
+    where(im, r, loc, sizeof loc);
+    int rc = img_decode(r->img, r->img_len, loc, -1, &px); /* "x.parquet row group 0 row 3: truncated JPEG: ..." */
+    if (rc == ERR_DATA) {
+        skip_image(im, r, img_last_failure(), err_msg());
         err_clear();
-        return skip(im, r, DS_SKIP_IMAGE_CORRUPT), ERR_OK;
+        return ERR_OK;
     }
+    if (rc) return rc; /* out of memory is not the image's fault */
     int32_t h = px.h, w = px.w;
     img_free(&px);
     int64_t n_img = anyres_num_image_tokens(&im->ref->anyres, h, w);
     if (n_img <= 0 || n_img > INT32_MAX) {
+        char msg[800];
+        snprintf(msg, sizeof msg, "%s: image of %dx%d (HxW) pixels: the model's image grid gives %lld image tokens",
+                 loc, h, w, (long long)n_img);
         err_clear();
-        return skip(im, r, DS_SKIP_IMAGE_CORRUPT), ERR_OK;
+        skip_image(im, r, IMG_FAIL_SIZE, msg);
+        return ERR_OK;
     }
     tpl_seq sc, sr;
-    int rc = tpl_encode(im->t, r->q, r->c, 1, &sc);
+    rc = tpl_encode(im->t, r->q, r->c, 1, &sc);
     if (rc == ERR_OK) {
         rc = tpl_encode(im->t, r->q, r->r, 1, &sr);
         if (rc) tpl_free(&sc);
@@ -117,11 +152,7 @@ static int do_row(importer *im, const row *r) {
         err_clear();
         return skip(im, r, DS_SKIP_IMAGE_TAG), ERR_OK;
     }
-    if (rc) {
-        char loc[600];
-        where(im, r, loc, sizeof loc);
-        return err_push("%s", loc);
-    }
+    if (rc) return err_push("%s", loc);
     size_t plen = sc.answer_start;
     int reason = -1;
     if (sr.answer_start != plen || memcmp(sc.ids.v, sr.ids.v, sizeof(int32_t) * plen) ||
@@ -130,8 +161,6 @@ static int do_row(importer *im, const row *r) {
     for (size_t i = 0; reason < 0 && !rc && i < sc.ids.n + sr.ids.n; i++) {
         int32_t id = i < sc.ids.n ? sc.ids.v[i] : sr.ids.v[i - sc.ids.n];
         if (id < 0 || id >= im->ref->vocab) {
-            char loc[600];
-            where(im, r, loc, sizeof loc);
             rc = err_set(ERR_DATA, "%s: token id %d outside the model's vocabulary (%d)", loc, id, im->ref->vocab);
         }
     }
@@ -199,8 +228,7 @@ static int pq_columns(pq_file *pq, pq_cols *c) {
 /* NUL-terminated copy of a byte-array value; NULL for null */
 static char *dup_val(const pq_values *v, int64_t i) {
     if (v->is_null[i]) return NULL;
-    char *s = malloc((size_t)v->len[i] + 1);
-    if (!s) return NULL;
+    char *s = mem_alloc((size_t)v->len[i] + 1, "a Parquet text value");
     memcpy(s, v->ptr[i], v->len[i]);
     s[v->len[i]] = '\0';
     return s;
@@ -250,13 +278,8 @@ static int import_row_group(importer *im, pq_file *pq, const pq_cols *c, int fil
 
 static int import_parquet(importer *im) {
     const imp_opts *o = im->o;
-    pq_file **pqs = calloc((size_t)o->n_parquet, sizeof *pqs);
-    pq_cols *cols = calloc((size_t)o->n_parquet, sizeof *cols);
-    if (!pqs || !cols) {
-        free(pqs);
-        free(cols);
-        return err_set(ERR_INTERNAL, "out of memory");
-    }
+    pq_file **pqs = mem_calloc((size_t)o->n_parquet, sizeof *pqs, "the Parquet file list");
+    pq_cols *cols = mem_calloc((size_t)o->n_parquet, sizeof *cols, "the Parquet file list");
     int rc = ERR_OK;
     int64_t total = 0;
     for (int i = 0; !rc && i < o->n_parquet; i++) { /* check every file before the long run */
@@ -279,11 +302,26 @@ static int import_parquet(importer *im) {
 
 /* ---- JSONL ---------------------------------------------------------------------------------- */
 
-/* the string of a field, NULL for JSON null; *bad = 1 when missing or not a string/null */
-static const char *jstr(const cJSON *o, const char *k, int *bad) {
+static const char *json_type_name(const cJSON *v) {
+    if (cJSON_IsNumber(v)) return "a number";
+    if (cJSON_IsBool(v)) return "a boolean";
+    if (cJSON_IsArray(v)) return "an array";
+    if (cJSON_IsObject(v)) return "an object";
+    if (cJSON_IsString(v)) return "a string";
+    if (cJSON_IsNull(v)) return "null";
+    return "not a value";
+}
+
+/* The string of a field, NULL for JSON null. The first problem (missing, not a string or null) goes to why
+ * (when why is still empty). */
+static const char *jstr(const cJSON *o, const char *k, char *why, size_t cap) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
     if (v && cJSON_IsString(v)) return v->valuestring;
-    if (!v || !cJSON_IsNull(v)) *bad = 1;
+    if (v && cJSON_IsNull(v)) return NULL;
+    if (!why[0]) {
+        if (!v) snprintf(why, cap, "field '%s' is missing", k);
+        else snprintf(why, cap, "field '%s' is %s, expected a string or null", k, json_type_name(v));
+    }
     return NULL;
 }
 
@@ -308,20 +346,27 @@ static int import_jsonl(importer *im) {
         r.src_group = -1;
         r.src_row = lineno;
         r.ordinal = im->rep->meta.rows_seen;
-        cJSON *j = cJSON_ParseWithLength(line, (size_t)len);
-        int bad = !j || !cJSON_IsObject(j);
+        const char *end = NULL;
+        cJSON *j = cJSON_ParseWithLengthOpts(line, (size_t)len, &end, 0);
+        char why[200] = "";
         const char *imgp = NULL;
-        if (!bad) {
-            imgp = jstr(j, "image", &bad);
-            r.q = jstr(j, "question", &bad);
-            r.c = jstr(j, "chosen", &bad);
-            r.r = jstr(j, "rejected", &bad);
+        if (!j) { /* where the parser stopped: line:column (bytes, 1-based) */
+            long col = end && end >= line && end <= line + len ? (long)(end - line) + 1 : 1;
+            snprintf(why, sizeof why, "invalid JSON at column %ld", col);
+        } else if (!cJSON_IsObject(j)) {
+            snprintf(why, sizeof why, "%s, expected an object", json_type_name(j));
+        } else {
+            imgp = jstr(j, "image", why, sizeof why);
+            r.q = jstr(j, "question", why, sizeof why);
+            r.c = jstr(j, "chosen", why, sizeof why);
+            r.r = jstr(j, "rejected", why, sizeof why);
         }
-        if (bad) {
+        if (why[0]) {
             im->rep->meta.rows_seen++;
-            skip(im, &r, DS_SKIP_MALFORMED);
-            log_warn("%s: line %lld: expected a JSON object with string fields image, question, chosen, rejected",
-                     o->jsonl, (long long)lineno);
+            skip_why(im, &r, DS_SKIP_MALFORMED, why);
+            if (may_warn(im->rep))
+                log_warn("skipped %s line %lld: %s (expected one JSON object per line with the fields image, "
+                         "question, chosen, rejected: strings or null)", o->jsonl, (long long)lineno, why);
             cJSON_Delete(j);
             continue;
         }
@@ -333,6 +378,8 @@ static int import_jsonl(importer *im) {
             if (fs_join(path, sizeof path, o->images_dir, imgp) == ERR_OK && fs_read_all(path, &bytes, &nbytes) == ERR_OK) {
                 r.img = (const uint8_t *)bytes;
                 r.img_len = nbytes;
+            } else if (may_warn(im->rep)) {
+                log_warn("skipped %s line %lld: image '%s': %s", o->jsonl, (long long)lineno, imgp, err_msg());
             }
             err_clear();
         }
@@ -379,9 +426,12 @@ int imp_run(const imp_opts *o, const ds_model_ref *ref, const tok *t, imp_report
     if (rc) return rc;
     rc = o->jsonl ? import_jsonl(&im) : import_parquet(&im);
     if (!rc && o->progress) progress_end(&im.pg);
-    if (!rc && m->n_pairs == 0)
-        rc = err_set(ERR_DATA, "import-data: no usable pairs in %lld rows (every row was skipped); nothing written",
-                     (long long)m->rows_seen);
+    if (!rc && m->n_pairs == 0) {
+        char counts[1024];
+        imp_skip_summary(rep, counts, sizeof counts);
+        rc = err_set(ERR_DATA, "import-data: no usable pairs in %lld rows (every row was skipped: %s); nothing written",
+                     (long long)m->rows_seen, m->rows_seen ? counts : "no rows");
+    }
     if (rc) {
         ds_abort(im.w);
         return rc;
@@ -390,6 +440,25 @@ int imp_run(const imp_opts *o, const ds_model_ref *ref, const tok *t, imp_report
     if (rc) return rc;
     rep->seconds = log_now() - t0;
     return ERR_OK;
+}
+
+size_t imp_skip_summary(const imp_report *rep, char *buf, size_t cap) {
+    size_t n = 0;
+    buf[0] = '\0';
+    for (int r = 0; r < DS_SKIP_N && n < cap; r++) {
+        if (!rep->meta.skipped[r]) continue;
+        n += (size_t)snprintf(buf + n, cap - n, "%s%s %lld", n ? ", " : "", ds_skip_name(r),
+                              (long long)rep->meta.skipped[r]);
+        if (r != DS_SKIP_IMAGE_CORRUPT) continue;
+        const char *sep = " (";
+        for (int k = 1; k < IMG_FAIL_N && n < cap; k++) {
+            if (!rep->image_fail[k]) continue;
+            n += (size_t)snprintf(buf + n, cap - n, "%s%s %lld", sep, img_failure_name(k), (long long)rep->image_fail[k]);
+            sep = ", ";
+        }
+        if (*sep == ',' && n < cap) n += (size_t)snprintf(buf + n, cap - n, ")");
+    }
+    return n < cap ? n : cap - 1;
 }
 
 void imp_report_print(const imp_report *rep) {
@@ -408,5 +477,9 @@ void imp_report_print(const imp_report *rep) {
             n += (size_t)snprintf(ex + n, sizeof ex - n, "%s%s", k ? "; " : "", rep->examples[r][k]);
         log_info("  skipped %-18s %6lld  (e.g. %s%s)", ds_skip_name(r), (long long)m->skipped[r], ex,
                  m->skipped[r] > IMP_EXAMPLES ? "; ..." : "");
+        if (r == DS_SKIP_IMAGE_CORRUPT) /* the decoder's reasons */
+            for (int k = 1; k < IMG_FAIL_N; k++)
+                if (rep->image_fail[k])
+                    log_info("    %-24s %6lld", img_failure_name(k), (long long)rep->image_fail[k]);
     }
 }

@@ -14,7 +14,12 @@
  *   imp_check_tokenizer(label, vocab, image_token, tok)   ERR_DATA unless every tokenizer id < vocab and
  *                                           the tokenizer's <image> id is the model's image_token_index
  *   imp_run(&o, &ref, tok, &report)         import; fills the report (counts, skipped examples, time)
- *   imp_report_print(&report)               the end-of-import summary on stderr (log_info)
+ *   imp_report_print(&report)               the end-of-import summary on stderr (log_info), with image_corrupt
+ *                                           split by the decoder's reason
+ *   imp_skip_summary(&report, buf, cap)     "image_null 2, image_corrupt 3 (truncated 2, corrupt 1)"
+ *
+ * Each skipped image and malformed JSONL line is also said as it happens (log_warn, the first 20; then
+ * ORPO_LOG=debug), with the decoder's message or the missing field / the parse position (line:column).
  */
 #ifndef ORPO_IMPORT_H
 #define ORPO_IMPORT_H
@@ -22,6 +27,7 @@
 #include <stdint.h>
 
 #include "data/dataset.h"
+#include "data/image.h"
 #include "data/tok.h"
 
 #define IMP_EXAMPLES 5 /* provenance of the first few skipped rows per reason, for the report */
@@ -42,7 +48,10 @@ typedef struct imp_opts {
 
 typedef struct imp_report {
     ds_meta meta;                               /* counts as stored in data.h5 */
-    char examples[DS_SKIP_N][IMP_EXAMPLES][160]; /* "file row group 0 row 3", "file line 7" */
+    char examples[DS_SKIP_N][IMP_EXAMPLES][320]; /* "file row group 0 row 3 (truncated)", "file line 7 (field
+                                                    'chosen' is missing)": the place, and why when known */
+    int64_t image_fail[IMG_FAIL_N];             /* image_corrupt rows by the decoder's reason (IMG_FAIL_*) */
+    int64_t n_warned;                           /* skipped rows said one by one so far */
     double seconds;
 } imp_report;
 
@@ -50,5 +59,6 @@ void imp_opts_default(imp_opts *o);
 int imp_check_tokenizer(const char *label, int32_t vocab, int32_t image_token, const tok *t);
 int imp_run(const imp_opts *o, const ds_model_ref *ref, const tok *t, imp_report *rep);
 void imp_report_print(const imp_report *rep);
+size_t imp_skip_summary(const imp_report *rep, char *buf, size_t cap);
 
 #endif

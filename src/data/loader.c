@@ -8,6 +8,7 @@
 
 #include "io/err.h"
 #include "io/h5x.h"
+#include "io/mem.h"
 #include "backend/rng.h"
 
 enum { SLOT_EMPTY = 0, SLOT_READY = 1 };
@@ -79,9 +80,22 @@ static int64_t order_at(ldr *l, int64_t epoch, int64_t pos) {
     return l->split_idx[l->perm[pos]];
 }
 
-static int bad_pair(ldr *l, int64_t i, const char *what) {
+/* "data.h5: pair 12 (rlaifv.parquet row group 0 row 12)": where a failure of pair i is */
+static const char *pair_label(ldr *l, int64_t i, char *buf, size_t cap) {
     char desc[1200];
-    return err_set(ERR_DATA, "%s: %s: %s", ds_path(l->d), ds_describe_pair(l->d, i, desc, sizeof desc), what);
+    snprintf(buf, cap, "%s: %s", ds_path(l->d), ds_describe_pair(l->d, i, desc, sizeof desc));
+    return buf;
+}
+
+static int bad_pair(ldr *l, int64_t i, const char *what) {
+    char label[1400];
+    return err_set(ERR_DATA, "%s: %s", pair_label(l, i, label, sizeof label), what);
+}
+
+/* the current error (a failed read of pair i) with the pair in front; its code is kept (I/O stays I/O) */
+static int pair_failed(ldr *l, int64_t i) {
+    char desc[1200];
+    return err_push("%s", ds_describe_pair(l->d, i, desc, sizeof desc));
 }
 
 /* ids in [0, vocab), no <image> (answers) */
@@ -101,7 +115,7 @@ static int fill_pair(ldr *l, int64_t i, ldr_pair *out, int32_t *toks, float *pix
     const ds_pair *p = ds_pair_at(l->d, i);
     int rc;
     /* prefix: stored with one placeholder, expanded here */
-    if ((rc = ds_read_tokens(l->d, p->prefix_off, p->prefix_len, l->raw))) return bad_pair(l, i, err_msg());
+    if ((rc = ds_read_tokens(l->d, p->prefix_off, p->prefix_len, l->raw))) return pair_failed(l, i);
     if (l->raw[p->image_pos] != l->model.image_token) {
         char m[200];
         snprintf(m, sizeof m, "prefix token %d is %d, expected the <image> placeholder %d", p->image_pos,
@@ -124,8 +138,8 @@ static int fill_pair(ldr *l, int64_t i, ldr_pair *out, int32_t *toks, float *pix
     out->image_pos = p->image_pos;
     out->n_image_tokens = p->n_image_tokens;
     int32_t *c = toks + n, *r = c + p->chosen_len;
-    if ((rc = ds_read_tokens(l->d, p->chosen_off, p->chosen_len, c))) return bad_pair(l, i, err_msg());
-    if ((rc = ds_read_tokens(l->d, p->rejected_off, p->rejected_len, r))) return bad_pair(l, i, err_msg());
+    if ((rc = ds_read_tokens(l->d, p->chosen_off, p->chosen_len, c))) return pair_failed(l, i);
+    if ((rc = ds_read_tokens(l->d, p->rejected_off, p->rejected_len, r))) return pair_failed(l, i);
     if ((rc = check_ids(l, i, c, p->chosen_len, "chosen"))) return rc;
     if ((rc = check_ids(l, i, r, p->rejected_len, "rejected"))) return rc;
     out->chosen = c;
@@ -133,11 +147,13 @@ static int fill_pair(ldr *l, int64_t i, ldr_pair *out, int32_t *toks, float *pix
     out->rejected = r;
     out->rejected_len = p->rejected_len;
     /* image */
-    if ((rc = ds_read_image(l->d, p->image, l->img))) return bad_pair(l, i, err_msg());
+    if ((rc = ds_read_image(l->d, p->image, l->img))) return pair_failed(l, i);
     img_rgb im;
     memset(&im, 0, sizeof im);
-    if ((rc = img_decode(l->img, (size_t)ds_image_size(l->d, p->image), ds_path(l->d), (long)p->image, &im)))
-        return bad_pair(l, i, err_msg());
+    char label[1400]; /* the decoder's message reads "data.h5: pair 12 (...): image 4: truncated JPEG: ..." */
+    if ((rc = img_decode(l->img, (size_t)ds_image_size(l->d, p->image), pair_label(l, i, label, sizeof label),
+                         (long)p->image, &im)))
+        return rc;
     if (im.h != p->height || im.w != p->width) {
         char m[200];
         snprintf(m, sizeof m, "the image decodes to %dx%d (height x width), the table says %dx%d", im.h, im.w,
@@ -148,7 +164,7 @@ static int fill_pair(ldr *l, int64_t i, ldr_pair *out, int32_t *toks, float *pix
     int np = 0;
     rc = img_preprocess(&im, &l->icfg, pix, l->max_patches, &np);
     img_free(&im);
-    if (rc) return bad_pair(l, i, err_msg());
+    if (rc) return err_push("%s", label);
     out->pixels = pix;
     out->n_patches = np;
     out->height = p->height;
@@ -295,8 +311,7 @@ int ldr_open(const char *data_h5, const ds_model_ref *model, const ldr_opts *o, 
     *out = NULL;
     if (o->batch_pairs < 1) return err_set(ERR_ARGS, "loader: batch_pairs %d, expected >= 1", o->batch_pairs);
     if (o->split != DS_TRAIN && o->split != DS_VAL) return err_set(ERR_ARGS, "loader: split %d, expected train or val", o->split);
-    ldr *l = calloc(1, sizeof *l);
-    if (!l) return err_set(ERR_INTERNAL, "out of memory");
+    ldr *l = mem_calloc(1, sizeof *l, "the data loader");
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
     l->o = *o;
@@ -312,12 +327,8 @@ int ldr_open(const char *data_h5, const ds_model_ref *model, const ldr_opts *o, 
         return rc;
     }
     int64_t np = ds_num_pairs(l->d);
-    l->split_idx = malloc(sizeof(int64_t) * (size_t)(np ? np : 1));
-    l->perm = malloc(sizeof(int64_t) * (size_t)(np ? np : 1));
-    if (!l->split_idx || !l->perm) {
-        ldr_close(l);
-        return err_set(ERR_INTERNAL, "out of memory");
-    }
+    l->split_idx = mem_calloc((size_t)(np ? np : 1), sizeof(int64_t), "the loader's pair order");
+    l->perm = mem_calloc((size_t)(np ? np : 1), sizeof(int64_t), "the loader's pair order");
     for (int64_t i = 0; i < np; i++) {
         const ds_pair *p = ds_pair_at(l->d, i);
         if (p->split != o->split) continue;
@@ -337,19 +348,12 @@ int ldr_open(const char *data_h5, const ds_model_ref *model, const ldr_opts *o, 
     }
     size_t tile = (size_t)model->anyres.tile, b = (size_t)o->batch_pairs;
     l->pix_per_pair = (size_t)l->max_patches * 3 * tile * tile;
-    l->raw = malloc(sizeof(int32_t) * (size_t)l->max_raw);
-    l->img = malloc((size_t)l->max_img);
-    int ok = l->raw && l->img;
-    for (int k = 0; k < 2 && ok; k++) {
-        l->slots[k].pairs = calloc(b, sizeof(ldr_pair));
-        l->slots[k].toks = malloc(sizeof(int32_t) * b * (size_t)l->max_tokens);
-        l->slots[k].pix = malloc(sizeof(float) * b * l->pix_per_pair);
-        ok = l->slots[k].pairs && l->slots[k].toks && l->slots[k].pix;
-    }
-    if (!ok) {
-        rc = err_set(ERR_INTERNAL, "%s: out of memory for the loader buffers (%zu bytes)", data_h5, ldr_buffer_bytes(l));
-        ldr_close(l);
-        return rc;
+    l->raw = mem_calloc((size_t)(l->max_raw ? l->max_raw : 1), sizeof(int32_t), "the loader's token buffer");
+    l->img = mem_alloc((size_t)l->max_img, "the loader's image buffer");
+    for (int k = 0; k < 2; k++) {
+        l->slots[k].pairs = mem_calloc(b, sizeof(ldr_pair), "the loader's batch");
+        l->slots[k].toks = mem_calloc(b * (size_t)l->max_tokens, sizeof(int32_t), "the loader's batch tokens");
+        l->slots[k].pix = mem_calloc(b * l->pix_per_pair, sizeof(float), "the loader's batch pixels");
     }
     ldr_cursor c0 = {0, 0};
     if ((rc = start(l, c0))) {

@@ -147,8 +147,11 @@ int atomic_is_temp(const char *name) {
     return parse_temp(name, host, sizeof host, &pid);
 }
 
-int atomic_cleanup(const char *dir, int all, int *nremoved) {
+/* remove temporaries in dir (only those of the final name `only` when not NULL) of dead processes on this host,
+ * or every one when all */
+static int cleanup(const char *dir, const char *only, int all, int *nremoved) {
     if (nremoved) *nremoved = 0;
+    size_t olen = only ? strlen(only) : 0;
     DIR *d = opendir(dir);
     if (!d) return err_set(ERR_IO, "%s: cannot list directory: %s", dir, fs_errno_msg(errno));
     char me[128];
@@ -159,6 +162,7 @@ int atomic_cleanup(const char *dir, int all, int *nremoved) {
         char host[256], path[ATOMIC_PATH_MAX];
         long pid;
         if (!parse_temp(e->d_name, host, sizeof host, &pid)) continue;
+        if (only && (strncmp(e->d_name + 1, only, olen) || strncmp(e->d_name + 1 + olen, TMP_TAG, 5))) continue;
         int dead = !strcmp(host, me) && pid > 0 && pid != (long)getpid() && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
         if (!all && !dead) continue;
         if (fs_join(path, sizeof path, dir, e->d_name)) continue;
@@ -170,4 +174,14 @@ int atomic_cleanup(const char *dir, int all, int *nremoved) {
     }
     closedir(d);
     return rc;
+}
+
+int atomic_cleanup(const char *dir, int all, int *nremoved) { return cleanup(dir, NULL, all, nremoved); }
+
+int atomic_cleanup_stale(const char *final_path, int *nremoved) {
+    char dir[ATOMIC_PATH_MAX];
+    if (nremoved) *nremoved = 0;
+    fs_dirname(final_path, dir, sizeof dir);
+    if (!fs_is_dir(dir)) return ERR_OK; /* atomic_begin reports the missing directory */
+    return cleanup(dir, fs_basename(final_path), 0, nremoved);
 }

@@ -8,6 +8,8 @@
  *   atomic_abort(&af)                    unlink the temporary (safe to call twice or after commit)
  *   atomic_write_file(path, buf, n)      whole small file from a buffer, atomically
  *   atomic_cleanup(dir, all, &nremoved)  remove temporaries of dead processes on this host (all=1: every one)
+ *   atomic_cleanup_stale(final_path, &nremoved)   remove the temporaries of final_path left by dead processes on
+ *                                        this host (a kill -9 during a previous write); others are left alone
  *   atomic_is_temp(name)                 1 when a file name (no directory) looks like one of our temporaries
  *
  * Errors are ERR_IO naming the path and strerror; ENOSPC adds "(disk full)". A failed commit
@@ -31,6 +33,7 @@ int atomic_commit(atomic_file *af);
 void atomic_abort(atomic_file *af);
 int atomic_write_file(const char *path, const void *buf, size_t n);
 int atomic_cleanup(const char *dir, int all, int *nremoved);
+int atomic_cleanup_stale(const char *final_path, int *nremoved);
 int atomic_is_temp(const char *name);
 
 #endif

@@ -9,15 +9,20 @@
 static _Thread_local int g_code;
 static _Thread_local char g_msg[ERR_MSG_MAX];
 
+/* Formats into a local buffer first: an argument may point into g_msg itself (err_set(c, "%s: %s", x, err_msg())),
+ * and vsnprintf into the buffer it reads from is undefined behaviour. */
 int err_set(int code, const char *fmt, ...) {
+    char msg[ERR_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g_msg, sizeof g_msg, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(g_msg, msg, sizeof g_msg);
     g_code = code;
     return code;
 }
 
+/* The prefix is formatted before g_msg is touched, so it may also quote err_msg(). */
 int err_push(const char *fmt, ...) {
     char prefix[ERR_MSG_MAX];
     char old[ERR_MSG_MAX];
@@ -37,6 +42,11 @@ int err_push(const char *fmt, ...) {
     g_msg[n + 2 + m] = '\0';
     if (g_code == ERR_OK) g_code = ERR_INTERNAL;
     return g_code;
+}
+
+int err_recode(int code) {
+    g_code = code;
+    return code;
 }
 
 int err_code(void) { return g_code; }

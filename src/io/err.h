@@ -4,8 +4,10 @@
  * on failure, leaves a message that names the file, the place and what was
  * expected. Callers add context with err_push() on their way up.
  *
- *   err_set(code, fmt, ...)   set code and message; returns code
+ *   err_set(code, fmt, ...)   set code and message; returns code (the arguments may quote err_msg())
  *   err_push(fmt, ...)        prefix the current message with "context: "; returns code
+ *   err_recode(code)          keep the current message, change its code (e.g. a parse error that makes a file
+ *                             bad data); returns code
  *   err_code()                current code (ERR_OK when none)
  *   err_msg()                 current message ("" when none)
  *   err_clear()               forget the current error
@@ -34,6 +36,7 @@ enum {
 
 int err_set(int code, const char *fmt, ...) ERR_PRINTF(2, 3);
 int err_push(const char *fmt, ...) ERR_PRINTF(1, 2);
+int err_recode(int code);
 int err_code(void);
 const char *err_msg(void);
 void err_clear(void);

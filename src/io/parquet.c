@@ -512,9 +512,16 @@ int pq_open(const char *path, pq_file **out) {
                      path);
         goto done;
     }
-    if (memcmp(head, "PAR1", 4) || memcmp(tail + 4, "PAR1", 4)) {
-        rc = err_set(ERR_DATA, "%s: not a Parquet file: expected magic 'PAR1' at byte 0 and at byte %lld", path,
-                     (long long)(f->file_size - 4));
+    if (memcmp(head, "PAR1", 4)) {
+        rc = err_set(ERR_DATA, "%s: not a Parquet file: expected magic 'PAR1' at byte 0, found bytes %02x %02x %02x %02x",
+                     path, head[0], head[1], head[2], head[3]);
+        goto done;
+    }
+    if (memcmp(tail + 4, "PAR1", 4)) { /* the start is fine: the end is missing */
+        rc = err_set(ERR_DATA, "%s: truncated or incomplete Parquet file: it starts with the magic 'PAR1', but its last "
+                     "4 bytes (at byte %lld of %lld) are %02x %02x %02x %02x, not the closing 'PAR1' after the footer; "
+                     "copy or download the file again", path, (long long)(f->file_size - 4), (long long)f->file_size,
+                     tail[4], tail[5], tail[6], tail[7]);
         goto done;
     }
     uint32_t flen = rd_u32le(tail);
@@ -1014,7 +1021,9 @@ int pq_read_column(pq_file *f, int rg, int col, pq_values *out) {
     int64_t start = m->data_page_offset;
     if (m->has_dict_offset && m->dict_page_offset > 0 && m->dict_page_offset < start) start = m->dict_page_offset;
     int64_t end = start + (m->total_compressed > 0 ? m->total_compressed : 0);
-    if (start < 4 || m->total_compressed <= 0 || m->total_compressed > f->data_end || end > f->data_end)
+    /* A row group without rows has no data page to read: pyarrow writes its chunks with data_page_offset 0 and at
+     * most a dictionary page. Nothing in the chunk is needed, so its byte range is not checked. */
+    if (n > 0 && (start < 4 || m->total_compressed <= 0 || m->total_compressed > f->data_end || end > f->data_end))
         return err_set(ERR_DATA, "%s: row group %d, column '%s': the chunk's bytes [%lld, +%lld) are outside the data "
                        "region [4, %lld)", f->path, rg, ci->path, (long long)start, (long long)m->total_compressed,
                        (long long)f->data_end);

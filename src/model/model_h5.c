@@ -11,6 +11,7 @@
 #include "io/err.h"
 #include "io/fsutil.h"
 #include "io/h5x.h"
+#include "io/interrupt.h"
 #include "io/log.h"
 #include "io/mem.h"
 #include "io/safetensors.h"
@@ -20,6 +21,8 @@
 
 static const char *quant_names[] = {"nf4", "bf16", "fp32"};
 static const char *scope_names[] = {"decoder", "all-linear"};
+
+static int check_source_tokenizer(const char *dir, const llava_config *cfg);
 
 /* source files that travel inside model.h5 (group /source) */
 static const char *source_files[] = {"config.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json",
@@ -78,6 +81,7 @@ typedef struct import_ctx {
     llava_param *ps;
     progress *pg;
     int done;
+    const char *out; /* for messages */
 } import_ctx;
 
 /* one checkpoint tensor: to fp32 (one tensor in memory at a time), quantized or converted, written */
@@ -86,7 +90,7 @@ static int import_one(void *ctx, const st_file *sf, const st_tensor *t, int k) {
     llava_param *p = &c->ps[k];
     float *buf = mem_alloc(sizeof(float) * (size_t)(p->numel ? p->numel : 1), p->name);
     int rc = llava_read_tensor(c->cfg, sf, t, p, buf);
-    if (!rc) rc = write_param(c->f, c->o, p, buf);
+    if (!rc && (rc = write_param(c->f, c->o, p, buf))) err_push("writing %s", c->out);
     free(buf);
     progress_update(c->pg, (uint64_t)++c->done);
     return rc;
@@ -148,6 +152,7 @@ int mh5_import(const char *dir, const char *out, const mh5_opts *o) {
     llava_config cfg;
     if (fs_join(path, sizeof path, dir, "config.json")) return err_code();
     int rc = llava_config_from_hf(path, &cfg);
+    if (!rc) rc = check_source_tokenizer(dir, &cfg);
     if (rc) return rc;
     /* the parameter list, built against a throw-away weights struct */
     llava_weights w;
@@ -157,7 +162,7 @@ int mh5_import(const char *dir, const char *out, const mh5_opts *o) {
     llava_param *ps = NULL;
     int np = 0;
     llava_params_build(&cfg, &w, &ps, &np);
-    char *seen = mem_calloc((size_t)(np > 0 ? np : 1), 1, "model parameter list");
+    char *seen = mem_calloc((size_t)(np > 0 ? np : 1), 1, "import-model tensor list");
 
     /* shard list: the index when there is one, else model.safetensors */
     st_index *ix = NULL;
@@ -181,28 +186,41 @@ int mh5_import(const char *dir, const char *out, const mh5_opts *o) {
 
     atomic_file af;
     hid_t f = -1;
+    if (!rc) { /* temporaries of this file left by an import that died (kill -9, node failure) */
+        int nstale = 0;
+        if (atomic_cleanup_stale(out, &nstale)) log_warn("%s", err_msg());
+        else if (nstale) log_info("removed %d temporary file%s of %s left by an import that died", nstale,
+                                  nstale > 1 ? "s" : "", out);
+        err_clear();
+    }
     if (!rc) rc = atomic_begin(&af, out);
     int begun = !rc;
-    if (!rc) rc = h5x_create(af.tmp, &f);
-    if (!rc) rc = write_config_attrs(f, &cfg, o, dir);
+    if (begun) intr_guard(af.tmp, out);
+    if (!rc && (rc = h5x_create(af.tmp, &f))) err_push("writing %s", out);
+    if (!rc && (rc = write_config_attrs(f, &cfg, o, dir))) err_push("writing %s", out);
     if (!rc) rc = write_sources(f, dir);
     progress pg;
     progress_begin(&pg, "import-model: tensors", (uint64_t)np);
     if (!o->progress) pg.tty = 0;
-    import_ctx ic = {f, &cfg, o, ps, &pg, 0};
+    import_ctx ic = {f, &cfg, o, ps, &pg, 0, out};
     for (int s = 0; !rc && s < nshards; s++) {
         if (ix) fs_join(single, sizeof single, dir, st_index_shard_at(ix, s));
         rc = llava_shard_visit(&cfg, single, ps, np, seen, import_one, &ic);
     }
     for (int i = 0; !rc && i < np; i++)
         if (!seen[i]) rc = err_set(ERR_DATA, "%s: tensor %s is missing from the checkpoint", dir, ps[i].name);
-    if (f >= 0) {
-        int crc = h5x_close(&f);
-        if (!rc) rc = crc;
+    if (f >= 0 && rc) { /* the first error is the one to report, not the close of the abandoned temporary */
+        char first[4096];
+        snprintf(first, sizeof first, "%s", err_msg());
+        h5x_close(&f);
+        err_set(rc, "%s", first);
+    } else if (f >= 0 && h5x_close(&f)) {
+        rc = err_push("writing %s", out);
     }
     if (!rc) rc = chash_record(af.tmp, NULL); /* content_hash: checked by train / resume / eval */
     if (!rc) rc = atomic_commit(&af);
     else if (begun) atomic_abort(&af);
+    if (begun) intr_release();
     if (!rc && o->progress) progress_end(&pg);
     st_index_close(ix);
     free(seen);
@@ -356,6 +374,59 @@ int mh5_load(const char *path, llava_model *m) {
     return rc;
 }
 
+/* The tokenizer of a model from the bytes of its tokenizer.json (is_json) or tokenizer.model: loaded fully, a
+ * SentencePiece model given <image>/<pad> as llava-hf adds them, and checked against the config
+ * (imp_check_tokenizer). Errors are ERR_DATA (ERR_INTERNAL for out of memory) and start with label. */
+static int model_tokenizer(const char *label, const char *buf, size_t n, int is_json, const llava_config *cfg,
+                           tok **out) {
+    tok *t = NULL;
+    *out = NULL;
+    int rc = tok_load_from_memory(buf, n, label, &t);
+    if (!rc && !is_json) { /* a SentencePiece model has no <image>/<pad>: llava-hf adds them as special tokens */
+        if (tok_piece_id(t, "<image>", 7) < 0) rc = tok_add_special(t, "<image>", cfg->image_token);
+        if (!rc && cfg->pad_token >= 0 && tok_piece_id(t, "<pad>", 5) < 0)
+            rc = tok_add_special(t, "<pad>", cfg->pad_token);
+        if (rc) {
+            err_push("%s", label);
+            rc = err_recode(ERR_DATA);
+        }
+    }
+    if (!rc) rc = imp_check_tokenizer(label, cfg->vocab, cfg->image_token, t);
+    if (rc) {
+        if (err_code() != ERR_INTERNAL) err_recode(ERR_DATA); /* whatever the tokenizer says, the file is bad */
+        tok_free(t);
+        return err_code();
+    }
+    *out = t;
+    return ERR_OK;
+}
+
+/* import-model: the directory's tokenizer (tokenizer.json preferred, as mh5_data_ref reads it back), loaded and
+ * checked now, so that a truncated or mismatched file stops the import instead of a later import-data. A
+ * directory without a tokenizer imports (a model for the forward tests), with a warning. */
+static int check_source_tokenizer(const char *dir, const llava_config *cfg) {
+    char path[4096];
+    int is_json = 1;
+    if (fs_join(path, sizeof path, dir, "tokenizer.json")) return err_code();
+    if (!fs_exists(path)) {
+        is_json = 0;
+        if (fs_join(path, sizeof path, dir, "tokenizer.model")) return err_code();
+        if (!fs_exists(path)) {
+            log_warn("%s: no tokenizer.json or tokenizer.model: the model imports, but import-data will refuse it", dir);
+            return ERR_OK;
+        }
+    }
+    char *buf = NULL;
+    size_t n = 0;
+    int rc = fs_read_all(path, &buf, &n);
+    tok *t = NULL;
+    if (!rc) rc = model_tokenizer(path, buf, n, is_json, cfg, &t);
+    free(buf);
+    tok_free(t);
+    if (rc) err_push("import-model: the tokenizer cannot be used; nothing written");
+    return rc;
+}
+
 /* The data layer's view of a model: configuration bits and the tokenizer stored in model.h5 (tokenizer.json
  * preferred; a tokenizer.model gets <image>/<pad> as llava-hf adds them), checked with imp_check_tokenizer. */
 int mh5_data_ref(const char *model_h5, ds_model_ref *ref, tok **tok_out) {
@@ -379,19 +450,9 @@ int mh5_data_ref(const char *model_h5, ds_model_ref *ref, tok **tok_out) {
     snprintf(label, sizeof label, "%s:/%s", model_h5, name);
     if ((rc = mh5_read_blob(model_h5, name, &buf, &n))) return rc;
     tok *t = NULL;
-    rc = tok_load_from_memory(buf, n, label, &t);
+    rc = model_tokenizer(label, buf, n, has_json, &cfg, &t);
     free(buf);
     if (rc) return rc;
-    if (!has_json) { /* a SentencePiece model has no <image>/<pad>: llava-hf adds them as special tokens */
-        if (tok_piece_id(t, "<image>", 7) < 0) rc = tok_add_special(t, "<image>", cfg.image_token);
-        if (!rc && cfg.pad_token >= 0 && tok_piece_id(t, "<pad>", 5) < 0) rc = tok_add_special(t, "<pad>", cfg.pad_token);
-        if (rc) rc = err_set(ERR_DATA, "%s: %s", label, err_msg());
-    }
-    if (!rc) rc = imp_check_tokenizer(label, cfg.vocab, cfg.image_token, t);
-    if (rc) {
-        tok_free(t);
-        return rc;
-    }
     ref->tok_hash = tok_hash(t);
     snprintf(ref->tok_kind, sizeof ref->tok_kind, "%s", tok_kind(t));
     ref->vocab = cfg.vocab;

@@ -221,14 +221,29 @@ int main(void) {
         char d2[1024], m2[1024];
         snprintf(d2, sizeof d2, "%s/hf_tiny", tmp);
         snprintf(m2, sizeof m2, "%s/tiny.h5", tmp);
-        CHECK_EQ_INT(fx_make_model(d2, 320, 300, 1, m2), ERR_OK); /* the fixture model as it is */
-        CHECK_EQ_INT(mh5_data_ref(m2, &ref, &t), ERR_DATA);
-        CHECK_CONTAINS(err_msg(), "<image> id is 32000, the model's image_token_index is 300");
+        /* the fixture model as it is, with the Mistral tokenizer: refused at import-model already, nothing written */
+        CHECK_EQ_INT(fx_make_model(d2, 320, 300, 1, m2), ERR_DATA);
+        CHECK_CONTAINS(err_msg(), "hf_tiny/tokenizer.json: the tokenizer's <image> id is 32000, the model's "
+                                  "image_token_index is 300");
+        CHECK(!file_exists(m2));
         snprintf(d2, sizeof d2, "%s/hf_notok", tmp);
         snprintf(m2, sizeof m2, "%s/notok.h5", tmp);
         CHECK_EQ_INT(fx_make_model(d2, 32064, 32000, 0, m2), ERR_OK);
         CHECK_EQ_INT(mh5_data_ref(m2, &ref, &t), ERR_DATA);
         CHECK_CONTAINS(err_msg(), "holds no tokenizer");
+    }
+
+    /* a Parquet file with a row group without rows (pyarrow: data_page_offset 0) imports */
+    snprintf(out, sizeof out, "%s/emptyrg.h5", tmp);
+    {
+        static char erg[1024];
+        snprintf(erg, sizeof erg, "%s", test_fixture("parquet/empty_row_group.parquet"));
+        const char *e1[1] = {erg};
+        int rc0 = run_import(out, e1, 1, NULL, 0, 0, 0.1, 7, rep);
+        CHECK_EQ_INT(rc0, ERR_OK);
+        if (rc0) fprintf(stderr, "%s\n", err_msg());
+        CHECK_EQ_INT(rep->meta.rows_seen, 12);
+        CHECK(rep->meta.n_pairs > 0);
     }
 
     /* Parquet */
@@ -242,7 +257,16 @@ int main(void) {
     CHECK_EQ_INT(rc, ERR_OK);
     if (rc) fprintf(stderr, "%s\n", err_msg());
     CHECK_EQ_INT(rep->meta.n_pairs, 5);
-    CHECK_CONTAINS(rep->examples[DS_SKIP_IMAGE_CORRUPT][0], "row group 0 row 3");
+    CHECK_CONTAINS(rep->examples[DS_SKIP_IMAGE_CORRUPT][0], "row group 0 row 3 (corrupt)");
+    /* image_corrupt by the decoder's reason: row 3 (corrupt.jpg) has a broken marker */
+    CHECK_EQ_INT(rep->meta.skipped[DS_SKIP_IMAGE_CORRUPT], 1);
+    CHECK_EQ_INT(rep->image_fail[IMG_FAIL_CORRUPT], 1);
+    {
+        char sum[512];
+        imp_skip_summary(rep, sum, sizeof sum);
+        CHECK_CONTAINS(sum, "image_corrupt 1 (corrupt 1)");
+        CHECK_CONTAINS(sum, "image_null 2");
+    }
     CHECK_CONTAINS(rep->examples[DS_SKIP_IMAGE_NULL][1], "row group 2 row 10");
     check_against_expected(out, 0);
 
@@ -262,9 +286,9 @@ int main(void) {
     CHECK_EQ_INT(rep->meta.rows_seen, 6); /* the blank line is not a row */
     CHECK_EQ_INT(rep->meta.skipped[DS_SKIP_MALFORMED], 3);
     CHECK_EQ_INT(rep->meta.skipped[DS_SKIP_IMAGE_MISSING], 1);
-    CHECK_CONTAINS(rep->examples[DS_SKIP_MALFORMED][0], "bad.jsonl line 2");
-    CHECK_CONTAINS(rep->examples[DS_SKIP_MALFORMED][1], "line 3");
-    CHECK_CONTAINS(rep->examples[DS_SKIP_MALFORMED][2], "line 6");
+    CHECK_CONTAINS(rep->examples[DS_SKIP_MALFORMED][0], "bad.jsonl line 2 (invalid JSON at column 1)");
+    CHECK_CONTAINS(rep->examples[DS_SKIP_MALFORMED][1], "line 3 (field 'image' is a number, expected a string or null)");
+    CHECK_CONTAINS(rep->examples[DS_SKIP_MALFORMED][2], "line 6 (an array, expected an object)");
     CHECK_CONTAINS(rep->examples[DS_SKIP_IMAGE_MISSING][0], "line 5");
     CHECK_EQ_INT(rep->meta.n_train, 2);
 
@@ -369,7 +393,21 @@ int main(void) {
         snprintf(path, sizeof path, "%s/allbad.jsonl", tmp);
         fx_write_file(path, "{\"image\": null, \"question\": \"q\", \"chosen\": \"a\", \"rejected\": \"b\"}\n", 66);
         CHECK_EQ_INT(run_import(out2, NULL, 0, path, 0, 0, 0.1, 7, rep), ERR_DATA);
-        CHECK_CONTAINS(err_msg(), "no usable pairs");
+        CHECK_CONTAINS(err_msg(), "no usable pairs in 1 rows (every row was skipped: image_null 1); nothing written");
+        CHECK(!file_exists(out2));
+        /* the counts per reason, the decoder's reasons among them; JSONL: the missing field, the parse column */
+        static const char allbad[] =
+            "{\"image\": \"corrupt.jpg\", \"question\": \"q\", \"chosen\": \"a\", \"rejected\": \"b\"}\n"
+            "{\"image\": \"a.jpg\", \"question\": \"q\", \"rejected\": \"b\"}\n"
+            "{\"image\": \"a.jpg\", \"question\": \"q\" \"chosen\": \"a\", \"rejected\": \"b\"}\n"
+            "{\"image\": \"a.jpg\", \"question\": \"same\", \"chosen\": \"a\", \"rejected\": \"a\"}\n";
+        fx_write_file(path, allbad, sizeof allbad - 1);
+        CHECK_EQ_INT(run_import(out2, NULL, 0, path, 0, 0, 0.1, 7, rep), ERR_DATA);
+        CHECK_CONTAINS(err_msg(), "no usable pairs in 4 rows (every row was skipped: image_corrupt 1 (corrupt 1), "
+                                  "same_answers 1, malformed_line 2); nothing written");
+        CHECK_CONTAINS(rep->examples[DS_SKIP_MALFORMED][0], "allbad.jsonl line 2 (field 'chosen' is missing)");
+        CHECK_CONTAINS(rep->examples[DS_SKIP_MALFORMED][1], "allbad.jsonl line 3 (invalid JSON at column 36)");
+        CHECK_CONTAINS(rep->examples[DS_SKIP_IMAGE_CORRUPT][0], "allbad.jsonl line 1 (corrupt)");
         CHECK(!file_exists(out2));
     }
 
@@ -386,6 +424,10 @@ int main(void) {
         char *log = fx_read_file(path, NULL);
         CHECK_CONTAINS(log, "5 pairs written");
         CHECK_CONTAINS(log, "image_corrupt");
+        /* the skipped image said with the decoder's reason, and the count per reason at the end */
+        CHECK_CONTAINS(log, "skipped ");
+        CHECK_CONTAINS(log, "rlaifv_small.parquet row group 0 row 3: corrupt JPEG: byte ");
+        CHECK_CONTAINS(log, "    corrupt                       1");
         free(log);
         unlink(out2);
         snprintf(cmd, sizeof cmd, "'%s' import-data --model '%s' --out '%s' --parquet /nonexistent.parquet 2>/dev/null",

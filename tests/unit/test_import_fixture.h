@@ -4,7 +4,8 @@
  *        an HF directory = tests/fixtures/llava_tiny/model with its text vocab widened to `vocab` rows
  *        (embed_tokens / lm_head rows beyond 320 filled deterministically), image_token_index and pad set,
  *        plus tests/fixtures/tokenizer/tokenizer.json; imported with mh5_import (fp32) into out_h5.
- *        vocab 320 / image_token 300 is the fixture model itself (which does not fit the Mistral tokenizer).
+ *        vocab 320 / image_token 300 is the fixture model itself (which does not fit the Mistral tokenizer: with
+ *        with_tokenizer, mh5_import refuses it with ERR_DATA).
  *   fx_read_file(path, &n)          whole file, malloc'ed
  *   fx_write_file(path, buf, n)
  *   fx_expected                     tests/fixtures/data/expected.txt, parsed

@@ -302,7 +302,7 @@ int main(void) {
             ds_file *d = NULL;
             CHECK_EQ_INT(ds_open(dmg, &d), ERR_OK);
             const ds_pair *p2 = d ? ds_pair_at(d, 2) : NULL; /* row 2 (PNG) */
-            int64_t img_off = 0, tok_off = p2 ? p2->chosen_off + 1 : 0;
+            int64_t img_off = 0, tok_off = p2 ? p2->chosen_off + 1 : 0, img_index = p2 ? p2->image : -1;
             if (d) {
                 int64_t *offs = malloc(sizeof(int64_t) * 8);
                 hid_t f;
@@ -343,6 +343,15 @@ int main(void) {
             CHECK_CONTAINS(err_msg(), "pair 2 (");
             CHECK_CONTAINS(err_msg(), "row group 0 row 2");
             if (what == 2) CHECK_CONTAINS(err_msg(), "99999");
+            if (what < 2) { /* the decoder's reason after the data file, the pair and the image index, once each */
+                char want[1400];
+                snprintf(want, sizeof want, "%s: pair 2 (", dmg);
+                CHECK(!strncmp(err_msg(), want, strlen(want)));
+                snprintf(want, sizeof want, "row group 0 row 2): image %lld: %s", (long long)img_index,
+                         what == 0 ? "unknown format" : "corrupt PNG: CRC mismatch in chunk 'IHDR'");
+                CHECK_CONTAINS(err_msg(), want);
+                CHECK(strstr(err_msg() + 1, dmg) == NULL); /* the data file named once */
+            }
             /* the error repeats */
             if (l) CHECK_EQ_INT(ldr_next(l, &b), ERR_DATA);
             ldr_close(l);

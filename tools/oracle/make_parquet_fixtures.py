@@ -23,6 +23,9 @@ Layouts (every file holds the same table):
         pages in the same column chunk (small dictionary_pagesize_limit, write_batch_size=2,
         small data_page_size)
     legacy_v1fmt.parquet   format version 1.0: PLAIN_DICTIONARY pages
+    empty_row_group.parquet   three row groups: rows 0..5, no rows, rows 6..11 (ParquetWriter with an empty
+        table in between). pyarrow writes the empty group's chunks with data_page_offset 0 and only a dictionary
+        page; a valid file (not part of files.txt: it has 3 row groups)
 
 expected.txt, one record per line:
     rows N
@@ -185,6 +188,17 @@ def write_unsupported(out):
     pq.write_table(t.select(["ok"]), os.path.join(out, "unsupported_gzip.parquet"), compression="gzip")
 
 
+def write_empty_row_group(table: pa.Table, out: str):
+    path = os.path.join(out, "empty_row_group.parquet")
+    with pq.ParquetWriter(path, table.schema, compression="snappy", write_statistics=True, store_schema=True) as w:
+        w.write_table(table.slice(0, 6))
+        w.write_table(table.slice(0, 0))
+        w.write_table(table.slice(6))
+    md = pq.ParquetFile(path).metadata
+    assert md.num_row_groups == 3 and md.row_group(1).num_rows == 0
+    assert pq.read_table(path).equals(table)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "parquet"))
@@ -215,6 +229,7 @@ def main():
                    use_dictionary=True, version="1.0", **common)
     written.append("legacy_v1fmt.parquet")
     write_unsupported(args.out)
+    write_empty_row_group(table, args.out)
     write_expected(table, os.path.join(args.out, "expected.txt"))
     # a sanity check with pyarrow itself: every file reads back to the same table
     for name in written:
