@@ -1,12 +1,20 @@
 /* orpo-hpc — entry point: global flags, then one sub-command (src/cli/). */
+#include <cjson/cJSON.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "io/err.h"
 #include "io/log.h"
+#include "io/mem.h"
+
+/* cJSON (tokenizer.json, safetensors headers, config files) allocates through mem_alloc: out of memory there
+ * exits 4 with a message, as everywhere else, instead of a NULL that reads as a parse error or crashes */
+static void *json_alloc(size_t n) { return mem_alloc(n, "parsed JSON"); }
 
 int main(int argc, char **argv) {
+    cJSON_InitHooks(&(cJSON_Hooks){json_alloc, free});
     if (argc < 2) {
         cli_print_help(stderr);
         return ERR_ARGS;

@@ -15,6 +15,7 @@
 #include "io/err.h"
 #include "io/fsutil.h"
 #include "io/log.h"
+#include "io/mem.h"
 #include "model/llava_train.h"
 #include "model/model_h5.h"
 
@@ -54,20 +55,23 @@ static int bench_forward(int argc, char **argv) {
     const int64_t np = (int64_t)(c->v_image / c->v_patch) * (c->v_image / c->v_patch), D = c->t_hidden;
     int P = anyres_num_patches(&c->anyres, h, w);
     int64_t nimg = anyres_num_image_tokens(&c->anyres, h, w), L = nimg + ntext;
-    float *pix = malloc(sizeof(float) * (size_t)P * 3 * (size_t)c->v_image * (size_t)c->v_image);
+    float *pix = mem_alloc(sizeof(float) * (size_t)P * 3 * (size_t)c->v_image * (size_t)c->v_image, "bench: pixels");
     for (size_t i = 0; i < (size_t)P * 3 * (size_t)c->v_image * (size_t)c->v_image; i++) pix[i] = frand();
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)L), *pos = malloc(sizeof(int32_t) * (size_t)L);
-    int64_t *rows = malloc(sizeof(int64_t) * (size_t)ntext);
+    int32_t *ids = mem_alloc(sizeof(int32_t) * (size_t)L, "bench: token ids");
+    int32_t *pos = mem_alloc(sizeof(int32_t) * (size_t)L, "bench: positions");
+    int64_t *rows = mem_alloc(sizeof(int64_t) * (size_t)ntext, "bench: logit rows");
     for (int64_t i = 0; i < L; i++) {
         ids[i] = i < 1 ? c->bos : (i <= nimg ? c->image_token : (int32_t)(3 + i % 50));
         pos[i] = (int32_t)i;
     }
     ids[L - 1] = c->eos;
     for (int i = 0; i < ntext; i++) rows[i] = nimg + i;
-    void *ws = malloc(llava_ws_size(c, L, P));
-    float *sel = malloc(sizeof(float) * (size_t)(P * np * c->v_hidden)), *proj = malloc(sizeof(float) * (size_t)(P * np * D));
-    float *feat = malloc(sizeof(float) * (size_t)(nimg * D)), *x = malloc(sizeof(float) * (size_t)(L * D));
-    float *logits = malloc(sizeof(float) * (size_t)ntext * (size_t)c->vocab);
+    void *ws = mem_alloc(llava_ws_size(c, L, P), "bench: forward workspace");
+    float *sel = mem_alloc(sizeof(float) * (size_t)(P * np * c->v_hidden), "bench: vision features");
+    float *proj = mem_alloc(sizeof(float) * (size_t)(P * np * D), "bench: projected features");
+    float *feat = mem_alloc(sizeof(float) * (size_t)(nimg * D), "bench: image features");
+    float *x = mem_alloc(sizeof(float) * (size_t)(L * D), "bench: hidden states");
+    float *logits = mem_alloc(sizeof(float) * (size_t)ntext * (size_t)c->vocab, "bench: logits");
     const ops *o = ops_cpu();
     opctx ctx;
     memset(&ctx, 0, sizeof ctx);
@@ -120,14 +124,15 @@ static int bench_step(int argc, char **argv) {
     int P = anyres_num_patches(&c->anyres, h, w);
     int64_t nimg = anyres_num_image_tokens(&c->anyres, h, w), npre = nimg + prompt;
     size_t npx = (size_t)P * 3 * (size_t)c->v_image * (size_t)c->v_image;
-    float *pix = malloc(sizeof(float) * npx);
+    float *pix = mem_alloc(sizeof(float) * npx, "bench: pixels");
     for (size_t i = 0; i < npx; i++) pix[i] = frand();
-    int32_t *pre = malloc(sizeof(int32_t) * (size_t)npre), *ans = malloc(sizeof(int32_t) * (size_t)(2 * answer));
+    int32_t *pre = mem_alloc(sizeof(int32_t) * (size_t)npre, "bench: prompt tokens");
+    int32_t *ans = mem_alloc(sizeof(int32_t) * (size_t)(2 * answer), "bench: answer tokens");
     pre[0] = c->bos;
     for (int64_t i = 1; i < npre; i++) pre[i] = i <= nimg ? c->image_token : (int32_t)(3 + i % 50);
     for (int i = 0; i < 2 * answer; i++) ans[i] = (int32_t)(5 + (i * 7) % 40);
     ans[answer - 1] = ans[2 * answer - 1] = c->eos;
-    lt_pair *pairs = malloc(sizeof(lt_pair) * (size_t)npairs);
+    lt_pair *pairs = mem_alloc(sizeof(lt_pair) * (size_t)npairs, "bench: pairs");
     for (int i = 0; i < npairs; i++)
         pairs[i] = (lt_pair){pix, P, h, w, pre, (int32_t)npre, ans, ans + answer, answer, answer};
     char desc[512];
@@ -145,7 +150,7 @@ static int bench_step(int argc, char **argv) {
         if (lt_init(&t, &m, &sp) || lt_plan(&t, (int64_t)npairs * (2 * npre + 2 * answer), 2 * npairs * P,
                                             (int64_t)npairs * (npre + 2 * answer)))
             return cli_fail();
-        float *dlogp = malloc(sizeof(float) * (size_t)npairs * (size_t)(npre + 2 * answer));
+        float *dlogp = mem_alloc(sizeof(float) * (size_t)npairs * (size_t)(npre + 2 * answer), "bench: gradients");
         double b = 1e30;
         for (int it = 0; it <= iters; it++) {
             lt_batch bt = {pairs, npairs, (uint32_t)it, 0};

@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "io/err.h"
 #include "io/h5x.h"
+#include "io/mem.h"
 #include "io/safetensors.h"
 
 typedef struct walk {
@@ -69,8 +70,8 @@ static herr_t attr_cb(hid_t loc, const char *name, const H5A_info_t *ainfo, void
     if ((cls == H5T_INTEGER || cls == H5T_FLOAT) && np >= 0 && np <= 4096) {
         size_t n = (size_t)np;
         int isint = cls == H5T_INTEGER;
-        void *buf = malloc((n ? n : 1) * 8);
-        if (buf && H5Aread(a, isint ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE, buf) >= 0) {
+        void *buf = mem_alloc(n * 8, "an HDF5 attribute");
+        if (H5Aread(a, isint ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE, buf) >= 0) {
             if (nd > 0) printf("[");
             for (size_t i = 0; i < n && i < 16; i++) {
                 if (isint) printf("%s%lld", i ? ", " : "", (long long)((int64_t *)buf)[i]);
@@ -95,8 +96,8 @@ static herr_t attr_cb(hid_t loc, const char *name, const H5A_info_t *ainfo, void
             }
         } else {
             size_t sz = H5Tget_size(t);
-            str = calloc(sz + 1, 1);
-            if (str && H5Aread(a, mt, str) >= 0) print_string(str);
+            str = mem_calloc(sz + 1, 1, "an HDF5 string attribute");
+            if (H5Aread(a, mt, str) >= 0) print_string(str);
             else printf("(unreadable)");
             free(str);
         }

@@ -13,6 +13,7 @@
 #include "io/err.h"
 #include "io/fsutil.h"
 #include "io/log.h"
+#include "io/mem.h"
 #include "io/pq_write.h"
 
 #define DEMO_RG_ROWS 100 /* rows per Parquet row group, as HF datasets 2.13-4.0 wrote image data sets */
@@ -54,20 +55,13 @@ int demo_mix_parse(const char *text, int mix[DEMO_NQ]) {
 typedef struct {
     uint8_t *p;
     size_t n, cap;
-    int oom;
 } mbuf;
 
 static void mb_put(mbuf *b, const void *p, size_t n) {
-    if (b->oom) return;
     if (b->n + n > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
         while (cap < b->n + n) cap *= 2;
-        uint8_t *q = realloc(b->p, cap);
-        if (!q) {
-            b->oom = 1;
-            return;
-        }
-        b->p = q;
+        b->p = mem_realloc(b->p, cap, "a demo image or text file");
         b->cap = cap;
     }
     memcpy(b->p + b->n, p, n);
@@ -163,7 +157,7 @@ static int make_data(const char *data_dir, const demo_opts *o) {
         png.n = 0;
         int ok = stbi_write_png_to_func(png_sink, &png, s.w, s.h, 3, px, s.w * 3);
         free(px);
-        if (!ok || png.oom) {
+        if (!ok) {
             rc = err_set(ERR_INTERNAL, "demo: PNG encoding of image %lld failed", (long long)(i + 1));
             break;
         }
@@ -192,7 +186,6 @@ static int make_data(const char *data_dir, const demo_opts *o) {
             break;
     }
     free(png.p);
-    if (!rc && jsonl.oom) rc = err_set(ERR_INTERNAL, "demo: out of memory");
     if (rc) {
         pqw_abort(w);
     } else {

@@ -20,6 +20,7 @@
 #include "io/atomic.h"
 #include "io/err.h"
 #include "io/fsutil.h"
+#include "io/mem.h"
 #include "io/st_write.h"
 #include "model/llava.h"
 #include "model/llava_params.h"
@@ -33,9 +34,8 @@ enum {
 #define INIT_STD 0.02
 
 int demo_model_config_json(const demo_tok_info *info, char **out) {
-    char *s = malloc(4096);
+    char *s = mem_alloc(4096, "the demo config.json");
     *out = s;
-    if (!s) return err_set(ERR_INTERNAL, "demo: out of memory");
     snprintf(s, 4096,
              "{\n"
              "  \"architectures\": [\n    \"LlavaNextForConditionalGeneration\"\n  ],\n"
@@ -160,20 +160,18 @@ int demo_model_write(const char *dir, uint64_t seed, int init, const demo_tok_in
     cfg.v_run_layers = cfg.v_layers;
     llava_weights w;
     memset(&w, 0, sizeof w);
-    vis_layer *vis = calloc((size_t)cfg.v_layers, sizeof *vis);
-    dec_layer *dec = calloc((size_t)cfg.t_layers, sizeof *dec);
+    vis_layer *vis = mem_calloc((size_t)cfg.v_layers, sizeof *vis, "the demo vision layers");
+    dec_layer *dec = mem_calloc((size_t)cfg.t_layers, sizeof *dec, "the demo decoder layers");
     llava_param *list = NULL;
     int n = 0;
     stw *sw = stw_new();
-    if (!vis || !dec || !sw) rc = err_set(ERR_INTERNAL, "demo: out of memory");
     w.vis = vis;
     w.dec = dec;
     if (!rc) rc = llava_params_build(&cfg, &w, &list, &n);
     int64_t maxn = V_HIDDEN;
     for (int i = 0; !rc && i < n; i++)
         if (list[i].numel > maxn) maxn = list[i].numel;
-    float *buf = rc ? NULL : malloc(sizeof *buf * (size_t)maxn);
-    if (!rc && !buf) rc = err_set(ERR_INTERNAL, "demo: out of memory");
+    float *buf = rc ? NULL : mem_alloc(sizeof *buf * (size_t)maxn, "a demo tensor");
     for (int i = 0; !rc && i < n; i++) {
         init_tensor(seed, init, &list[i], buf);
         rc = stw_add(sw, list[i].name, "F32", list[i].ndim, list[i].shape, buf);

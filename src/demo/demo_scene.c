@@ -6,6 +6,7 @@
 
 #include "demo/demo.h"
 #include "io/err.h"
+#include "io/mem.h"
 
 /* ---- random numbers: splitmix64 streams keyed by (seed, a, b) ------------------------------------- */
 
@@ -124,9 +125,8 @@ static void obj_geometry(const demo_scene *s, const demo_obj *o, double *cx, dou
 }
 
 int demo_scene_draw(const demo_scene *s, uint8_t **px) {
-    uint8_t *p = malloc((size_t)s->h * (size_t)s->w * 3);
+    uint8_t *p = mem_alloc((size_t)s->h * (size_t)s->w * 3, "a demo image");
     *px = p;
-    if (!p) return err_set(ERR_INTERNAL, "demo: out of memory drawing a %dx%d image", s->h, s->w);
     double cx[DEMO_MAX_OBJ], cy[DEMO_MAX_OBJ], r[DEMO_MAX_OBJ];
     for (int j = 0; j < s->nobj; j++) obj_geometry(s, &s->obj[j], &cx[j], &cy[j], &r[j]);
     for (int y = 0; y < s->h; y++) {

@@ -15,6 +15,7 @@
 #include "io/atomic.h"
 #include "io/err.h"
 #include "io/fsutil.h"
+#include "io/mem.h"
 
 #define TB_CAP 8192 /* hash table slots (pieces and merges stay far below) */
 #define SP "\xE2\x96\x81" /* U+2581 "▁" */
@@ -26,7 +27,7 @@ typedef struct {
     int ml[TB_CAP / 2], mr[TB_CAP / 2], mres[TB_CAP / 2];
     int nm;
     int mslot[TB_CAP];             /* (left, right) hash -> merge rank + 1 */
-    int oom;
+    int full; /* a fixed-size table overflowed */
 } tb;
 
 static uint32_t str_hash(const char *s) {
@@ -45,9 +46,8 @@ static int piece_id(const tb *t, const char *s) {
 static int add_piece(tb *t, const char *s) {
     int id = piece_id(t, s);
     if (id >= 0) return id;
-    if (t->n >= TB_CAP / 2 - 8) return t->oom = 1, 0;
-    char *c = strdup(s);
-    if (!c) return t->oom = 1, 0;
+    if (t->n >= TB_CAP / 2 - 8) return t->full = 1, 0;
+    char *c = mem_strdup(s, "a demo tokenizer piece");
     id = t->n++;
     t->piece[id] = c;
     uint32_t k = str_hash(s) & (TB_CAP - 1);
@@ -68,7 +68,7 @@ static int merge_rank(const tb *t, int l, int r) {
 
 static void add_merge(tb *t, int l, int r) {
     if (t->nm >= TB_CAP / 2 - 8) {
-        t->oom = 1;
+        t->full = 1;
         return;
     }
     char buf[256];
@@ -109,7 +109,7 @@ static void learn(tb *t, const char *w) {
     int sym[128];
     for (;;) {
         int n = bpe(t, w, sym, 128);
-        if (n <= 1 || t->oom) return;
+        if (n <= 1 || t->full) return;
         add_merge(t, sym[0], sym[1]);
     }
 }
@@ -123,8 +123,7 @@ static void tb_free(tb *t) {
 static const char *const seg_initial[] = {"What", "How", "Where", "Is", "Describe"};
 
 static tb *build(void) {
-    tb *t = calloc(1, sizeof *t);
-    if (!t) return NULL;
+    tb *t = mem_calloc(1, sizeof *t, "the demo tokenizer");
     add_piece(t, "<unk>");
     add_piece(t, "<s>");
     add_piece(t, "</s>");
@@ -146,7 +145,7 @@ static tb *build(void) {
         learn(t, u);
     }
     for (size_t i = 0; i < sizeof seg_initial / sizeof seg_initial[0]; i++) learn(t, seg_initial[i]);
-    if (t->oom) {
+    if (t->full) {
         tb_free(t);
         return NULL;
     }
@@ -184,7 +183,7 @@ int demo_tok_json(char **json, size_t *n, demo_tok_info *info) {
     *json = NULL;
     *n = 0;
     tb *t = build();
-    if (!t) return err_set(ERR_INTERNAL, "demo tokenizer: out of memory");
+    if (!t) return err_set(ERR_INTERNAL, "demo tokenizer: the piece or merge table is full");
     memset(info, 0, sizeof *info);
     info->unk = 0, info->bos = 1, info->eos = 2;
     info->image_token = t->n;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "io/err.h"
+#include "io/mem.h"
 
 const char *fs_errno_msg(int e) {
     static _Thread_local char buf[256];
@@ -67,11 +68,9 @@ int fs_read_all(const char *path, char **out, size_t *n) {
         return err_set(ERR_IO, "%s: not a regular file", path);
     }
     size_t size = (size_t)st.st_size;
-    char *buf = malloc(size + 1);
-    if (!buf) {
-        close(fd);
-        return err_set(ERR_INTERNAL, "%s: out of memory for %zu bytes", path, size);
-    }
+    char what[4200];
+    snprintf(what, sizeof what, "the contents of %s", path);
+    char *buf = mem_alloc(size + 1, what);
     size_t got = 0;
     while (got < size) {
         ssize_t r = read(fd, buf + got, size - got);

@@ -11,7 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io/atomic.h"
 #include "io/err.h"
+#include "io/mem.h"
 
 /* ---- errors --------------------------------------------------------------------------- */
 
@@ -701,8 +703,9 @@ int h5x_read_alloc(hid_t loc, const char *path, h5x_dtype dt, int *ndim, int64_t
     if ((rc = check_dtype(h5x_file_name(loc, fname, sizeof fname), path, &in, dt))) return rc;
     int64_t n = nelems(in.ndim, in.dims);
     size_t bytes = (size_t)n * h5x_dtype_size(dt);
-    void *buf = malloc(bytes ? bytes : 1);
-    if (!buf) return err_set(ERR_INTERNAL, "%s: %s: out of memory for %zu bytes", fname, path, bytes);
+    char what[1100];
+    snprintf(what, sizeof what, "%s: %s", fname, path);
+    void *buf = mem_alloc(bytes, what);
     if ((rc = h5x_read(loc, path, dt, in.ndim, in.dims, buf))) {
         free(buf);
         return rc;
@@ -870,13 +873,13 @@ int h5x_attr_get_str(hid_t loc, const char *obj, const char *name, char **s) {
         if (mt < 0 || H5Aread(a, mt, &p) < 0) {
             rc = h5fail(ERR_DATA, "%s: %s: cannot read attribute '%s'", fname, obj, name);
         } else {
-            *s = strdup(p ? p : "");
+            *s = mem_strdup(p ? p : "", "an HDF5 string attribute");
             H5free_memory(p);
         }
     } else {
         size_t size = H5Tget_size(t);
-        char *buf = calloc(size + 1, 1);
-        if (!buf || mt < 0 || H5Aread(a, mt, buf) < 0) {
+        char *buf = mem_calloc(size + 1, 1, "an HDF5 string attribute");
+        if (mt < 0 || H5Aread(a, mt, buf) < 0) {
             free(buf);
             rc = h5fail(ERR_DATA, "%s: %s: cannot read attribute '%s'", fname, obj, name);
         } else {
@@ -886,7 +889,6 @@ int h5x_attr_get_str(hid_t loc, const char *obj, const char *name, char **s) {
             *s = buf;
         }
     }
-    if (!rc && !*s) rc = err_set(ERR_INTERNAL, "out of memory");
     if (mt >= 0) H5Tclose(mt);
     attr_close(o, a, t);
     return rc;
@@ -898,6 +900,35 @@ int h5x_set_format(hid_t file, const char *format, int64_t version) {
     int rc = h5x_attr_set_str(file, "/", "format", format);
     if (!rc) rc = h5x_attr_set_i64(file, "/", "format_version", version);
     return rc;
+}
+
+/* ---- whole files, atomically ------------------------------------------------------------- */
+
+int h5x_write_atomic(const char *path, h5x_body_fn body, void *ctx, int *stage) {
+    int at_ = 0, *at = stage ? stage : &at_;
+    *at = H5X_AT_BEGIN;
+    atomic_file af;
+    int rc = atomic_begin(&af, path);
+    if (rc) return rc;
+    *at = H5X_AT_WRITE;
+    hid_t f = -1;
+    rc = h5x_create(af.tmp, &f);
+    if (!rc) rc = body(f, ctx);
+    if (rc) {
+        /* keep the first message; closing a file after a failed write may fail again */
+        char keep[2048];
+        snprintf(keep, sizeof keep, "%s", err_msg());
+        h5x_close(&f);
+        err_set(rc, "%s", keep);
+    } else {
+        rc = h5x_close(&f);
+    }
+    if (rc) {
+        atomic_abort(&af);
+        return rc;
+    }
+    *at = H5X_AT_COMMIT;
+    return atomic_commit(&af);
 }
 
 int h5x_check_format(hid_t file, const char *format, int64_t max_version, int64_t *version) {

@@ -28,6 +28,11 @@
  *   h5x_attr_get_str(loc, obj, name, &s)                     malloc'ed string (vlen or fixed)
  *   h5x_attr_get_i64s(loc, obj, name, v, cap, &n)            int64 array of up to cap values
  *
+ * Whole files written atomically (io/atomic.h: temporary, close, fsync, rename, fsync of the directory)
+ *   h5x_write_atomic(path, body, ctx, &stage)   create path's temporary, body(file, ctx), close it, commit; on
+ *       failure path is untouched, no temporary is left, the first error message is kept and stage (may be NULL)
+ *       says where: H5X_AT_BEGIN (setting up the temporary), H5X_AT_WRITE (create, body, close), H5X_AT_COMMIT
+ *
  * Format stamp (docs/formats.md: root attributes "format" and "format_version")
  *   h5x_set_format(file, format, version)                   write both root attributes
  *   h5x_check_format(file, format, max_version, &version)   ERR_DATA unless format matches and version <= max
@@ -91,6 +96,10 @@ typedef struct h5x_dsinfo {
     size_t type_size;            /* bytes per element in the file */
 } h5x_dsinfo;
 
+/* where h5x_write_atomic failed, for the caller's message */
+enum { H5X_AT_BEGIN = 1, H5X_AT_WRITE, H5X_AT_COMMIT };
+typedef int (*h5x_body_fn)(hid_t file, void *ctx);
+
 void h5x_init(void);
 int h5x_create(const char *path, hid_t *file);
 int h5x_open(const char *path, int writable, hid_t *file);
@@ -120,6 +129,8 @@ int h5x_attr_get_i64(hid_t loc, const char *obj, const char *name, int64_t *v);
 int h5x_attr_get_f64(hid_t loc, const char *obj, const char *name, double *v);
 int h5x_attr_get_str(hid_t loc, const char *obj, const char *name, char **s);
 int h5x_attr_get_i64s(hid_t loc, const char *obj, const char *name, int64_t *v, int cap, int *n);
+
+int h5x_write_atomic(const char *path, h5x_body_fn body, void *ctx, int *stage);
 
 int h5x_set_format(hid_t file, const char *format, int64_t version);
 int h5x_check_format(hid_t file, const char *format, int64_t max_version, int64_t *version);

@@ -12,32 +12,26 @@
 #include "io/atomic.h"
 #include "io/err.h"
 #include "io/fsutil.h"
+#include "io/mem.h"
 
 /* ---- growable byte buffer ------------------------------------------------------------------------- */
 
 typedef struct {
     uint8_t *p;
     size_t n, cap;
-    int oom;
 } bbuf;
 
-static int bb_reserve(bbuf *b, size_t more) {
-    if (b->oom) return -1;
-    if (b->n + more <= b->cap) return 0;
+static void bb_reserve(bbuf *b, size_t more) {
+    if (b->n + more <= b->cap) return;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->n + more) cap *= 2;
-    uint8_t *p = realloc(b->p, cap);
-    if (!p) {
-        b->oom = 1;
-        return -1;
-    }
-    b->p = p;
+    b->p = mem_realloc(b->p, cap, "a Parquet page or footer being encoded");
     b->cap = cap;
-    return 0;
 }
 
 static void bb_put(bbuf *b, const void *p, size_t n) {
-    if (n == 0 || bb_reserve(b, n)) return;
+    if (n == 0) return;
+    bb_reserve(b, n);
     memcpy(b->p + b->n, p, n);
     b->n += n;
 }
@@ -182,8 +176,7 @@ static int fail(pqw *w, int code, const char *fmt, const char *a, const char *b)
 
 int pqw_open(const char *path, const pqw_opts *opts, pqw **out) {
     *out = NULL;
-    pqw *w = calloc(1, sizeof *w);
-    if (!w) return err_set(ERR_INTERNAL, "%s: out of memory", path);
+    pqw *w = mem_calloc(1, sizeof *w, "the Parquet writer");
     if (opts) w->o = *opts;
     else pqw_opts_default(&w->o);
     if (w->o.codec != PQW_UNCOMPRESSED && w->o.codec != PQW_SNAPPY) {
@@ -298,12 +291,10 @@ static int check_col(pqw *w, int col, const char *what) {
     return ERR_OK;
 }
 
-static int push_def(pqw *w, pqw_col *c, int def) {
+static int push_def(pqw_col *c, int def) {
     if (c->ndefs == c->capdefs) {
         size_t cap = c->capdefs ? 2 * c->capdefs : 256;
-        uint8_t *p = realloc(c->defs, cap);
-        if (!p) return fail(w, ERR_INTERNAL, "column '%s': out of memory%s", c->path, NULL);
-        c->defs = p;
+        c->defs = mem_realloc(c->defs, cap, "the definition levels of a Parquet column");
         c->capdefs = cap;
     }
     c->defs[c->ndefs++] = (uint8_t)def;
@@ -319,8 +310,7 @@ int pqw_set_bytes(pqw *w, int col, const void *p, size_t n) {
     if (n > 0x7fffffffu) return fail(w, ERR_ARGS, "column '%s': value over 2 GiB%s", c->path, NULL);
     bb_u32le(&c->vals, (uint32_t)n);
     bb_put(&c->vals, p, n);
-    if (c->vals.oom) return fail(w, ERR_INTERNAL, "column '%s': out of memory%s", c->path, NULL);
-    return push_def(w, c, c->max_def);
+    return push_def(c, c->max_def);
 }
 
 int pqw_set_str(pqw *w, int col, const char *s) { return pqw_set_bytes(w, col, s, strlen(s)); }
@@ -333,8 +323,7 @@ int pqw_set_i64(pqw *w, int col, int64_t v) {
     uint8_t x[8];
     for (int i = 0; i < 8; i++) x[i] = (uint8_t)((uint64_t)v >> (8 * i));
     bb_put(&c->vals, x, 8);
-    if (c->vals.oom) return fail(w, ERR_INTERNAL, "column '%s': out of memory%s", c->path, NULL);
-    return push_def(w, c, c->max_def);
+    return push_def(c, c->max_def);
 }
 
 int pqw_set_null(pqw *w, int col, int def) {
@@ -346,7 +335,7 @@ int pqw_set_null(pqw *w, int col, int def) {
                     c->max_def ? "has a smaller max_def" : "is required");
     /* a null group (def below the group's own level) must be null in every leaf of the group: checked at
      * end of row */
-    return push_def(w, c, def);
+    return push_def(c, def);
 }
 
 /* RLE-hybrid, RLE runs only: header (run << 1), then the value in one byte (bit width <= 8) */
@@ -381,21 +370,16 @@ static int flush_page(pqw *w, pqw_col *c) {
         rle_levels(&lv, c->defs, c->ndefs);
         bb_u32le(pl, (uint32_t)lv.n);
         bb_put(pl, lv.p, lv.n);
-        int oom = lv.oom;
         bb_free(&lv);
-        if (oom) return fail(w, ERR_INTERNAL, "column '%s': out of memory%s", c->path, NULL);
     }
     bb_put(pl, c->vals.p, c->vals.n);
-    if (pl->oom) return fail(w, ERR_INTERNAL, "column '%s': out of memory%s", c->path, NULL);
     if (pl->n > 0x7fffffffu) return fail(w, ERR_ARGS, "column '%s': page over 2 GiB%s", c->path, NULL);
     const uint8_t *payload = pl->p;
     size_t plen = pl->n;
     if (w->o.codec == PQW_SNAPPY) {
         size_t need = snappy_max_compressed_length(pl->n);
         if (need > w->zcap) {
-            char *z = realloc(w->zbuf, need);
-            if (!z) return fail(w, ERR_INTERNAL, "column '%s': out of memory%s", c->path, NULL);
-            w->zbuf = z;
+            w->zbuf = mem_realloc(w->zbuf, need, "the Snappy buffer of a Parquet page");
             w->zcap = need;
         }
         size_t zl = w->zcap;
@@ -420,9 +404,7 @@ static int flush_page(pqw *w, pqw_col *c) {
     bb_put(&c->chunk, hb.p, hb.n);
     bb_put(&c->chunk, payload, plen);
     c->chunk_uncomp += (int64_t)(hb.n + pl->n);
-    int oom = hb.oom || c->chunk.oom;
     bb_free(&hb);
-    if (oom) return fail(w, ERR_INTERNAL, "column '%s': out of memory%s", c->path, NULL);
     c->ndefs = 0;
     c->vals.n = 0;
     return ERR_OK;
@@ -432,12 +414,9 @@ static int flush_row_group(pqw *w) {
     if (w->rows_rg == 0) return ERR_OK;
     if (w->nrg == w->caprg) {
         int cap = w->caprg ? 2 * w->caprg : 8;
-        chunk_meta *m = realloc(w->meta, sizeof *m * (size_t)cap * (size_t)w->ncols);
-        if (!m) return fail(w, ERR_INTERNAL, "out of memory%s%s", NULL, NULL);
-        w->meta = m;
-        int64_t *r = realloc(w->rg_rows, sizeof *r * (size_t)cap);
-        if (!r) return fail(w, ERR_INTERNAL, "out of memory%s%s", NULL, NULL);
-        w->rg_rows = r;
+        w->meta = mem_realloc(w->meta, sizeof *w->meta * (size_t)cap * (size_t)w->ncols,
+                              "Parquet column chunk metadata");
+        w->rg_rows = mem_realloc(w->rg_rows, sizeof *w->rg_rows * (size_t)cap, "Parquet row group sizes");
         w->caprg = cap;
     }
     for (int i = 0; i < w->ncols; i++) {
@@ -615,8 +594,7 @@ int pqw_close(pqw *w) {
     if (!rc) {
         bbuf f = {0};
         put_footer(w, &f);
-        if (f.oom) rc = fail(w, ERR_INTERNAL, "out of memory%s%s", NULL, NULL);
-        if (!rc) rc = write_out(w, f.p, f.n);
+        rc = write_out(w, f.p, f.n);
         if (!rc) {
             uint8_t tail[8] = {(uint8_t)f.n, (uint8_t)(f.n >> 8), (uint8_t)(f.n >> 16), (uint8_t)(f.n >> 24),
                                'P', 'A', 'R', '1'};

@@ -15,6 +15,7 @@
 #include "io/err.h"
 #include "io/fsutil.h"
 #include "io/h5x.h"
+#include "io/mem.h"
 
 #define ST_MAX_HEADER 100000000ull
 #define ST_MAX_INT 9007199254740992.0 /* 2^53: from here on JSON numbers are not exact doubles */
@@ -154,9 +155,8 @@ static int parse_tensor(st_file *f, const cJSON *it, st_tensor *t) {
 static int parse_meta(st_file *f, const cJSON *m) {
     if (!cJSON_IsObject(m)) return err_set(ERR_DATA, "%s: __metadata__ is not an object of strings", f->path);
     int n = cJSON_GetArraySize(m);
-    f->mkey = calloc((size_t)n + 1, sizeof *f->mkey);
-    f->mval = calloc((size_t)n + 1, sizeof *f->mval);
-    if (!f->mkey || !f->mval) return err_set(ERR_INTERNAL, "%s: out of memory", f->path);
+    f->mkey = mem_calloc((size_t)n + 1, sizeof *f->mkey, "safetensors metadata");
+    f->mval = mem_calloc((size_t)n + 1, sizeof *f->mval, "safetensors metadata");
     const cJSON *v;
     cJSON_ArrayForEach(v, m) {
         if (!cJSON_IsString(v)) {
@@ -164,10 +164,9 @@ static int parse_meta(st_file *f, const cJSON *m) {
             json_show(v, shown, sizeof shown);
             return err_set(ERR_DATA, "%s: __metadata__ '%s' is %s, expected a string", f->path, v->string, shown);
         }
-        f->mkey[f->nmeta] = strdup(v->string);
-        f->mval[f->nmeta] = strdup(v->valuestring);
+        f->mkey[f->nmeta] = mem_strdup(v->string, "safetensors metadata");
+        f->mval[f->nmeta] = mem_strdup(v->valuestring, "safetensors metadata");
         f->nmeta++;
-        if (!f->mkey[f->nmeta - 1] || !f->mval[f->nmeta - 1]) return err_set(ERR_INTERNAL, "%s: out of memory", f->path);
     }
     return ERR_OK;
 }
@@ -191,8 +190,7 @@ static int check_coverage(st_file *f) {
                            (unsigned long long)f->data_len);
         return ERR_OK;
     }
-    st_tensor **by = malloc((size_t)f->n * sizeof *by);
-    if (!by) return err_set(ERR_INTERNAL, "%s: out of memory", f->path);
+    st_tensor **by = mem_alloc((size_t)f->n * sizeof *by, "the safetensors tensors sorted by offset");
     for (int i = 0; i < f->n; i++) by[i] = &f->t[i];
     qsort(by, (size_t)f->n, sizeof *by, cmp_off);
     uint64_t at = 0;
@@ -246,11 +244,7 @@ static int parse_header(st_file *f) {
         return err_set(ERR_DATA, "%s: header is not a JSON object", f->path);
     }
     int total = cJSON_GetArraySize(root);
-    f->t = calloc((size_t)total + 1, sizeof *f->t);
-    if (!f->t) {
-        cJSON_Delete(root);
-        return err_set(ERR_INTERNAL, "%s: out of memory", f->path);
-    }
+    f->t = mem_calloc((size_t)total + 1, sizeof *f->t, "the safetensors tensor list");
     const cJSON *it;
     int seen_meta = 0;
     cJSON_ArrayForEach(it, root) {
@@ -264,11 +258,7 @@ static int parse_header(st_file *f) {
             continue;
         }
         st_tensor *t = &f->t[f->n];
-        t->name = strdup(it->string);
-        if (!t->name) {
-            rc = err_set(ERR_INTERNAL, "%s: out of memory", f->path);
-            break;
-        }
+        t->name = mem_strdup(it->string, "a safetensors tensor name");
         f->n++;
         if ((rc = parse_tensor(f, it, t))) break;
     }
@@ -283,11 +273,8 @@ static int parse_header(st_file *f) {
 
 int st_open(const char *path, st_file **out) {
     *out = NULL;
-    st_file *f = calloc(1, sizeof *f);
-    if (!f || !(f->path = strdup(path))) {
-        free(f);
-        return err_set(ERR_INTERNAL, "%s: out of memory", path);
-    }
+    st_file *f = mem_calloc(1, sizeof *f, "a safetensors file handle");
+    f->path = mem_strdup(path, "a safetensors file handle");
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
@@ -437,14 +424,8 @@ int st_index_open(const char *path, st_index **out) {
         return err_set(ERR_DATA, "%s: \"weight_map\" missing or not an object of tensor name -> shard file", path);
     }
     int n = cJSON_GetArraySize(wm);
-    st_index *ix = calloc(1, sizeof *ix);
-    pair *pr = calloc((size_t)n + 1, sizeof *pr);
-    if (!ix || !pr) {
-        free(ix);
-        free(pr);
-        cJSON_Delete(root);
-        return err_set(ERR_INTERNAL, "%s: out of memory", path);
-    }
+    st_index *ix = mem_calloc(1, sizeof *ix, "the safetensors index");
+    pair *pr = mem_calloc((size_t)n + 1, sizeof *pr, "the safetensors weight map");
     int k = 0;
     const cJSON *v;
     cJSON_ArrayForEach(v, wm) {
@@ -458,13 +439,9 @@ int st_index_open(const char *path, st_index **out) {
                          path, v->string, s);
             break;
         }
-        pr[k].name = strdup(v->string);
-        pr[k].shard = strdup(s);
+        pr[k].name = mem_strdup(v->string, "the safetensors weight map");
+        pr[k].shard = mem_strdup(s, "the safetensors weight map");
         k++;
-        if (!pr[k - 1].name || !pr[k - 1].shard) {
-            rc = err_set(ERR_INTERNAL, "%s: out of memory", path);
-            break;
-        }
     }
     cJSON_Delete(root);
     if (!rc && k == 0) rc = err_set(ERR_DATA, "%s: weight_map is empty", path);
@@ -474,10 +451,9 @@ int st_index_open(const char *path, st_index **out) {
             if (!strcmp(pr[i].name, pr[i - 1].name))
                 rc = err_set(ERR_DATA, "%s: weight_map names tensor '%s' twice", path, pr[i].name);
     }
-    ix->name = calloc((size_t)k + 1, sizeof *ix->name);
-    ix->shard = calloc((size_t)k + 1, sizeof *ix->shard);
-    ix->shards = calloc((size_t)k + 1, sizeof *ix->shards);
-    if (!rc && (!ix->name || !ix->shard || !ix->shards)) rc = err_set(ERR_INTERNAL, "%s: out of memory", path);
+    ix->name = mem_calloc((size_t)k + 1, sizeof *ix->name, "the safetensors index");
+    ix->shard = mem_calloc((size_t)k + 1, sizeof *ix->shard, "the safetensors index");
+    ix->shards = mem_calloc((size_t)k + 1, sizeof *ix->shards, "the safetensors index");
     for (int i = 0; i < k; i++) {
         if (!rc) {
             ix->name[i] = pr[i].name;
@@ -496,11 +472,8 @@ int st_index_open(const char *path, st_index **out) {
         int m = 0;
         for (int i = 0; i < ix->n; i++)
             if (m == 0 || strcmp(ix->shards[m - 1], ix->shards[i])) ix->shards[m++] = ix->shards[i];
-        for (int i = 0; i < m && !rc; i++) {
-            ix->shards[i] = strdup(ix->shards[i]);
-            if (!ix->shards[i]) rc = err_set(ERR_INTERNAL, "%s: out of memory", path);
-            else ix->nshards = i + 1;
-        }
+        for (int i = 0; i < m; i++) ix->shards[i] = mem_strdup(ix->shards[i], "the safetensors index");
+        ix->nshards = m;
     }
     if (rc) {
         st_index_close(ix);

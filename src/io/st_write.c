@@ -7,6 +7,7 @@
 
 #include "io/atomic.h"
 #include "io/err.h"
+#include "io/mem.h"
 #include "io/safetensors.h"
 
 typedef struct stw_tensor {
@@ -24,7 +25,7 @@ struct stw {
     cJSON *meta;
 };
 
-stw *stw_new(void) { return calloc(1, sizeof(stw)); }
+stw *stw_new(void) { return mem_calloc(1, sizeof(stw), "the safetensors writer"); }
 
 int stw_add(stw *w, const char *name, const char *dtype, int ndim, const int64_t *shape, const void *data) {
     st_dtype dt = st_dtype_parse(dtype);
@@ -32,11 +33,11 @@ int stw_add(stw *w, const char *name, const char *dtype, int ndim, const int64_t
         return err_set(ERR_INTERNAL, "stw_add %s: bad dtype %s or ndim %d", name, dtype, ndim);
     if (w->n == w->cap) {
         w->cap = w->cap ? 2 * w->cap : 32;
-        w->t = realloc(w->t, sizeof *w->t * (size_t)w->cap);
+        w->t = mem_realloc(w->t, sizeof *w->t * (size_t)w->cap, "the safetensors writer's tensor list");
     }
     stw_tensor *t = &w->t[w->n++];
     memset(t, 0, sizeof *t);
-    t->name = strdup(name);
+    t->name = mem_strdup(name, "a tensor name");
     snprintf(t->dtype, sizeof t->dtype, "%s", dtype);
     t->ndim = ndim;
     size_t numel = 1;
@@ -45,7 +46,7 @@ int stw_add(stw *w, const char *name, const char *dtype, int ndim, const int64_t
         numel *= (size_t)shape[i];
     }
     t->nbytes = numel * st_dtype_size(dt);
-    t->data = malloc(t->nbytes ? t->nbytes : 1);
+    t->data = mem_alloc(t->nbytes, "a tensor copy for the safetensors writer");
     if (t->nbytes) memcpy(t->data, data, t->nbytes);
     return ERR_OK;
 }

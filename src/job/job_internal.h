@@ -8,8 +8,10 @@
  *   job_close(a, b)             close enough for a "did you mean" suggestion
  *   job_fmt_float(x, buf, n)    shortest text that reads back as x, always with '.' or 'e' (YAML 1.1 safe)
  *   job_fmt_default(k, buf, n)  the default of k as shown in docs ("[]", "{}", "(required)")
+ *   job_range_text(k, buf, n)   the allowed range of a number key: "[1, 8]", "(0, 1]", ">= 0", "< 1" or ""
  *   job_path_join(dir, rel)     malloc'ed absolute, lexically normalised path (rel may be absolute)
- *   job_cwd()                   malloc'ed current directory
+ *   job_cwd()                   malloc'ed current directory, NULL when getcwd fails
+ * (out of memory exits with status 4, io/mem.h: no function here returns NULL for it)
  *   job_name_ok(s)              job.name rule: [A-Za-z0-9][A-Za-z0-9._-]{0,63}
  */
 #ifndef ORPO_JOB_INTERNAL_H
@@ -34,6 +36,7 @@ int job_edit_distance(const char *a, const char *b);
 int job_close(const char *a, const char *b);
 void job_fmt_float(double x, char *buf, size_t n);
 void job_fmt_default(const job_key *k, char *buf, size_t n);
+void job_range_text(const job_key *k, char *buf, size_t n);
 char *job_path_join(const char *dir, const char *rel);
 char *job_cwd(void);
 int job_name_ok(const char *s);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <yaml.h>
 
+#include "io/mem.h"
 #include "job/job.h"
 #include "job/job_internal.h"
 
@@ -41,8 +42,7 @@ typedef struct loader {
 } loader;
 
 static char *dupn(const char *s, size_t n) {
-    char *p = malloc(n + 1);
-    if (!p) return NULL;
+    char *p = mem_alloc(n + 1, "job text");
     memcpy(p, s, n);
     p[n] = 0;
     return p;
@@ -193,24 +193,6 @@ static int parse_float(const char *s, double *out, int *overflow) {
     return 1;
 }
 
-static void range_text(const job_key *k, char *buf, size_t n) {
-    char a[48], b[48];
-    if (k->type == JOB_T_INT) {
-        snprintf(a, sizeof a, "%lld", (long long)k->min);
-        snprintf(b, sizeof b, "%lld", (long long)k->max);
-    } else {
-        snprintf(a, sizeof a, "%g", k->min);
-        snprintf(b, sizeof b, "%g", k->max);
-    }
-    int hmin = k->flags & JOB_K_HAS_MIN, hmax = k->flags & JOB_K_HAS_MAX;
-    if (hmin && hmax)
-        snprintf(buf, n, "in %c%s, %s%c", k->flags & JOB_K_MIN_EXCL ? '(' : '[', a, b,
-                 k->flags & JOB_K_MAX_EXCL ? ')' : ']');
-    else if (hmin) snprintf(buf, n, "%s %s", k->flags & JOB_K_MIN_EXCL ? ">" : ">=", a);
-    else if (hmax) snprintf(buf, n, "%s %s", k->flags & JOB_K_MAX_EXCL ? "<" : "<=", b);
-    else buf[0] = 0;
-}
-
 static int in_range(const job_key *k, double v) {
     if (k->flags & JOB_K_HAS_MIN) {
         if (k->flags & JOB_K_MIN_EXCL ? !(v > k->min) : !(v >= k->min)) return 0;
@@ -253,8 +235,9 @@ static int conv_number(loader *L, const job_key *k, int is_int, const sval *v, c
     }
     if (!in_range(k, *dv)) {
         char r[128];
-        range_text(k, r, sizeof r);
-        err_at(L, v->at, key, "must be %s, got %s", r, v->s);
+        job_range_text(k, r, sizeof r);
+        int interval = (k->flags & JOB_K_HAS_MIN) && (k->flags & JOB_K_HAS_MAX); /* "in [a, b]", else ">= a" */
+        err_at(L, v->at, key, "must be %s%s, got %s", interval ? "in " : "", r, v->s);
         return -1;
     }
     return 0;
@@ -289,10 +272,6 @@ static int conv_scalar(loader *L, int ki, const sval *v, int from_set) {
         char *s;
         if (k->type == JOB_T_PATH) s = job_path_join(from_set ? L->cwd : L->cfg->dir, v->s);
         else s = dupn(v->s, v->len);
-        if (!s) {
-            err_at(L, v->at, k->path, "out of memory");
-            return -1;
-        }
         free(*(char **)dst);
         *(char **)dst = s;
         return 0;
@@ -394,13 +373,8 @@ static int list_add(loader *L, const job_key *k, job_list *tmp, const sval *v) {
             err_at(L, v->at, k->path, "'%s' is listed twice", v->s);
             return -1;
         }
-    char **nv = realloc(tmp->v, (size_t)(tmp->n + 1) * sizeof *nv);
-    if (nv) tmp->v = nv;
-    if (!nv || !(tmp->v[tmp->n] = dupn(v->s, v->len))) {
-        err_at(L, v->at, k->path, "out of memory");
-        return -1;
-    }
-    tmp->n++;
+    tmp->v = mem_realloc(tmp->v, (size_t)(tmp->n + 1) * sizeof *tmp->v, "a job list");
+    tmp->v[tmp->n++] = dupn(v->s, v->len);
     return 0;
 }
 
@@ -426,14 +400,9 @@ static int map_add(loader *L, const job_key *k, job_lr_groups *tmp, const sval *
     double d;
     int64_t x;
     if (conv_number(L, k, 0, val, key, &d, &x)) return -1;
-    char **nn = realloc(tmp->name, (size_t)(tmp->n + 1) * sizeof *nn);
-    if (nn) tmp->name = nn;
-    double *nl = nn ? realloc(tmp->lr, (size_t)(tmp->n + 1) * sizeof *nl) : NULL;
-    if (nl) tmp->lr = nl;
-    if (!nn || !nl || !(tmp->name[tmp->n] = dupn(name->s, name->len))) {
-        err_at(L, name->at, key, "out of memory");
-        return -1;
-    }
+    tmp->name = mem_realloc(tmp->name, (size_t)(tmp->n + 1) * sizeof *tmp->name, "a job mapping");
+    tmp->lr = mem_realloc(tmp->lr, (size_t)(tmp->n + 1) * sizeof *tmp->lr, "a job mapping");
+    tmp->name[tmp->n] = dupn(name->s, name->len);
     tmp->lr[tmp->n++] = d;
     return 0;
 }
@@ -566,10 +535,6 @@ static int conv_text(loader *L, int ki, const char *text, where at) {
     }
     if (k->type != JOB_T_LIST && k->type != JOB_T_MAP) {
         char *t = dupn(text, strlen(text));
-        if (!t) {
-            err_at(L, at, k->path, "out of memory");
-            return -1;
-        }
         char *tt = trim(t);
         sval v = {tt, strlen(tt), 0, at};
         int r = conv_scalar(L, ki, &v, 1);
@@ -577,10 +542,6 @@ static int conv_text(loader *L, int ki, const char *text, where at) {
         return r;
     }
     char *buf = dupn(text, strlen(text));
-    if (!buf) {
-        err_at(L, at, k->path, "out of memory");
-        return -1;
-    }
     char *s = trim(buf);
     size_t n = strlen(s);
     char open = k->type == JOB_T_LIST ? '[' : '{', close = k->type == JOB_T_LIST ? ']' : '}';
@@ -878,7 +839,6 @@ static char *dir_of(const char *path, const char *cwd) {
     if (!slash) d = dupn(".", 1);
     else if (slash == path) d = dupn("/", 1);
     else d = dupn(path, (size_t)(slash - path));
-    if (!d) return NULL;
     char *abs = job_path_join(cwd, d);
     free(d);
     return abs;
@@ -910,14 +870,12 @@ int job_load_string(const char *text, size_t len, const char *path, const job_ov
     L.rep = rep;
     L.cfg = out;
     L.cwd = job_cwd();
-    out->file = dupn(path, strlen(path));
-    out->dir = L.cwd ? dir_of(path, L.cwd) : NULL;
-    if (!L.cwd || !out->file || !out->dir) {
-        free(L.cwd);
-        job_free(out);
+    if (!L.cwd) {
         job_report_free(&own);
-        return err_set(ERR_INTERNAL, "%s: out of memory (or the current directory is unreadable)", path);
+        return err_set(ERR_IO, "%s: cannot read the current directory: %s", path, strerror(errno));
     }
+    out->file = dupn(path, strlen(path));
+    out->dir = dir_of(path, L.cwd);
     int nk;
     const job_key *K = job_keys(&nk);
 
@@ -1052,9 +1010,8 @@ int job_load(const char *path, const job_override *ov, int nov, int require_file
                        strerror(e));
     }
     size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
+    char *buf = mem_alloc(cap, "the job file");
     for (;;) {
-        if (!buf) break;
         if (n == cap) {
             if (cap >= (16u << 20)) {
                 fclose(fp);
@@ -1062,13 +1019,7 @@ int job_load(const char *path, const job_override *ov, int nov, int require_file
                 job_report_add(rep, JOB_ERROR, path, 0, 0, "", "the job file is larger than 16 MiB");
                 return err_set(ERR_ARGS, "%s: the job file is larger than 16 MiB", path);
             }
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
+            buf = mem_realloc(buf, cap * 2, "the job file");
             cap *= 2;
         }
         size_t r = fread(buf + n, 1, cap - n, fp);
@@ -1077,7 +1028,6 @@ int job_load(const char *path, const job_override *ov, int nov, int require_file
     }
     int rd_err = ferror(fp);
     fclose(fp);
-    if (!buf) return err_set(ERR_INTERNAL, "%s: out of memory", path);
     if (rd_err) {
         free(buf);
         job_report_add(rep, JOB_ERROR, path, 0, 0, "", "read error");
@@ -1138,16 +1088,8 @@ int job_parse_set_args(int *argc, char **argv, job_override **ov, int *nov) {
             *ov = NULL, *nov = 0;
             return err_set(ERR_ARGS, "--set '%s': expected key.path=value (e.g. --set train.lr=1e-4)", kv);
         }
-        job_override *n = realloc(*ov, (size_t)(*nov + 1) * sizeof *n);
+        job_override *n = mem_realloc(*ov, (size_t)(*nov + 1) * sizeof *n, "the --set overrides");
         char *k = dupn(kv, (size_t)(eq - kv)), *v = dupn(eq + 1, strlen(eq + 1));
-        if (!n || !k || !v) {
-            free(k);
-            free(v);
-            if (n) *ov = n;
-            job_free_overrides(*ov, *nov);
-            *ov = NULL, *nov = 0;
-            return err_set(ERR_INTERNAL, "--set: out of memory");
-        }
         *ov = n;
         char *kt = trim(k);
         memmove(k, kt, strlen(kt) + 1);

@@ -7,15 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "io/mem.h"
 #include "job/job.h"
 #include "job/job_internal.h"
-
-static char *dupstr(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *p = malloc(n);
-    if (p) memcpy(p, s, n);
-    return p;
-}
 
 void job_report_init(job_report *rep) { memset(rep, 0, sizeof *rep); }
 
@@ -35,9 +29,7 @@ void job_report_add(job_report *rep, int severity, const char *file, int line, i
     if (!rep) return;
     if (rep->n == rep->cap) {
         int cap = rep->cap ? rep->cap * 2 : 16;
-        job_diag *d = realloc(rep->d, (size_t)cap * sizeof *d);
-        if (!d) return; /* out of memory: the diagnostic is lost, the counts below stay honest */
-        rep->d = d;
+        rep->d = mem_realloc(rep->d, (size_t)cap * sizeof *rep->d, "the job diagnostics");
         rep->cap = cap;
     }
     char msg[1024];
@@ -47,17 +39,11 @@ void job_report_add(job_report *rep, int severity, const char *file, int line, i
     va_end(ap);
     job_diag *d = &rep->d[rep->n];
     d->severity = severity;
-    d->file = dupstr(file ? file : "");
-    d->key = dupstr(key ? key : "");
-    d->msg = dupstr(msg);
+    d->file = mem_strdup(file ? file : "", "a job diagnostic");
+    d->key = mem_strdup(key ? key : "", "a job diagnostic");
+    d->msg = mem_strdup(msg, "a job diagnostic");
     d->line = line;
     d->col = col;
-    if (!d->file || !d->key || !d->msg) {
-        free(d->file);
-        free(d->key);
-        free(d->msg);
-        return;
-    }
     rep->n++;
     if (severity == JOB_ERROR) rep->nerr++;
     else rep->nwarn++;
@@ -75,8 +61,7 @@ static int diag_before(const job_diag *a, const job_diag *b) {
 
 void job_report_print(const job_report *rep, FILE *fp) {
     if (!rep || rep->n == 0) return;
-    int *ord = malloc((size_t)rep->n * sizeof *ord);
-    if (!ord) return;
+    int *ord = mem_alloc((size_t)rep->n * sizeof *ord, "sorting the job diagnostics");
     for (int i = 0; i < rep->n; i++) {  /* stable insertion sort: reports are short */
         int j = i;
         while (j > 0 && diag_before(&rep->d[i], &rep->d[ord[j - 1]])) {
@@ -149,13 +134,29 @@ void job_fmt_default(const job_key *k, char *buf, size_t n) {
     snprintf(buf, n, "%s", k->def);
 }
 
+void job_range_text(const job_key *k, char *buf, size_t n) {
+    char a[48], b[48];
+    if (k->type == JOB_T_INT) {
+        snprintf(a, sizeof a, "%lld", (long long)k->min);
+        snprintf(b, sizeof b, "%lld", (long long)k->max);
+    } else {
+        snprintf(a, sizeof a, "%g", k->min);
+        snprintf(b, sizeof b, "%g", k->max);
+    }
+    int hmin = k->flags & JOB_K_HAS_MIN, hmax = k->flags & JOB_K_HAS_MAX;
+    if (hmin && hmax)
+        snprintf(buf, n, "%c%s, %s%c", k->flags & JOB_K_MIN_EXCL ? '(' : '[', a, b, k->flags & JOB_K_MAX_EXCL ? ')' : ']');
+    else if (hmin) snprintf(buf, n, "%s %s", k->flags & JOB_K_MIN_EXCL ? ">" : ">=", a);
+    else if (hmax) snprintf(buf, n, "%s %s", k->flags & JOB_K_MAX_EXCL ? "<" : "<=", b);
+    else if (n) buf[0] = 0;
+}
+
 /* ---- paths ------------------------------------------------------------------------------- */
 
 char *job_cwd(void) {
     size_t cap = 256;
     for (;;) {
-        char *b = malloc(cap);
-        if (!b) return NULL;
+        char *b = mem_alloc(cap, "the current directory");
         if (getcwd(b, cap)) return b;
         free(b);
         if (errno != ERANGE || cap > (1u << 20)) return NULL;
@@ -166,16 +167,11 @@ char *job_cwd(void) {
 /* Join and normalise lexically: drop "." and empty parts, ".." removes the previous part. */
 char *job_path_join(const char *dir, const char *rel) {
     size_t ld = dir ? strlen(dir) : 0, lr = strlen(rel);
-    char *in = malloc(ld + lr + 3);
-    if (!in) return NULL;
+    char *in = mem_alloc(ld + lr + 3, "a path");
     if (rel[0] == '/' || !dir) snprintf(in, ld + lr + 3, "%s", rel);
     else snprintf(in, ld + lr + 3, "%s/%s", dir, rel);
     size_t n = strlen(in);
-    char *out = malloc(n + 2);
-    if (!out) {
-        free(in);
-        return NULL;
-    }
+    char *out = mem_alloc(n + 2, "a path");
     int absolute = in[0] == '/';
     size_t o = 0;
     char *save = NULL;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/mem.h"
 #include "job/job.h"
 #include "job/job_internal.h"
 
@@ -186,7 +187,6 @@ static const char *type_name(const job_key *k) {
 }
 
 static void md_allowed(const job_key *k, char *buf, size_t n) {
-    char a[48], b[48];
     size_t o = 0;
     buf[0] = 0;
     if (k->type == JOB_T_ENUM || k->type == JOB_T_LIST || k->type == JOB_T_MAP) {
@@ -206,19 +206,7 @@ static void md_allowed(const job_key *k, char *buf, size_t n) {
         return;
     }
     if (k->type != JOB_T_INT && k->type != JOB_T_FLOAT && k->type != JOB_T_MAP) return;
-    if (k->type == JOB_T_INT) {
-        snprintf(a, sizeof a, "%lld", (long long)k->min);
-        snprintf(b, sizeof b, "%lld", (long long)k->max);
-    } else {
-        snprintf(a, sizeof a, "%g", k->min);
-        snprintf(b, sizeof b, "%g", k->max);
-    }
-    int hmin = k->flags & JOB_K_HAS_MIN, hmax = k->flags & JOB_K_HAS_MAX;
-    if (hmin && hmax)
-        snprintf(buf + o, n - o, "%c%s, %s%c", k->flags & JOB_K_MIN_EXCL ? '(' : '[', a, b,
-                 k->flags & JOB_K_MAX_EXCL ? ')' : ']');
-    else if (hmin) snprintf(buf + o, n - o, "%s %s", k->flags & JOB_K_MIN_EXCL ? ">" : ">=", a);
-    else if (hmax) snprintf(buf + o, n - o, "%s %s", k->flags & JOB_K_MAX_EXCL ? "<" : "<=", b);
+    if (o < n) job_range_text(k, buf + o, n - o);
 }
 
 /* Markdown text outside code spans: '<' would start an HTML tag. */
@@ -251,6 +239,19 @@ int job_print_keys_markdown(FILE *fp) {
 
 static void yaml_str(FILE *fp, const char *s) { json_str(fp, s); /* a JSON string is a YAML double-quoted scalar */ }
 
+/* malloc'ed indices 0..n-1, in the order of names[] when sorted (a stable insertion sort: lists are short) */
+static int *name_order(char *const *names, int n, int sorted) {
+    int *ord = mem_alloc((size_t)n * sizeof *ord, "the order of a job list");
+    for (int i = 0; i < n; i++) ord[i] = i;
+    for (int i = 1; sorted && i < n; i++)
+        for (int q = i; q > 0 && strcmp(names[ord[q - 1]], names[ord[q]]) > 0; q--) {
+            int t = ord[q];
+            ord[q] = ord[q - 1];
+            ord[q - 1] = t;
+        }
+    return ord;
+}
+
 static void value_text(const job_config *j, const job_key *k, int ki, FILE *fp, int for_hash) {
     const void *f = cfield(j, k);
     char b[64];
@@ -275,15 +276,7 @@ static void value_text(const job_config *j, const job_key *k, int ki, FILE *fp, 
     case JOB_T_ENUM: fputs(job_enum_name(ki, *(const int *)f), fp); break;
     case JOB_T_LIST: {
         const job_list *l = f;
-        int *ord = malloc((size_t)(l->n ? l->n : 1) * sizeof *ord);
-        for (int i = 0; i < l->n; i++) ord[i] = i;
-        if (for_hash) /* the order of a list never matters: sort by name */
-            for (int i = 1; i < l->n; i++)
-                for (int m = i; m > 0 && strcmp(l->v[ord[m - 1]], l->v[ord[m]]) > 0; m--) {
-                    int t = ord[m];
-                    ord[m] = ord[m - 1];
-                    ord[m - 1] = t;
-                }
+        int *ord = name_order(l->v, l->n, for_hash); /* for the hash the order of a list never matters */
         fputc('[', fp);
         for (int i = 0; i < l->n; i++) {
             if (i) fputs(", ", fp);
@@ -295,14 +288,7 @@ static void value_text(const job_config *j, const job_key *k, int ki, FILE *fp, 
     }
     case JOB_T_MAP: {
         const job_lr_groups *m = f;
-        int *ord = malloc((size_t)(m->n ? m->n : 1) * sizeof *ord);
-        for (int i = 0; i < m->n; i++) ord[i] = i;
-        for (int i = 1; i < m->n; i++)
-            for (int q = i; q > 0 && strcmp(m->name[ord[q - 1]], m->name[ord[q]]) > 0; q--) {
-                int t = ord[q];
-                ord[q] = ord[q - 1];
-                ord[q - 1] = t;
-            }
+        int *ord = name_order(m->name, m->n, 1);
         fputc('{', fp);
         for (int i = 0; i < m->n; i++) {
             job_fmt_float(m->lr[ord[i]], b, sizeof b);
@@ -345,7 +331,7 @@ uint64_t job_hash(const job_config *j) {
     char *buf = NULL;
     size_t len = 0;
     FILE *fp = open_memstream(&buf, &len);
-    if (!fp) return 0;
+    if (!fp) mem_fail(0, "the text of the job hash");
     fputs("orpo-hpc job hash v1\n", fp);
     for (int i = 0; i < nk; i++) {
         if (!(K[i].flags & JOB_K_RESULT)) continue;
@@ -353,7 +339,8 @@ uint64_t job_hash(const job_config *j) {
         value_text(j, &K[i], i, fp, 1);
         fputc('\n', fp);
     }
-    fclose(fp);
+    int grown = !ferror(fp);
+    if (fclose(fp) || !grown) mem_fail(len, "the text of the job hash"); /* a partial text would hash wrong */
     uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a 64 */
     for (size_t i = 0; i < len; i++) {
         h ^= (unsigned char)buf[i];

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "io/err.h"
+#include "io/h5x.h" /* the bf16 conversions */
 #include "io/mem.h"
 
 /* get_4bit_type("nf4") as fp32 (bit patterns bf800000 ... 3f800000). */
@@ -102,21 +103,6 @@ const float nf4_dynamic_map[256] = {
 
 int64_t nf4_nblocks(int64_t n, int blocksize) {
     return blocksize > 0 && n > 0 ? (n + blocksize - 1) / blocksize : 0;
-}
-
-float nf4_bf16_to_f32(uint16_t bits) {
-    uint32_t u = (uint32_t)bits << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-uint16_t nf4_f32_to_bf16(float x) {
-    uint32_t u;
-    if (x != x) return 0xffff;
-    memcpy(&u, &x, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
 }
 
 static int valid_blocksize(int bs) {
@@ -217,7 +203,7 @@ int nf4_quantize_bf16_ex(const uint16_t *w, int64_t n, int blocksize, int flavor
     int64_t nb = nf4_nblocks(n, blocksize);
     for (int64_t b = 0; b < nb; b++) {
         int64_t s = b * blocksize, cnt = n - s < blocksize ? n - s : blocksize, bad = 0;
-        for (int64_t j = 0; j < cnt; j++) buf[j] = nf4_bf16_to_f32(w[s + j]);
+        for (int64_t j = 0; j < cnt; j++) buf[j] = h5x_bf16_to_f32(w[s + j]);
         float am = block_absmax(buf, cnt, &bad);
         if (am < 0.0f)
             return err_set(ERR_DATA, "nf4: bf16 weight element %lld of %lld is %s (bits 0x%04x): expected a finite value",
@@ -438,7 +424,7 @@ int nf4_dequantize_bf16(const uint8_t *packed, const uint8_t *qabsmax, const flo
     for (int64_t s = 0; s < n; s += blocksize) {
         int64_t e = s + blocksize < n ? s + blocksize : n;
         deq_range(packed, qabsmax, absmax2, offset, blocksize, blocksize2, s, e, buf);
-        for (int64_t i = s; i < e; i++) out[i] = nf4_f32_to_bf16(buf[i - s]);
+        for (int64_t i = s; i < e; i++) out[i] = h5x_f32_to_bf16(buf[i - s]);
     }
     return ERR_OK;
 }

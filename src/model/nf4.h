@@ -11,10 +11,10 @@
  *   nf4_dequantize(packed, qabsmax, absmax2, offset, n, bs, bs2, out)   whole tensor -> fp32
  *   nf4_dequantize_rows(packed, qabsmax, absmax2, offset, rows, cols, bs, bs2, r0, r1, out)  rows r0..r1-1
  *   nf4_dequantize_bf16(packed, qabsmax, absmax2, offset, n, bs, bs2, out_bits)  -> bf16 (RNE, as bnb)
+ * bf16 <-> fp32 is h5x_bf16_to_f32 / h5x_f32_to_bf16 (io/h5x.h), the one converter of the tree.
  *   nf4_quantize_full(w, n, bs, bs2, flavor, packed, qabsmax, absmax2, offset)  quantize + double quant
  *   nf4_nblocks(n, bs)                                      ceil(n / bs)
  *   nf4_cpu_lut()                                           the 65536-entry 8-bit LUT of bnb's CPU kernel
- *   nf4_bf16_to_f32(bits) / nf4_f32_to_bf16(x)              exact upcast / round-to-nearest-even (NaN->0xffff)
  *
  * Constants: nf4_code[16] (get_4bit_type("nf4"), fp32) and nf4_dynamic_map[256]
  * (create_dynamic_map(signed=True) of bitsandbytes 0.50.2 / torch 2.15), both bit-exact.
@@ -76,7 +76,5 @@ int nf4_dequantize_bf16(const uint8_t *packed, const uint8_t *qabsmax, const flo
                         int64_t n, int blocksize, int blocksize2, uint16_t *out);
 
 const uint8_t *nf4_cpu_lut(void);
-float nf4_bf16_to_f32(uint16_t bits);
-uint16_t nf4_f32_to_bf16(float x);
 
 #endif

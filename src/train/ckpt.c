@@ -15,6 +15,7 @@
 #include "io/fsutil.h"
 #include "io/h5x.h"
 #include "io/log.h"
+#include "io/mem.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "ckpt: the checksums are defined over little-endian bytes; a big-endian host needs byte swapping here"
@@ -116,13 +117,7 @@ static int list_steps(const char *cdir, int64_t **steps, int *n) {
         if (s < 0) continue;
         if (cnt == cap) {
             int nc = cap ? cap * 2 : 16;
-            int64_t *nv = realloc(v, (size_t)nc * sizeof *nv);
-            if (!nv) {
-                free(v);
-                closedir(d);
-                return err_set(ERR_INTERNAL, "%s: out of memory listing checkpoints", cdir);
-            }
-            v = nv;
+            v = mem_realloc(v, (size_t)nc * sizeof *v, "the list of checkpoints");
             cap = nc;
         }
         v[cnt++] = s;
@@ -173,9 +168,7 @@ static hid_t manifest_type(void) {
 static int manifest_add(manifest *m, const char *path, const char *group, int64_t nbytes, uint32_t crc) {
     if (m->n == m->cap) {
         int64_t nc = m->cap ? m->cap * 2 : 64;
-        mrow *nr = realloc(m->rows, (size_t)nc * sizeof *nr);
-        if (!nr) return err_set(ERR_INTERNAL, "out of memory for the checkpoint manifest");
-        m->rows = nr;
+        m->rows = mem_realloc(m->rows, (size_t)nc * sizeof *m->rows, "the checkpoint manifest");
         m->cap = nc;
     }
     mrow *r = &m->rows[m->n++];
@@ -287,33 +280,20 @@ static int write_body(hid_t f, const ckpt_state *s) {
     return rc;
 }
 
+static int write_body_cb(hid_t f, void *s) { return write_body(f, s); }
+
 int ckpt_write(const char *dir, const ckpt_state *s) {
     char cdir[PATHCAP], final[PATHCAP];
-    int rc;
+    int rc, at;
     if ((rc = ckpt_dir(dir, cdir, sizeof cdir)) || (rc = ckpt_path(dir, s->step, final, sizeof final))) return rc;
     if ((rc = check_tensors(s, final))) return rc;
     if ((rc = fs_mkdirs(cdir))) return err_push("checkpoint step %lld", (long long)s->step);
-    atomic_file af;
-    if ((rc = atomic_begin(&af, final))) return err_push("checkpoint step %lld", (long long)s->step);
-    hid_t f = -1;
-    rc = h5x_create(af.tmp, &f);
-    if (!rc) rc = write_body(f, s);
-    if (rc) {
-        /* keep the first message; closing a file after a failed write may fail again */
-        char keep[2048];
-        snprintf(keep, sizeof keep, "%s", err_msg());
-        h5x_close(&f);
-        err_set(rc, "%s", keep);
-    } else {
-        rc = h5x_close(&f);
-    }
-    if (rc) {
-        atomic_abort(&af);
+    if (!(rc = h5x_write_atomic(final, write_body_cb, (void *)s, &at))) return ERR_OK;
+    if (at == H5X_AT_BEGIN) return err_push("checkpoint step %lld", (long long)s->step);
+    if (at == H5X_AT_WRITE)
         return err_push("%s: checkpoint of step %lld not written; the previous checkpoints are intact", final,
                         (long long)s->step);
-    }
-    if ((rc = atomic_commit(&af))) return err_push("checkpoint of step %lld", (long long)s->step);
-    return ERR_OK;
+    return err_push("checkpoint of step %lld", (long long)s->step);
 }
 
 /* ---- verification ----------------------------------------------------------------------- */
@@ -350,11 +330,7 @@ static int read_manifest(vfile *v) {
         goto done;
     }
     v->mf.n = v->mf.cap = in.dims[0];
-    v->mf.rows = calloc((size_t)in.dims[0], sizeof(mrow));
-    if (!v->mf.rows) {
-        rc = err_set(ERR_INTERNAL, "%s: out of memory for the manifest", path);
-        goto done;
-    }
+    v->mf.rows = mem_calloc((size_t)in.dims[0], sizeof(mrow), "the checkpoint manifest");
     if (H5Dread(d, want, H5S_ALL, H5S_ALL, H5P_DEFAULT, v->mf.rows) < 0) {
         H5Eclear2(H5E_DEFAULT);
         rc = err_set(ERR_DATA, "%s: /manifest: cannot read the table (damaged file)", path);
@@ -459,11 +435,7 @@ static int vopen(const char *path, int full, vfile *v) {
         if ((size_t)r->nbytes > bufcap) {
             free(buf);
             bufcap = (size_t)r->nbytes;
-            buf = malloc(bufcap);
-            if (!buf) {
-                rc = err_set(ERR_INTERNAL, "%s: %s: out of memory for %lld bytes", path, r->path, (long long)r->nbytes);
-                break;
-            }
+            buf = mem_alloc(bufcap, "a checkpoint tensor being verified");
         }
         rc = read_checked(v, r, &in, buf ? buf : (void *)&bufcap);
     }
@@ -581,8 +553,7 @@ int ckpt_read(const char *path, ckpt_state *into) {
         rc = check_row(&v, r, &in);
         if (!rc && (in.dtype != H5X_U8 || in.ndim != 1))
             rc = err_set(ERR_DATA, "%s: /config/job_yaml: expected uint8 [n]", path);
-        if (!rc && !(yaml = calloc((size_t)r->nbytes + 1, 1)))
-            rc = err_set(ERR_INTERNAL, "%s: out of memory for the job text", path);
+        if (!rc) yaml = mem_calloc((size_t)r->nbytes + 1, 1, "the job text of a checkpoint");
         if (!rc) rc = read_checked(&v, r, &in, yaml);
     }
     if (!rc) rc = tensors(&v, 0, into->params, into->ntensors, 1);

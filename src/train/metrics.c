@@ -18,6 +18,7 @@
 #include "io/fsutil.h"
 #include "io/h5x.h"
 #include "io/log.h"
+#include "io/mem.h"
 
 #define PATHCAP 4096
 
@@ -170,12 +171,8 @@ static int read_table(hid_t f, const char *fname, const tdesc *td, void **rows, 
     }
     int64_t cnt = in.dims[0];
     if (cnt > 0) {
-        raw = calloc((size_t)cnt, td->esz);
-        out = calloc((size_t)cnt, td->esz);
-        if (!raw || !out) {
-            rc = err_set(ERR_INTERNAL, "%s: %s: out of memory for %lld rows", fname, td->path, (long long)cnt);
-            goto done;
-        }
+        raw = mem_calloc((size_t)cnt, td->esz, "a metrics table being read");
+        out = mem_calloc((size_t)cnt, td->esz, "a metrics table being read");
         if (H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) < 0) {
             rc = err_set(ERR_DATA, "%s: %s: cannot read %lld rows (damaged file?)", fname, td->path, (long long)cnt);
             goto done;
@@ -187,8 +184,7 @@ static int read_table(hid_t f, const char *fname, const tdesc *td, void **rows, 
             has_v = 1;
             for (int64_t r = 0; r < cnt; r++) {
                 char **p = (char **)((char *)out + (size_t)r * td->esz + td->f[i].off);
-                *p = strdup(*p ? *p : "");
-                if (!*p) rc = err_set(ERR_INTERNAL, "out of memory");
+                *p = mem_strdup(*p ? *p : "", "the text of a metrics sample");
             }
         }
         for (int i = 0; i < td->nf; i++) /* fixed strings: NUL-terminate */
@@ -244,22 +240,19 @@ static void tables_free(tables *t) {
     memset(t, 0, sizeof *t);
 }
 
-static int grow(void **p, int64_t *cap, int64_t need, size_t esz) {
-    if (need <= *cap) return ERR_OK;
+static void grow(void **p, int64_t *cap, int64_t need, size_t esz) {
+    if (need <= *cap) return;
     int64_t nc = *cap ? *cap : 16;
     while (nc < need) nc *= 2;
-    void *np = realloc(*p, (size_t)nc * esz);
-    if (!np) return err_set(ERR_INTERNAL, "out of memory for %lld metric rows", (long long)need);
-    *p = np;
+    *p = mem_realloc(*p, (size_t)nc * esz, "metric rows");
     *cap = nc;
-    return ERR_OK;
 }
 
 /* appends n rows of src to *dst (count *nd) */
 static int append(void **dst, int64_t *nd, const void *src, int64_t n, size_t esz) {
     if (n == 0) return ERR_OK;
     int64_t cap = *nd;
-    if (grow(dst, &cap, *nd + n, esz)) return ERR_INTERNAL;
+    grow(dst, &cap, *nd + n, esz);
     memcpy((char *)*dst + (size_t)*nd * esz, src, (size_t)n * esz);
     *nd += n;
     return ERR_OK;
@@ -313,15 +306,9 @@ static int resolve(void *rows, int64_t *n, size_t esz, size_t off_step, size_t o
                    const met_segment *segs, int64_t nseg, void (*drop)(void *)) {
     int64_t cnt = *n;
     if (cnt == 0) return ERR_OK;
-    int64_t *suf = malloc((size_t)(nseg + 1) * sizeof *suf);
-    rkey *k = malloc((size_t)cnt * sizeof *k);
-    char *tmp = malloc((size_t)cnt * esz);
-    if (!suf || !k || !tmp) {
-        free(suf);
-        free(k);
-        free(tmp);
-        return err_set(ERR_INTERNAL, "out of memory resolving %lld metric rows", (long long)cnt);
-    }
+    int64_t *suf = mem_alloc((size_t)(nseg + 1) * sizeof *suf, "resolving metric rows");
+    rkey *k = mem_alloc((size_t)cnt * sizeof *k, "resolving metric rows");
+    char *tmp = mem_alloc((size_t)cnt * esz, "resolving metric rows");
     suf[nseg] = INT64_MAX;
     for (int64_t i = nseg - 1; i >= 0; i--) suf[i] = segs[i].start_step < suf[i + 1] ? segs[i].start_step : suf[i + 1];
     int64_t nk = 0;
@@ -429,33 +416,30 @@ static int load_file(const char *path, tables *t, int64_t *segattr) {
     return rc;
 }
 
-static int write_file(const char *path, const char *kind, int64_t segid, const tables *t) {
-    atomic_file af;
-    int rc = atomic_begin(&af, path);
-    if (rc) return rc;
-    hid_t f = -1;
-    rc = h5x_create(af.tmp, &f);
-    if (!rc) rc = h5x_set_format(f, MET_FORMAT, MET_FORMAT_VERSION);
+typedef struct file_body {
+    const char *kind;
+    int64_t segid;
+    const tables *t;
+} file_body;
+
+static int write_body(hid_t f, void *ctx) {
+    const file_body *b = ctx;
+    int rc = h5x_set_format(f, MET_FORMAT, MET_FORMAT_VERSION);
     if (!rc) rc = h5x_attr_set_str(f, "/", "created_by", "orpo-hpc " ORPO_VERSION);
-    if (!rc) rc = h5x_attr_set_str(f, "/", "kind", kind);
-    if (!rc && segid > 0) rc = h5x_attr_set_i64(f, "/", "segment", segid);
-    if (!rc) rc = write_table(f, &T_TRAIN, t->train, t->ntrain);
-    if (!rc) rc = write_table(f, &T_VAL, t->val, t->nval);
-    if (!rc) rc = write_table(f, &T_SAMP, t->samp, t->nsamp);
-    if (!rc) rc = write_table(f, &T_SEG, t->seg, t->nseg);
-    if (rc) {
-        char keep[2048];
-        snprintf(keep, sizeof keep, "%s", err_msg());
-        h5x_close(&f);
-        err_set(rc, "%s", keep);
-    } else {
-        rc = h5x_close(&f);
-    }
-    if (rc) {
-        atomic_abort(&af);
-        return err_push("%s: not written; the previous file is intact", path);
-    }
-    return atomic_commit(&af);
+    if (!rc) rc = h5x_attr_set_str(f, "/", "kind", b->kind);
+    if (!rc && b->segid > 0) rc = h5x_attr_set_i64(f, "/", "segment", b->segid);
+    if (!rc) rc = write_table(f, &T_TRAIN, b->t->train, b->t->ntrain);
+    if (!rc) rc = write_table(f, &T_VAL, b->t->val, b->t->nval);
+    if (!rc) rc = write_table(f, &T_SAMP, b->t->samp, b->t->nsamp);
+    if (!rc) rc = write_table(f, &T_SEG, b->t->seg, b->t->nseg);
+    return rc;
+}
+
+static int write_file(const char *path, const char *kind, int64_t segid, const tables *t) {
+    file_body b = {kind, segid, t};
+    int at, rc = h5x_write_atomic(path, write_body, &b, &at);
+    if (rc && at == H5X_AT_WRITE) return err_push("%s: not written; the previous file is intact", path);
+    return rc;
 }
 
 /* ---- the writer ---------------------------------------------------------------------------- */
@@ -586,8 +570,7 @@ static int open_log(const char *dir, int64_t resume_from_step, int eval, met_log
     *out = NULL;
     if (resume_from_step < 0)
         return err_set(ERR_ARGS, "%s: metrics resume step %lld, expected >= 0", dir, (long long)resume_from_step);
-    met_log *m = calloc(1, sizeof *m);
-    if (!m) return err_set(ERR_INTERNAL, "out of memory");
+    met_log *m = mem_calloc(1, sizeof *m, "the metrics log");
     m->lockfd = -1;
     m->refresh_s = 60;
     snprintf(m->dir, sizeof m->dir, "%s", dir);
@@ -738,7 +721,7 @@ int met_train_row(met_log *m, const met_train *row) {
         return err_set(ERR_INTERNAL, "%s: train row for step %lld, expected a step > %lld (segment %lld resumed at %lld)",
                        m->mpath, (long long)row->step, (long long)last, (long long)s->segment,
                        (long long)s->start_step);
-    if (grow((void **)&m->cur.train, &m->cap_train, m->cur.ntrain + 1, sizeof(met_train))) return ERR_INTERNAL;
+    grow((void **)&m->cur.train, &m->cap_train, m->cur.ntrain + 1, sizeof(met_train));
     met_train *r = &m->cur.train[m->cur.ntrain++];
     *r = *row;
     r->segment = s->segment;
@@ -752,7 +735,7 @@ int met_val_row(met_log *m, const met_val *row) {
     if (row->step <= last)
         return err_set(ERR_INTERNAL, "%s: val row for step %lld, expected a step > %lld", m->mpath,
                        (long long)row->step, (long long)last);
-    if (grow((void **)&m->cur.val, &m->cap_val, m->cur.nval + 1, sizeof(met_val))) return ERR_INTERNAL;
+    grow((void **)&m->cur.val, &m->cap_val, m->cur.nval + 1, sizeof(met_val));
     met_val *r = &m->cur.val[m->cur.nval++];
     *r = *row;
     r->segment = s->segment;
@@ -774,13 +757,10 @@ int met_sample(met_log *m, int64_t step, const char *prompt, const char *chosen,
     if (step < s->start_step)
         return err_set(ERR_INTERNAL, "%s: sample for step %lld, the segment resumed at %lld", m->mpath,
                        (long long)step, (long long)s->start_step);
-    if (grow((void **)&m->cur.samp, &m->cap_samp, m->cur.nsamp + 1, sizeof(met_sample_row))) return ERR_INTERNAL;
-    met_sample_row r = {step, index, strdup(prompt ? prompt : ""), strdup(chosen ? chosen : ""),
-                        strdup(rejected ? rejected : ""), strdup(answer ? answer : ""), s->segment};
-    if (!r.prompt || !r.chosen || !r.rejected || !r.answer) {
-        free_strings(&r);
-        return err_set(ERR_INTERNAL, "out of memory for a sample");
-    }
+    grow((void **)&m->cur.samp, &m->cap_samp, m->cur.nsamp + 1, sizeof(met_sample_row));
+    const char *what = "the text of a metrics sample";
+    met_sample_row r = {step, index, mem_strdup(prompt ? prompt : "", what), mem_strdup(chosen ? chosen : "", what),
+                        mem_strdup(rejected ? rejected : "", what), mem_strdup(answer ? answer : "", what), s->segment};
     m->cur.samp[m->cur.nsamp++] = r;
     note_step(m, step);
     return row_written(m);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/h5x.h"
 #include "model/nf4.h"
 #include "test.h"
 
@@ -100,7 +101,7 @@ static void check_case(const char *name) {
         for (int64_t i = 0; i < n; i++) {
             uint16_t b;
             memcpy(&b, (const char *)src + 2 * i, 2);
-            w[i] = nf4_bf16_to_f32(b);
+            w[i] = h5x_bf16_to_f32(b);
         }
     } else {
         memcpy(w, src, (size_t)n * 4);
