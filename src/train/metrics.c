@@ -689,7 +689,7 @@ int met_open(const char *dir, int64_t resume_from_step, met_log **out) {
 int met_open_eval(const char *dir, met_log **out) { return open_log(dir, 0, 1, out); }
 
 int met_eval_row(met_log *m, const met_val *row) {
-    if (grow((void **)&m->cur.val, &m->cap_val, m->cur.nval + 1, sizeof(met_val))) return ERR_INTERNAL;
+    grow((void **)&m->cur.val, &m->cap_val, m->cur.nval + 1, sizeof(met_val));
     met_val *r = &m->cur.val[m->cur.nval++];
     *r = *row;
     r->standalone = 1;
