@@ -3,12 +3,14 @@
  *   - the same known state exported by orpo-hpc gives PEFT's save_pretrained files: the same tensor names,
  *     shapes, dtypes and bytes (fp32, and bf16 with --dtype bf16), the same adapter_config.json keys and values;
  *   - transformers + PEFT with that adapter loaded (PeftModel.from_pretrained) give the log-softmax of their
- *     fp32 logits; orpo-hpc's forward gives the same log-prob at every target row within 1e-4 relative;
+ *     fp32 logits; orpo-hpc's forward gives the same log-prob at every target row within 2 tol_llava_logp + u
+ *     relative (tests/oracle/tolerance.h: both fp32 forwards' worst-case error, any summation order);
  *   - export -> import gives bit-identical trainable tensors (both key layouts); a bf16 adapter imports as
  *     the bf16-rounded values;
  *   - --merged: sharded bf16 with an index; every adapted weight = bf16(W + scale B A) within 1 ulp, projector
  *     bias and token rows exact; imported back by orpo-hpc, its forward without adapters equals base + LoRA
- *     within 1e-2 relative (bf16 rounding; the base alone is printed for scale);
+ *     within the first-order effect of rounding every weight to bf16 (tol_llava_wround) plus both fp32 forwards'
+ *     error (the bf16 rounding of the base alone is printed for scale);
  *   - a checkpoint is found (latest, step number) and read into the job's trainer;
  *   - mismatches of rank, alpha, targets and shapes are refused with ERR_ARGS / ERR_DATA naming the tensor. */
 #include <cjson/cJSON.h>
@@ -23,6 +25,7 @@
 #include "model/llava_train.h"
 #include "model/model_h5.h"
 #include "test.h"
+#include "tolerance.h"
 #include "train/ckpt.h"
 
 static hid_t S, STEP;
@@ -30,6 +33,7 @@ static lt_pair pairs[2];
 static float *pix[2];
 static int32_t *pre[2], *ch[2], *rj[2];
 static const char *TMP;
+static int64_t g_ntok; /* tokens of the test batch: a bound on any attention length L in the tolerances */
 static uint16_t bf16(float x);
 
 static void load_pairs(void) {
@@ -153,6 +157,7 @@ static void compare_logp(llava_trainer *t, const char *variant) {
     int rc = lt_forward(t, &bt, &fw);
     if (rc) printf("%s\n", err_msg());
     CHECK_EQ_INT(rc, 0);
+    g_ntok = fw.ntok;
     int64_t row = 0;
     double worst = 0, scale = 0;
     int image = 300;
@@ -193,7 +198,10 @@ static void compare_logp(llava_trainer *t, const char *variant) {
     CHECK_EQ_INT(row, fw.nrows);
     printf("  %s: %lld target rows, max |log-prob diff| %.2e, relative to max |log-prob| %.2e\n", variant,
            (long long)row, worst, worst / scale);
-    CHECK(worst / scale <= 1e-4);
+    /* each implementation within tol_llava_logp of exact (transformers + PEFT and ours, each in its own order), the
+     * reference stored in fp32: 2 tol_llava_logp + u relative to the log-prob scale (tests/oracle/tolerance.h) */
+    double tol = 2 * tol_llava_logp(&t->m->cfg, g_ntok) + TOL_U;
+    CHECK(worst / scale <= tol);
 }
 
 /* log-probs of every target row of the test pairs (eval forward); malloc'ed */
@@ -204,6 +212,7 @@ static float *forward_logp(llava_trainer *t, int64_t *n) {
     int rc = lt_forward(t, &bt, &fw);
     if (rc) printf("%s\n", err_msg());
     CHECK_EQ_INT(rc, 0);
+    g_ntok = fw.ntok;
     float *v = malloc(sizeof(float) * (size_t)(fw.nrows + 1));
     memcpy(v, fw.logp, sizeof(float) * (size_t)fw.nrows);
     *n = fw.nrows;
@@ -354,7 +363,14 @@ static void check_merged(llava_trainer *t, const char *variant, const char *mode
     for (int64_t i = 0; i < na && na == nb; i++) base_err = fmax(base_err, fabs(a[i] - b[i]));
     printf("  %s merged: orpo-hpc forward of the merged bf16 model vs base + LoRA (fp32): max |log-prob diff| %.2e "
            "(%.2e relative); bf16 rounding of the base alone: %.2e\n", variant, worst, worst / scale, base_err);
-    CHECK(worst / scale <= 1e-2);
+    /* the merged model holds bf16(W + s B A) for every weight (checked above to 1 bf16 ulp): its log-probs differ from
+     * the fp32 base + LoRA by the rounding of every weight to bf16 (u = 2^-9), counted once per weight-carrying op of
+     * the chain and doubled for the log-softmax (tolerance.h: tol_llava_wround, tol_llava_logp), plus both fp32
+     * forwards' own error. This end-to-end bound is loose by construction; the merge itself is checked per weight. */
+    const llava_config *cf = &t->m->cfg;
+    double tol = 2 * tol_llava_wround(cf, 1.0 / 512.0) + 2 * tol_llava_logp(cf, g_ntok) + TOL_U;
+    printf("  %s merged: bound %.2e relative\n", variant, tol);
+    CHECK(worst / scale <= tol);
     free(a);
     free(b);
     lt_free(&b0);

@@ -9,6 +9,9 @@
  *                                tokens: the sum of gamma_K over the products the value passes through
  *   tol_llava_bwd(cfg, L, R)     the same for a gradient: forward chain, backward chain (the transposed products) and
  *                                the weight-gradient sum over R rows
+ *   tol_llava_logp(cfg, L)       the same for a log-prob (log-softmax of the logits): twice the logit bound
+ *   tol_llava_wround(cfg, uw)    first-order effect on the logits of storing every weight with relative rounding uw
+ *                                (bf16: uw = 2^-9), one term per weight product in the chain
  *
  * Model. Each product is computed with a relative error <= gamma_K of its own result (the condition factor
  * sum|a_k b_k| / |sum a_k b_k| is taken as 1 per element: the checks normalise by max|ref| of the whole tensor,
@@ -54,6 +57,23 @@ static inline double tol_llava_bwd(const llava_config *c, int64_t L, int64_t R) 
                + tol_gamma(c->t_head_dim) + 3 * tol_gamma((double)L) + 10 * TOL_U;
     return tol_llava_fwd(c, L) + tol_gamma(c->vocab) + tol_gamma(c->vocab) /* log-softmax, lm_head^T */
          + c->t_layers * dec + 2 * tol_gamma(D) + c->v_run_layers * vis + tol_gamma((double)R);
+}
+
+/* log p_t = z_t - lse(z): |d log p| <= |dz_t| + max_k |dz_k| (lse's derivative is a probability vector) = 2 max|dz|,
+ * plus gamma_V for the sum inside lse; relative to the log-prob scale, which on the checked rows is not below the
+ * logit scale (|log p_t| = lse - z_t >= max z - z_t, and the logits of a random model straddle 0) */
+static inline double tol_llava_logp(const llava_config *c, int64_t L) {
+    return 2 * tol_llava_fwd(c, L) + tol_gamma(c->vocab);
+}
+
+/* Every stored weight w becomes w(1 + e), |e| <= uw. A product W x then changes by at most uw sum|w_k x_k|, i.e. by
+ * uw of its own result under the model above (condition 1), and an element-wise scale (norm weight) or an added
+ * vector (bias, position embedding) by uw of its result. One term per weight-carrying op in the chain: per vision
+ * layer 6 (2 layer norms, q/k/v, out_proj, fc1, fc2), per decoder layer 6 (2 RMS norms, q/k/v, o_proj, gate/up,
+ * down_proj), and patch embedding, position embedding, pre-layer-norm, 2 projector linears, token embedding, final
+ * norm, lm_head: 8. */
+static inline double tol_llava_wround(const llava_config *c, double uw) {
+    return uw * (6.0 * c->v_run_layers + 6.0 * c->t_layers + 8.0);
 }
 
 #endif
