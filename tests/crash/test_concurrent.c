@@ -5,7 +5,8 @@
  * time) runs the demo job; meanwhile the test runs, one after the other until the trainer ends:
  *   - `orpo-hpc eval` on the same job: must exit 0 and report a step; it leaves metrics.h5 to the trainer (the
  *     trainer holds the metrics lock): the result is printed, and the eval says it was not recorded there (only an
- *     eval that races with the trainer's end may record its row: at most one per trainer);
+ *     eval that ran after the trainer closed its metrics may record its row, and that one has evaluated the final
+ *     checkpoint, step 30: a recorded row at an earlier step would have been written beside a training trainer);
  *   - a second `orpo-hpc resume` on the same directory: must be refused (exit 4, "another orpo-hpc process")
  *     and change nothing;
  *   - once per trainer, right after its first checkpoint, `orpo-hpc train --restart` on the same directory: refused the same way, nothing moved
@@ -84,8 +85,14 @@ int main(void) {
                     if (erc != 0) fprintf(stderr, "eval while training: exit %d\n%s\n", erc, elog);
                     CHECK_EQ_INT(erc, 0);
                     CHECK_CONTAINS(elog, "eval crash at step ");
-                    if (strstr(elog, "this evaluation was not recorded there")) unrecorded++;
-                    else CHECK_CONTAINS(elog, "(table val, standalone 1)");
+                    if (strstr(elog, "this evaluation was not recorded there")) {
+                        unrecorded++;
+                    } else { /* recorded: only possible once the trainer had closed its metrics, after step 30 */
+                        CHECK_CONTAINS(elog, "(table val, standalone 1)");
+                        char at[64];
+                        snprintf(at, sizeof at, "eval crash at step %d", (int)NSTEPS);
+                        CHECK_CONTAINS(elog, at);
+                    }
                 }
             } else {
                 erc = cu_job_run(&elog, dir, "resume", out, NULL);
@@ -126,9 +133,11 @@ int main(void) {
         CHECK(evals >= MIN_EVALS);
         CHECK(seconds >= MIN_SECOND);
         CHECK(restarts >= 1);
-        if (unrecorded < evals - trainers) fprintf(stderr, "%d of %d evals recorded a row while a trainer ran\n",
-                                                   evals - unrecorded, evals);
-        CHECK(unrecorded >= evals - trainers);
+        /* how many evals ran after a trainer's end depends on scheduling (a loaded machine lets several through
+         * while the finished trainer tears down); what is checked per eval above does not */
+        printf("%d of %d evals were refused the metrics (a trainer held them), %d ran after the trainer's end\n",
+               unrecorded, evals, evals - unrecorded);
+        CHECK(unrecorded >= 1);
     }
     cu_state_free(&g_ref);
     free(g_train);
