@@ -5,8 +5,9 @@
  * time) runs the demo job; meanwhile the test runs, one after the other until the trainer ends:
  *   - `orpo-hpc eval` on the same job: must exit 0 and report a step; it leaves metrics.h5 to the trainer (the
  *     trainer holds the metrics lock): the result is printed, and the eval says it was not recorded there (only an
- *     eval that ran after the trainer closed its metrics may record its row, and that one has evaluated the final
- *     checkpoint, step 30: a recorded row at an earlier step would have been written beside a training trainer);
+ *     eval that reached the metrics after the trainer closed them records its row; how many do depends on
+ *     scheduling, so only 'at least one was refused' is counted; the trainer's own tables stay bit-identical to an
+ *     undisturbed run, checked below);
  *   - a second `orpo-hpc resume` on the same directory: must be refused (exit 4, "another orpo-hpc process")
  *     and change nothing;
  *   - once per trainer, right after its first checkpoint, `orpo-hpc train --restart` on the same directory: refused the same way, nothing moved
@@ -87,11 +88,8 @@ int main(void) {
                     CHECK_CONTAINS(elog, "eval crash at step ");
                     if (strstr(elog, "this evaluation was not recorded there")) {
                         unrecorded++;
-                    } else { /* recorded: only possible once the trainer had closed its metrics, after step 30 */
+                    } else { /* recorded: the trainer had closed its metrics (the lock decides, not timing) */
                         CHECK_CONTAINS(elog, "(table val, standalone 1)");
-                        char at[64];
-                        snprintf(at, sizeof at, "eval crash at step %d", (int)NSTEPS);
-                        CHECK_CONTAINS(elog, at);
                     }
                 }
             } else {
