@@ -3,6 +3,7 @@
 
 #include "cli/cli.h"
 #include "io/err.h"
+#include "io/fsutil.h"
 #include "io/log.h"
 
 const cli_command cli_commands[] = {
@@ -115,4 +116,14 @@ int cli_wants_help(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 1;
     return 0;
+}
+
+/* `--out models/llava16.h5` in a fresh clone: models/ is created (as mkdir -p would) and said so */
+int cli_out_parent(const char *out) {
+    char dir[4096];
+    fs_dirname(out, dir, sizeof dir);
+    if (fs_exists(dir)) return ERR_OK;
+    int rc = fs_mkdirs(dir);
+    if (!rc) log_info("created the directory %s", dir);
+    return rc;
 }

@@ -123,6 +123,8 @@ static const job_key KEYS[] = {
    "CPU threads for compute and data loading; 0 = all cores available to the process"},
   {"runtime.data_parallel", JOB_T_ENUM, 0, "auto", 0, 0, v_dp, NULL, NULL, OFF(runtime.data_parallel),
    "data parallelism: auto (nccl on GPU, mpi on CPU, when Slurm/env start more than one rank), none, nccl, mpi"},
+  {"runtime.log_every_s", JOB_T_FLOAT, MIN | MAX, "10", 0, 86400, NULL, NULL, NULL, OFF(runtime.log_every_s),
+   "seconds between the trainer's progress lines (besides every checkpoint, validation and warning); 0 = every step"},
 };
 /* clang-format on */
 
