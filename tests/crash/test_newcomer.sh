@@ -9,7 +9,9 @@
 #    and two restarts within the same second both work (restart-<time>-2);
 #  - point 8: progress lines every runtime.log_every_s seconds plus every checkpoint and validation step, not
 #    every step (0: every step);
-#  - point 9: a job whose model.path does not exist: exit 4 (a missing file), as docs/cli.md says.
+#  - point 9: a job whose model.path does not exist: exit 4 (a missing file), as docs/cli.md says;
+#  - point 13: make-demo prints the import-data options jobs/demo.yaml relies on, and a make-demo over a larger,
+#    earlier demo leaves only its own images.
 set -uo pipefail
 bin=${ORPO_BIN:?}
 src=${ORPO_SOURCE_DIR:?}
@@ -21,6 +23,15 @@ hasnt() { if grep -qF -- "$2" <<<"$1"; then echo "FAIL: did not expect '$2' in:"
 code() { if [ "$1" != "$2" ]; then echo "FAIL: $3: exit $1, expected $2"; fails=$((fails + 1)); fi; }
 check() { if ! eval "$1"; then echo "FAIL: $2"; fails=$((fails + 1)); fi; }
 export ORPO_LOG=info
+
+# ---- point 13: make-demo's next steps and a make-demo over an earlier one -------------------------
+"$bin" make-demo --out "$tmp/M" --pairs 30 >/dev/null 2>&1 || { echo "FAIL: make-demo 30"; exit 1; }
+out=$("$bin" make-demo --out "$tmp/M" --pairs 12 2>&1); code $? 0 "make-demo 12 over 30"
+has "$out" "--out $tmp/M/data.h5 --val-fraction 0.25 --seed 1"
+has "$out" "removed 18 images of an earlier demo"
+n=$(ls "$tmp/M/data/images" | wc -l)
+check "[ '$n' = 12 ]" "make-demo --pairs 12 over --pairs 30: $n images in $tmp/M/data/images, expected 12"
+rm -rf "$tmp/M"
 
 # ---- point 1: --out into directories that do not exist yet ----------------------------------------
 "$bin" make-demo --out "$tmp/D" --pairs 120 >/dev/null 2>&1 || { echo "FAIL: make-demo"; exit 1; }
