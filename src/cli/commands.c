@@ -22,8 +22,9 @@ const cli_command cli_commands[] = {
      "  Loads the newest valid checkpoint (or FILE) and prints validation loss, accuracy and log-probs over the\n"
      "  val split (the train split may be empty); records them as a standalone val row in metrics.h5 (not\n"
      "  while a trainer runs the job). --pairs-out: per-pair results (docs/analysis.md)."},
-    {"plan", cmd_plan, "memory and time plan of a job (no GPU needed)",
-     "orpo-hpc plan JOB.yaml [--set key.path=value ...]"},
+    {"plan", cmd_plan, "memory and time plan of a job (not built yet: exit 2)",
+     "orpo-hpc plan JOB.yaml [--set key.path=value ...]\n"
+     "  Not built yet: says so and exits 2, doing nothing."},
     {"validate", cmd_validate, "check a job file: types, ranges, unknown keys, files",
      "orpo-hpc validate JOB.yaml... [--set key.path=value ...] [--require-files] [--print-config]\n"
      "       orpo-hpc validate --print-schema | --print-keys\n"
@@ -71,7 +72,7 @@ const cli_command cli_commands[] = {
     {"device", cmd_device, "show the compute devices this binary can use",
      "orpo-hpc device [--selftest] [--want auto|cpu|cuda]\n"
      "  Lists whether CUDA is built in and which GPUs the driver reports; --selftest runs a\n"
-     "  small kernel on GPU 0 and compares it with the CPU; --want shows what\n"
+     "  small kernel and a cuBLAS/cuBLASLt GEMM on GPU 0 and compares them with the CPU; --want shows what\n"
      "  runtime.device would pick (exit 2 when cuda is asked for and no GPU is usable)."},
 };
 const int cli_ncommands = (int)(sizeof cli_commands / sizeof cli_commands[0]);
