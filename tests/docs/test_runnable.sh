@@ -32,12 +32,13 @@ for p in "${pages[@]}"; do
     ' "$p"
     # ```sh / ```bash / ```console blocks: runnable, or saying why not
     awk -v P="$p" '
-        /^```/ && !fence { fence = 1; info = substr($0, 4); start = NR; why = 0; next }
+        /^```/ && !fence { fence = 1; info = substr($0, 4); start = NR; why = 0; cmd = 0; next }
         /^```/ && fence { fence = 0
-            if (info ~ /^(sh|bash|console|shell)/ && info !~ /runnable/ && !why)
+            if ((info ~ /^(sh|bash|console|shell)/ || (info == "" && cmd)) && info !~ /runnable/ && !why)
                 printf "FAIL: %s:%d: a ```%s block neither marked runnable nor saying \"# not runnable: why\"\n", P, start, info
             next }
         fence && /# not runnable: / { why = 1 }
+        fence && /^(orpo-hpc|make|sbatch|cmake|ctest|python3|scripts\/|squeue|sacct|scancel|git|huggingface-cli|hf|wget|curl|pip|vllm) / { cmd = 1 }
     ' "$p"
 done >"$tmp/classify.txt"
 if [ -s "$tmp/classify.txt" ]; then cat "$tmp/classify.txt"; fails=$((fails + $(wc -l <"$tmp/classify.txt"))); fi
