@@ -539,7 +539,8 @@ static int run_train(run *r) {
         if (sum.acc_before >= 0) printf("  validation accuracy before training: %.3f\n", sum.acc_before);
         if (sum.acc_after >= 0) printf("  validation accuracy after training:  %.3f\n", sum.acc_after);
         printf("  checkpoints: %s/checkpoints/\n  metrics:     %s/metrics.h5\n", r->dir, r->dir);
-        printf("  resume with: orpo-hpc resume %s\n  plot with:   python3 tools/plot_metrics.py %s/metrics.h5\n", j->file,
+        printf("  resume with: orpo-hpc resume %s\n  plot with:   /usr/bin/python3 tools/plot_metrics.py %s/metrics.h5 "
+               "(needs h5py, matplotlib)\n", j->file,
                r->dir);
     }
     return rc;
