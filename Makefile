@@ -1,7 +1,10 @@
 # orpo-hpc — the two set-up commands of the README, and a few conveniences.
 #   make demo    install missing packages, build, run the demo job on the embedded tiny model
 #   make test    install missing packages, build (release + ASan/UBSan), run the whole test suite
-.PHONY: demo test deps build build-bin build-asan test-release test-asan clean
+#   make install PREFIX=DIR   build the binary and copy it to DIR/bin/orpo-hpc (default PREFIX: ~/.local)
+.PHONY: demo test deps build build-bin build-asan test-release test-asan install clean
+
+PREFIX ?= $(HOME)/.local
 
 deps:
 	@scripts/install-deps.sh
@@ -32,6 +35,10 @@ test-release: build
 	ctest --preset release
 
 test: test-asan test-release
+
+install: build-bin
+	cmake --install build/release --prefix "$(PREFIX)"
+	@echo "installed $(PREFIX)/bin/orpo-hpc (put $(PREFIX)/bin on PATH)"
 
 clean:
 	rm -rf build

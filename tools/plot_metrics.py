@@ -11,11 +11,16 @@ import argparse
 import os
 import sys
 
-import h5py
-import matplotlib
+try:
+    import h5py
+    import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: E402
+except ImportError as e:  # say which interpreter lacks what, and how to get it
+    sys.exit("plot_metrics.py: %s (%s) lacks the module '%s': it needs h5py and matplotlib; on Debian: "
+             "sudo apt-get install python3-h5py python3-matplotlib, then run /usr/bin/python3 %s ...; or in a venv: "
+             "pip install h5py matplotlib" % (sys.executable, sys.version.split()[0], e.name, sys.argv[0]))
 
 
 def table(f, name):

@@ -6,6 +6,7 @@
  *   cli_print_command_help(c, fp)    the usage text of one command
  *   cli_not_built(name, issue)       "not built yet" message; returns 2
  *   cli_fail()                       print err_msg() as an error and return its exit code
+ *   cli_out_parent(out)              create the missing parent directories of an output file (mkdir -p)
  */
 #ifndef ORPO_CLI_H
 #define ORPO_CLI_H
@@ -27,6 +28,7 @@ void cli_print_help(FILE *fp);
 void cli_print_command_help(const cli_command *c, FILE *fp);
 int cli_not_built(const char *name, const char *what);
 int cli_fail(void);
+int cli_out_parent(const char *out);
 int cli_wants_help(int argc, char **argv);
 
 int cmd_train(int argc, char **argv);

@@ -65,6 +65,7 @@ int cmd_import_data(int argc, char **argv) {
     o.model_path = model;
     intr_install("import-data"); /* SIGTERM/SIGINT remove the temporary (exit 75); ulimit -f gives exit 4 */
     if (!rc) rc = mh5_data_ref(model, &ref, &t);
+    if (!rc) rc = cli_out_parent(o.out);
     if (!rc) rc = imp_run(&o, &ref, t, rep);
     if (!rc) {
         imp_report_print(rep);

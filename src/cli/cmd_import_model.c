@@ -42,7 +42,7 @@ int cmd_import_model(int argc, char **argv) {
     if (!from || !out) return err_set(ERR_ARGS, "import-model: --from DIR and --out FILE are required"), cli_fail();
     double t0 = log_now();
     intr_install("import-model"); /* SIGTERM/SIGINT remove the temporary (exit 75); ulimit -f gives exit 4 */
-    if (mh5_import(from, out, &o)) return cli_fail();
+    if (cli_out_parent(out) || mh5_import(from, out, &o)) return cli_fail();
     log_info("imported %s -> %s in %.1f s", from, out, log_now() - t0);
     return 0;
 }

@@ -55,8 +55,11 @@ int cmd_make_demo(int argc, char **argv) {
     if (demo_make(out, &o)) return cli_fail();
     printf("make-demo: wrote %s/model (HF LLaVA-NeXT directory) and %s/data (%d pairs) in %.2f s\n", out, out,
            o.pairs, log_now() - t0);
+    /* the split jobs/demo.yaml expects (data.val_fraction 0.25, data.seed 1: checked at train time) */
     printf("next:\n  orpo-hpc import-model --from %s/model --out %s/model.h5\n"
-           "  orpo-hpc import-data --parquet %s/data/rlaif-v-demo.parquet --model %s/model.h5 --out %s/data.h5\n",
+           "  orpo-hpc import-data --parquet %s/data/rlaif-v-demo.parquet --model %s/model.h5 --out %s/data.h5 "
+           "--val-fraction 0.25 --seed 1\n"
+           "  orpo-hpc train jobs/demo.yaml      (its paths expect --out demo in the repository root)\n",
            out, out, out, out, out);
     return 0;
 }

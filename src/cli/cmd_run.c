@@ -39,11 +39,20 @@ static int run_command(int mode, int argc, char **argv) {
     int rc = job_load(path, ov, nov, 1, &job, &rep);
     job_report_print(&rep, stderr);
     job_report_free(&rep);
-    job_free_overrides(ov, nov);
     if (rc) {
-        log_error("%s: the job has errors (listed above); nothing was run", path);
-        return ERR_ARGS;
+        /* a job that is fine but names a file that is not there (model.h5, data.h5): a missing file is exit 4,
+         * as for every command (docs/cli.md); any other error in the job is exit 2 */
+        job_report quiet;
+        job_report_init(&quiet);
+        int only_files = job_load(path, ov, nov, 0, &job, &quiet) == ERR_OK;
+        if (only_files) job_free(&job);
+        job_report_free(&quiet);
+        job_free_overrides(ov, nov);
+        log_error("%s: %s (listed above); nothing was run", path,
+                  only_files ? "the job names a file that does not exist" : "the job has errors");
+        return only_files ? ERR_IO : ERR_ARGS;
     }
+    job_free_overrides(ov, nov);
     job_run_signal_install();
     rc = job_run(&job, &o);
     job_free(&job);

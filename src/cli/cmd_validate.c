@@ -13,6 +13,16 @@
 #include "io/err.h"
 #include "job/job.h"
 
+/* What the job asks for that this binary cannot do: validate says so, instead of "ok" now and exit 2 at run time */
+static void serve_warnings(const job_config *c, const char *file, job_report *rep) {
+    int k = job_find_key("runtime.device");
+    if (c->runtime.device == JOB_DEVICE_CUDA)
+        job_report_add(rep, JOB_WARNING, file, c->pos[k].line, c->pos[k].col, "runtime.device",
+                       "cuda: this orpo-hpc cannot train on a GPU (the GPU training backend is not built yet): "
+                       "train, resume and eval refuse this job (exit 2); set runtime.device: cpu or auto to run on "
+                       "the CPU");
+}
+
 int cmd_validate(int argc, char **argv) {
     job_override *ov = NULL;
     int nov = 0;
@@ -46,6 +56,7 @@ int cmd_validate(int argc, char **argv) {
         job_config cfg;
         job_report_init(&rep);
         int r = job_load(argv[i], ov, nov, require, &cfg, &rep);
+        if (r == ERR_OK) serve_warnings(&cfg, argv[i], &rep);
         job_report_print(&rep, stderr);
         if (r == ERR_OK) {
             if (rep.nwarn) fprintf(stderr, "%s: ok (%d warning%s)\n", argv[i], rep.nwarn, rep.nwarn == 1 ? "" : "s");

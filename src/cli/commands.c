@@ -3,6 +3,7 @@
 
 #include "cli/cli.h"
 #include "io/err.h"
+#include "io/fsutil.h"
 #include "io/log.h"
 
 const cli_command cli_commands[] = {
@@ -21,8 +22,9 @@ const cli_command cli_commands[] = {
      "  Loads the newest valid checkpoint (or FILE) and prints validation loss, accuracy and log-probs over the\n"
      "  val split (the train split may be empty); records them as a standalone val row in metrics.h5 (not\n"
      "  while a trainer runs the job). --pairs-out: per-pair results (docs/analysis.md)."},
-    {"plan", cmd_plan, "memory and time plan of a job (no GPU needed)",
-     "orpo-hpc plan JOB.yaml [--set key.path=value ...]"},
+    {"plan", cmd_plan, "memory and time plan of a job (not built yet: exit 2)",
+     "orpo-hpc plan JOB.yaml [--set key.path=value ...]\n"
+     "  Not built yet: says so and exits 2, doing nothing."},
     {"validate", cmd_validate, "check a job file: types, ranges, unknown keys, files",
      "orpo-hpc validate JOB.yaml... [--set key.path=value ...] [--require-files] [--print-config]\n"
      "       orpo-hpc validate --print-schema | --print-keys\n"
@@ -70,7 +72,7 @@ const cli_command cli_commands[] = {
     {"device", cmd_device, "show the compute devices this binary can use",
      "orpo-hpc device [--selftest] [--want auto|cpu|cuda]\n"
      "  Lists whether CUDA is built in and which GPUs the driver reports; --selftest runs a\n"
-     "  small kernel on GPU 0 and compares it with the CPU; --want shows what\n"
+     "  small kernel and a cuBLAS/cuBLASLt GEMM on GPU 0 and compares them with the CPU; --want shows what\n"
      "  runtime.device would pick (exit 2 when cuda is asked for and no GPU is usable)."},
 };
 const int cli_ncommands = (int)(sizeof cli_commands / sizeof cli_commands[0]);
@@ -115,4 +117,14 @@ int cli_wants_help(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 1;
     return 0;
+}
+
+/* `--out models/llava16.h5` in a fresh clone: models/ is created (as mkdir -p would) and said so */
+int cli_out_parent(const char *out) {
+    char dir[4096];
+    fs_dirname(out, dir, sizeof dir);
+    if (fs_exists(dir)) return ERR_OK;
+    int rc = fs_mkdirs(dir);
+    if (!rc) log_info("created the directory %s", dir);
+    return rc;
 }

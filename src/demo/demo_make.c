@@ -1,10 +1,12 @@
 /* demo_make — `orpo-hpc make-demo`: DIR/model (HF LLaVA-NeXT directory) and DIR/data (PNG images,
  * pairs.jsonl, rlaif-v-demo.parquet). Small files go through the atomic writer; the images are plain
  * writes (they are regenerated identically by a rerun). */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <stb_image_write.h>
 
@@ -127,10 +129,34 @@ static const char *kind_type(int kind) {
     return kind == DEMO_Q_DESCRIBE ? "detailed_description" : "question_answering";
 }
 
+/* A make-demo over an earlier, larger one: remove its images beyond the new pair count (only the NNNNNN.png names
+ * make-demo writes; the others are overwritten), so that DIR/data/images holds exactly this data set's images. */
+static int remove_stale_images(const char *img_dir, int64_t pairs) {
+    DIR *d = opendir(img_dir);
+    if (!d) return ERR_OK;
+    struct dirent *e;
+    int64_t removed = 0;
+    int rc = ERR_OK;
+    while ((e = readdir(d)) != NULL && !rc) {
+        long long k = 0;
+        int used = 0;
+        if (strlen(e->d_name) != 10 || sscanf(e->d_name, "%6lld.png%n", &k, &used) != 1 || used != 10 || k <= pairs)
+            continue;
+        char path[4096];
+        if ((rc = fs_join(path, sizeof path, img_dir, e->d_name))) break;
+        if (unlink(path) && errno != ENOENT) rc = err_set(ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
+        else removed++;
+    }
+    closedir(d);
+    if (!rc && removed) log_info("make-demo: removed %lld images of an earlier demo in %s", (long long)removed, img_dir);
+    return rc;
+}
+
 static int make_data(const char *data_dir, const demo_opts *o) {
     char img_dir[4096], path[4096];
     int rc = fs_join(img_dir, sizeof img_dir, data_dir, "images");
     if (!rc) rc = fs_mkdirs(img_dir);
+    if (!rc) rc = remove_stale_images(img_dir, o->pairs);
     if (rc) return rc;
     pqw_opts po;
     pqw_opts_default(&po);

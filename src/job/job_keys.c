@@ -62,13 +62,16 @@ static const job_key KEYS[] = {
   {"data.path", JOB_T_PATH, RQ | RS | JOB_K_FILE, NULL, 0, 0, NULL, NULL, NULL, OFF(data.path),
    "preference data HDF5 file written by orpo-hpc import-data (or make-demo)"},
   {"data.val_fraction", JOB_T_FLOAT, RS | MIN | MAXX, "0.1", 0, 1, NULL, NULL, NULL, OFF(data.val_fraction),
-   "fraction of the used pairs held out for validation (a deterministic split by data.seed)"},
+   "fraction held out for validation by import-data --val-fraction: the split is made at import and stored in "
+   "data.h5; must equal data.h5's (checked at start)"},
   {"data.max_pairs", JOB_T_INT, RS | MIN, "0", 0, 0, NULL, NULL, NULL, OFF(data.max_pairs),
-   "use at most this many pairs of the data set (chosen by data.seed) before the split; 0 = all"},
+   "cut each epoch to this many training pairs, taken in the epoch's shuffled order (train.seed); the validation "
+   "split is not changed; 0 = all (to import fewer pairs: import-data --max-pairs)"},
   {"data.seed", JOB_T_INT, RS | MIN, "42", 0, 0, NULL, NULL, NULL, OFF(data.seed),
-   "seed of the pair subset and the train/validation split"},
+   "seed of the train/validation split made by import-data --seed; must equal data.h5's (checked at start)"},
   {"data.max_tokens", JOB_T_INT, RS | MIN, "0", 0, 0, NULL, NULL, NULL, OFF(data.max_tokens),
-   "skip (and count) pairs whose prompt, image tokens and longer answer exceed this length; 0 = no limit"},
+   "length limit import-data --max-tokens applied (pairs longer than it were skipped and counted); must equal "
+   "data.h5's (checked at start); 0 = no limit"},
 
   {"train.epochs", JOB_T_INT, RS | MIN | MAX, "1", 1, 100000, NULL, NULL, NULL, OFF(train.epochs),
    "passes over the training split; the learning-rate schedule spans all of them"},
@@ -123,6 +126,8 @@ static const job_key KEYS[] = {
    "CPU threads for compute and data loading; 0 = all cores available to the process"},
   {"runtime.data_parallel", JOB_T_ENUM, 0, "auto", 0, 0, v_dp, NULL, NULL, OFF(runtime.data_parallel),
    "data parallelism: auto (nccl on GPU, mpi on CPU, when Slurm/env start more than one rank), none, nccl, mpi"},
+  {"runtime.log_every_s", JOB_T_FLOAT, MIN | MAX, "10", 0, 86400, NULL, NULL, NULL, OFF(runtime.log_every_s),
+   "seconds between the trainer's progress lines (besides every checkpoint, validation and warning); 0 = every step"},
 };
 /* clang-format on */
 

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "data/dataset.h"
 #include "io/atomic.h"
 #include "io/content_hash.h"
 #include "io/err.h"
@@ -142,6 +143,7 @@ static int config_from_job(run *r) {
     c->job_hash = job_hash(j);
     c->job_yaml = r->job_yaml;
     c->stop_requested = job_run_stop_requested;
+    c->log_every_s = j->runtime.log_every_s;
     return ERR_OK;
 }
 
@@ -197,6 +199,9 @@ static void diff_keys(const char *then, const char *now, int for_eval, char *dif
     diff[0] = 0;
     for (int i = 0; i < nk; i++) {
         if (!job_key_result_changing(i) || (for_eval && !eval_relevant(keys[i].path))) continue;
+        /* model.path, data.path: the inputs are compared by content (check_inputs, the hashes each checkpoint
+         * records), not by path: a run directory and its inputs may move, e.g. from scratch to project storage */
+        if (keys[i].flags & JOB_K_FILE) continue;
         char a[512], b[512];
         const char *va = yaml_value(then, keys[i].path, a, sizeof a), *vb = yaml_value(now, keys[i].path, b, sizeof b);
         if ((va == NULL) != (vb == NULL) || (va && strcmp(va, vb)))
@@ -328,8 +333,11 @@ static int move_aside(const char *dir) {
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
-    snprintf(aside, sizeof aside, "%s/restart-%04d%02d%02d-%02d%02d%02d", dir, tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    int len = snprintf(aside, sizeof aside, "%s/restart-%04d%02d%02d-%02d%02d%02d", dir, tm.tm_year + 1900,
+                       tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    /* two restarts within the same second: restart-<time>-2, -3, ... */
+    for (int k = 2; fs_exists(aside) && k < 1000 && len > 0 && (size_t)len < sizeof aside - 8; k++)
+        snprintf(aside + len, sizeof aside - (size_t)len, "-%d", k);
     const char *names[] = {"checkpoints", "metrics", "metrics.h5", "job.yaml"};
     int any = 0;
     for (int i = 0; i < 4; i++) {
@@ -348,20 +356,47 @@ static int move_aside(const char *dir) {
     return rc;
 }
 
-/* train: refuse a directory that holds checkpoints, or (--restart) move them aside */
+/* train: refuse a directory that holds checkpoints (without --restart); nothing is moved here */
 static int fresh_start(run *r) {
     char probe[4200];
     snprintf(probe, sizeof probe, "%s/checkpoints", r->dir);
     int n = 0;
     int64_t steps[1];
-    if (fs_exists(probe) && ckpt_list(r->dir, steps, 1, &n) == ERR_OK && n > 0) {
-        if (!r->o->restart)
-            return err_set(ERR_ARGS, "%s holds checkpoints already: continue with `orpo-hpc resume %s`, or start "
-                           "over with `orpo-hpc train --restart %s` (the old ones are kept aside)", probe, r->j->file,
-                           r->j->file);
-        return move_aside(r->dir);
+    if (!r->o->restart && fs_exists(probe) && ckpt_list(r->dir, steps, 1, &n) == ERR_OK && n > 0)
+        return err_set(ERR_ARGS, "%s holds checkpoints already: continue with `orpo-hpc resume %s`, or start "
+                       "over with `orpo-hpc train --restart %s` (the old ones are kept aside)", probe, r->j->file,
+                       r->j->file);
+    return ERR_OK;
+}
+
+/* data.val_fraction, data.seed and data.max_tokens describe how import-data split and filtered data.h5: the
+ * split is made there, once. A job that says otherwise is refused (train, resume; eval warns), never ignored. */
+static int check_data_keys(run *r) {
+    const job_config *j = r->j;
+    ds_file *d = NULL;
+    int rc = ds_open(j->data.path, &d);
+    if (rc) return rc;
+    const ds_meta *m = ds_meta_of(d);
+    char msg[1024] = "";
+    if (j->data.val_fraction != m->val_fraction)
+        snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "\n  data.val_fraction: %g in the job, %g in data.h5 "
+                 "(import-data --val-fraction)", j->data.val_fraction, m->val_fraction);
+    if ((uint64_t)j->data.seed != m->seed)
+        snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "\n  data.seed: %lld in the job, %llu in data.h5 "
+                 "(import-data --seed)", (long long)j->data.seed, (unsigned long long)m->seed);
+    if (j->data.max_tokens != m->max_tokens)
+        snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "\n  data.max_tokens: %lld in the job, %lld in data.h5 "
+                 "(import-data --max-tokens)", (long long)j->data.max_tokens, (long long)m->max_tokens);
+    ds_close(d);
+    if (!msg[0]) return ERR_OK;
+    if (r->o->mode == JOB_RUN_EVAL || r->o->accept_changed_inputs) {
+        log_warn("%s: the job's split keys differ from how %s was imported; the split stored there is used:%s",
+                 j->file, j->data.path, msg);
+        return ERR_OK;
     }
-    return r->o->restart ? move_aside(r->dir) : ERR_OK;
+    return err_set(ERR_ARGS, "%s: the job disagrees with %s, whose split was made by import-data (the split is "
+                   "stored there and never redone at train time):%s\n  Set the job's keys to the values of data.h5, "
+                   "or run import-data again with the job's values (--accept-changed-inputs: go on with a warning)", j->file, j->data.path, msg);
 }
 
 /* ---- eval ------------------------------------------------------------------------------------------ */
@@ -379,6 +414,7 @@ static int run_eval(run *r) {
     }
     job_pairs *pairs = NULL;
     if (r->o->pairs_out && (rc = job_pairs_open(r->o->pairs_out, &pairs))) return rc;
+    if (!rc) rc = check_data_keys(r);
     if (!rc) rc = input_hashes(r);
     if (!rc) rc = tr_open(&r->c, TR_EVAL, &r->t);
     if (!rc && step >= 0) {
@@ -437,20 +473,37 @@ static int run_eval(run *r) {
 static int run_train(run *r) {
     const job_config *j = r->j;
     int rc = ERR_OK;
+    int restart = r->o->mode == JOB_RUN_TRAIN && r->o->restart;
     if (r->o->mode == JOB_RUN_TRAIN) rc = fresh_start(r);
-    if (!rc) rc = compare_frozen(r);
+    if (!rc && !restart) rc = compare_frozen(r);
     if (!rc) rc = input_hashes(r);
     if (!rc) rc = tr_open(&r->c, TR_TRAIN, &r->t);
     char path[4200] = "";
     int64_t step = -1;
-    if (!rc) rc = ckpt_find_latest(r->dir, path, sizeof path, &step);
+    if (!rc && !restart) rc = ckpt_find_latest(r->dir, path, sizeof path, &step);
     if (!rc && step >= 0) {
         tr_restored got;
-        if (!(rc = tr_restore(r->t, path, 1, &got))) {
-            rc = check_inputs(r, path, &got, 1);
+        /* the configuration: the checkpoint's own YAML, key by key (paths excluded: the inputs are compared by
+         * content below); its job_hash covers the paths too, so it decides only for a checkpoint without YAML */
+        if (!(rc = tr_restore(r->t, path, 0, &got))) {
+            char diff[2048];
+            if (got.job_yaml) {
+                diff_keys(got.job_yaml, r->job_yaml, 0, diff, sizeof diff);
+                if (diff[0])
+                    rc = err_set(ERR_ARGS, "%s: this checkpoint was written with other values of keys that change "
+                                 "the result; use its values, or start over with train --restart:%s", path, diff);
+            } else if (got.job_hash != r->c.job_hash) {
+                rc = err_set(ERR_ARGS, "%s: job_hash is %016llx, the job has %016llx: this checkpoint belongs to "
+                             "another configuration and must not be resumed", path,
+                             (unsigned long long)got.job_hash, (unsigned long long)r->c.job_hash);
+            }
+            if (!rc) rc = check_inputs(r, path, &got, 1);
             free(got.job_yaml);
         }
     }
+    if (!rc) rc = check_data_keys(r);
+    /* train --restart: the old run moves aside only once the new inputs have been checked and loaded */
+    if (!rc && restart) rc = move_aside(r->dir);
     if (!rc) rc = freeze(r); /* only now: the set-up succeeded */
     met_log *metrics = NULL;
     if (!rc) rc = met_open(r->dir, tr_step(r->t), &metrics); /* one trainer per directory */
@@ -486,7 +539,8 @@ static int run_train(run *r) {
         if (sum.acc_before >= 0) printf("  validation accuracy before training: %.3f\n", sum.acc_before);
         if (sum.acc_after >= 0) printf("  validation accuracy after training:  %.3f\n", sum.acc_after);
         printf("  checkpoints: %s/checkpoints/\n  metrics:     %s/metrics.h5\n", r->dir, r->dir);
-        printf("  resume with: orpo-hpc resume %s\n  plot with:   python3 tools/plot_metrics.py %s/metrics.h5\n", j->file,
+        printf("  resume with: orpo-hpc resume %s\n  plot with:   /usr/bin/python3 tools/plot_metrics.py %s/metrics.h5 "
+               "(needs h5py, matplotlib)\n", j->file,
                r->dir);
     }
     return rc;

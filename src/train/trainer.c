@@ -496,7 +496,7 @@ int tr_train(trainer *r, met_log *metrics, tr_summary *sum) {
             if ((rc = validate_now(r, &sum->acc_after))) goto out;
         }
     }
-    double t_start = log_now();
+    double t_start = log_now(), t_logged = t_start;
     int64_t first = r->step;
     while (r->step < r->stop_step) {
         if (stop_requested(r)) {
@@ -509,19 +509,24 @@ int tr_train(trainer *r, met_log *metrics, tr_summary *sum) {
         if ((rc = train_step(r, &row))) goto out;
         if ((rc = met_train_row(r->metrics, &row))) goto out;
         r->metrics_rows = met_train_rows(r->metrics);
-        double per = (log_now() - t_start) / (double)(r->step - first);
-        char eta[32];
-        fmt_eta(eta, sizeof eta, per * (double)(r->stop_step - r->step));
-        log_info("step %lld/%lld epoch %.2f loss %.4f nll %.4f acc %.2f margin %+.4f lr %.2e |g| %.3f %.2f s/step "
-                 "ETA %s", (long long)r->step, (long long)r->stop_step, row.epoch, row.loss, row.nll_loss,
-                 row.reward_accuracy, row.reward_margin, row.lr, row.grad_norm, row.step_time, eta);
         int last = r->step == r->stop_step;
+        int ckpt_now = (c->ckpt_every > 0 && r->step % c->ckpt_every == 0) || last;
+        int val_now = (c->eval_every > 0 && r->step % c->eval_every == 0) || last;
+        /* a progress line every log_every_s seconds (0: every step), and at every checkpoint and validation step */
+        double now = log_now();
+        if (c->log_every_s <= 0 || now - t_logged >= c->log_every_s || ckpt_now || val_now || r->step == first + 1) {
+            double per = (now - t_start) / (double)(r->step - first);
+            char eta[32];
+            fmt_eta(eta, sizeof eta, per * (double)(r->stop_step - r->step));
+            log_info("step %lld/%lld epoch %.2f loss %.4f nll %.4f acc %.2f margin %+.4f lr %.2e |g| %.3f %.2f s/step "
+                     "ETA %s", (long long)r->step, (long long)r->stop_step, row.epoch, row.loss, row.nll_loss,
+                     row.reward_accuracy, row.reward_margin, row.lr, row.grad_norm, row.step_time, eta);
+            t_logged = now;
+        }
         /* the checkpoint first: a crash during the validation of this step then loses no trained step */
-        if ((c->ckpt_every > 0 && r->step % c->ckpt_every == 0) || last)
-            if ((rc = save_checkpoint(r))) goto out;
+        if (ckpt_now && (rc = save_checkpoint(r))) goto out;
         /* every eval_every steps, and always at the end (eval_every 0: only at the end) */
-        if (((c->eval_every > 0 && r->step % c->eval_every == 0) || last) && (rc = validate_now(r, &sum->acc_after)))
-            goto out;
+        if (val_now && (rc = validate_now(r, &sum->acc_after))) goto out;
     }
 out:
     sum->elapsed = r->elapsed;

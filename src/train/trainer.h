@@ -58,6 +58,7 @@ typedef struct tr_config {
     uint64_t job_hash, model_hash, data_hash; /* recorded in every checkpoint */
     const char *job_yaml;                 /* the frozen configuration, recorded in every checkpoint */
     int (*stop_requested)(void);          /* nonzero: checkpoint and stop (NULL: never) */
+    double log_every_s;                   /* seconds between progress lines; 0: every step */
 } tr_config;
 
 typedef struct tr_restored {

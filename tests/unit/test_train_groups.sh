@@ -37,6 +37,7 @@ lora:
 data:
   path: $D/data.h5
   val_fraction: 0.25
+  seed: 1                           # as imported (--seed 1): train checks it
 train:
   max_steps: 1
   micro_batch_pairs: 2
