@@ -21,6 +21,13 @@ const cli_command cli_commands[] = {
      "  Loads the newest valid checkpoint (or FILE) and prints validation loss, accuracy and log-probs over the\n"
      "  val split (the train split may be empty); records them as a standalone val row in metrics.h5 (not\n"
      "  while a trainer runs the job). --pairs-out: per-pair results (docs/analysis.md)."},
+    {"generate", cmd_generate, "answers of the model (base + a checkpoint's adapters) to images and questions",
+     "orpo-hpc generate JOB.yaml [--checkpoint STEP|latest|none|FILE]\n"
+     "                  (--image IMG --prompt TEXT | [--data data.h5] --split val|train [--max-pairs N])\n"
+     "                  [--max-new-tokens N] [--temperature T] [--top-p P] [--seed S] [--out answers.jsonl]\n"
+     "  Autoregressive decoding with a KV cache, the training chat template; greedy unless --temperature > 0\n"
+     "  (then sampled, reproducible from --seed). --split: every pair of the split, in batches, as JSONL (id,\n"
+     "  image, prompt, answer, chosen, rejected, tokens) to --out or stdout. Docs: docs/cli.md."},
     {"plan", cmd_plan, "memory and time plan of a job (no GPU needed)",
      "orpo-hpc plan JOB.yaml [--set key.path=value ...]"},
     {"validate", cmd_validate, "check a job file: types, ranges, unknown keys, files",

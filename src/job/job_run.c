@@ -432,6 +432,38 @@ static int run_eval(run *r) {
     return rc;
 }
 
+/* ---- generate --------------------------------------------------------------------------------------- */
+
+/* the chosen checkpoint (STEP, latest, none or a file) into a trainer opened for evaluation; job_generate does the
+ * rest. Nothing is written in DIR. */
+static int run_generate(run *r) {
+    const char *which = r->o->checkpoint;
+    char path[4200] = "";
+    int64_t step = -1;
+    int rc = ERR_OK;
+    if (r->o->data) r->c.data_path = r->o->data;
+    if (which && !strcmp(which, "none")) {
+        log_info("generate: the base model (--checkpoint none)");
+    } else if (!which || !strcmp(which, "latest")) {
+        if (!(rc = ckpt_find_latest(r->dir, path, sizeof path, &step)) && step < 0)
+            rc = err_set(ERR_ARGS, "%s/checkpoints: no checkpoint that verifies; train the job first or use "
+                         "--checkpoint none (the base model)", r->dir);
+    } else {
+        char *end;
+        long long s = strtoll(which, &end, 10);
+        if (*which && !*end) rc = ckpt_path(r->dir, s, path, sizeof path);
+        else snprintf(path, sizeof path, "%s", which);
+        if (!rc) rc = ckpt_verify(path, &step);
+    }
+    if (!rc) rc = tr_open(&r->c, TR_EVAL, &r->t);
+    if (!rc && step >= 0) {
+        tr_restored got;
+        if (!(rc = tr_restore(r->t, path, 0, &got))) free(got.job_yaml);
+        if (!rc) log_info("generate: checkpoint %s (step %lld)", path, (long long)step);
+    }
+    return rc ? rc : job_generate(r->t, r->o);
+}
+
 /* ---- train and resume ------------------------------------------------------------------------------ */
 
 static int run_train(run *r) {
@@ -501,8 +533,8 @@ int job_run(const job_config *j, const job_run_opts *o) {
     int rc = config_from_job(r);
     if (!rc) rc = fs_mkdirs(r->dir);
     int lockfd = -1;
-    if (!rc && o->mode != JOB_RUN_EVAL) rc = lock_dir(r->dir, &lockfd);
-    if (!rc) rc = o->mode == JOB_RUN_EVAL ? run_eval(r) : run_train(r);
+    if (!rc && o->mode != JOB_RUN_EVAL && o->mode != JOB_RUN_GENERATE) rc = lock_dir(r->dir, &lockfd);
+    if (!rc) rc = o->mode == JOB_RUN_GENERATE ? run_generate(r) : o->mode == JOB_RUN_EVAL ? run_eval(r) : run_train(r);
     tr_close(r->t);
     free(r->glr);
     free(r->job_yaml);
