@@ -453,6 +453,7 @@ static int run_generate(run *r) {
         long long s = strtoll(which, &end, 10);
         if (*which && !*end) rc = ckpt_path(r->dir, s, path, sizeof path);
         else snprintf(path, sizeof path, "%s", which);
+        if (!rc && !fs_exists(path)) rc = err_set(ERR_ARGS, "--checkpoint %s: %s does not exist", which, path);
         if (!rc) rc = ckpt_verify(path, &step);
     }
     if (!rc) rc = tr_open(&r->c, TR_EVAL, &r->t);
