@@ -46,6 +46,9 @@ if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import h5py, matplotlib' 2>/d
     fi
 fi
 echo "curves: $plot"
+if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import h5py' 2>/dev/null; then
+    /usr/bin/python3 tools/samples_page.py runs/demo/metrics.h5 --data demo/data.h5 -o runs/demo/samples.md || true
+fi
 
 cat <<EOF
 
