@@ -69,9 +69,10 @@ const cli_command cli_commands[] = {
      "orpo-hpc make-demo --out DIR [--pairs N] [--seed S] [--mix c,s,n,p,e,d] [--init scaled|hf]\n"
      "  DIR/model: a tiny LLaVA-NeXT as a HuggingFace directory; DIR/data: synthetic preference pairs as PNG +\n"
      "  pairs.jsonl and an RLAIF-V-shaped Parquet file. Docs: docs/demo.md."},
-    {"bench", cmd_bench, "benchmarks: forward, step",
+    {"bench", cmd_bench, "benchmarks: forward, step, generate",
      "orpo-hpc bench forward --model DIR|model.h5 [--image HxW] [--text N] [--iters N]\n"
      "       orpo-hpc bench step --model DIR|model.h5 [--image HxW] [--pairs N] [--prompt N] [--answer N] [--iters N]\n"
+     "       orpo-hpc bench generate --model DIR|model.h5 [--image HxW] [--prompt N] [--new N] [--batch N] [--iters N]\n"
      "  forward: CPU forward of one image + text; step: one ORPO micro-batch (forward + backward) with and\n"
      "  without prefix sharing. Record results in docs/performance.md with the machine."},
     {"device", cmd_device, "show the compute devices this binary can use",
