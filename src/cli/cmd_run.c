@@ -48,6 +48,9 @@ static int run_command(int mode, int argc, char **argv) {
         else if (mode == JOB_RUN_EVAL && !strcmp(argv[i], "--pairs-out") && i + 1 < argc) o.pairs_out = argv[++i];
         else if (mode != JOB_RUN_TRAIN && !strcmp(argv[i], "--accept-changed-inputs")) o.accept_changed_inputs = 1;
         else if (mode == JOB_RUN_GENERATE && gen_arg(&o, argc, argv, &i)) continue;
+        else if (mode == JOB_RUN_EVAL && !strcmp(argv[i], "--hallucination")) o.hallucination = 1;
+        else if (mode == JOB_RUN_EVAL && !strcmp(argv[i], "--json")) o.json = 1;
+        else if (mode == JOB_RUN_EVAL && !strcmp(argv[i], "--items") && i + 1 < argc) o.halluc_items = atoi(argv[++i]);
         else if (argv[i][0] != '-' && !path) path = argv[i];
         else {
             job_free_overrides(ov, nov);

@@ -7,6 +7,7 @@
 
 #include "data/dataset.h"
 #include "data/image.h"
+#include "demo/demo.h"
 #include "io/atomic.h"
 #include "io/err.h"
 #include "io/fsutil.h"
@@ -94,4 +95,72 @@ int job_generate(trainer *t, const job_run_opts *o) {
         fflush(stdout);
     }
     return rc;
+}
+
+/* ---- the hallucination benchmark of the demo (eval --hallucination) ------------------------------------------ */
+
+static const char *kind_names[DEMO_NQ] = {"colour", "shape", "count", "position", "existence", "description"};
+
+int job_halluc(trainer *t, const job_run_opts *o, int64_t step, job_halluc_result *res) {
+    lt_gen_opts g;
+    lt_gen_opts_default(&g);
+    g.max_new = 48;
+    int n = o->halluc_items > 0 ? o->halluc_items : 120;
+    memset(res, 0, sizeof *res);
+    res->step = step;
+    int by_n[DEMO_NQ] = {0}, by_false[DEMO_NQ] = {0};
+    FILE *js = o->json ? stdout : NULL;
+    if (js) fprintf(js, "{\"step\": %lld, \"answers\": [\n", (long long)step);
+    int rc = ERR_OK;
+    for (int i = 0; !rc && i < n; i++) {
+        demo_scene s;
+        demo_pair p;
+        demo_halluc_item(1, i, &s, &p);
+        img_rgb im = {s.w, s.h, NULL};
+        if ((rc = demo_scene_draw(&s, &im.px))) break;
+        char *answer = NULL;
+        rc = gen_image(t, &im, p.question, &g, &answer, NULL);
+        img_free(&im);
+        if (rc) break;
+        demo_halluc_result r;
+        demo_halluc_score(&s, &p, answer, &r);
+        res->answers++;
+        res->answered += r.answered;
+        res->false_answers += r.false_claim;
+        res->mentions += r.mentions;
+        res->absent += r.absent;
+        by_n[p.kind]++;
+        by_false[p.kind] += r.false_claim;
+        if (js) {
+            fprintf(js, "  {\"item\": %d, \"kind\": \"%s\", \"question\": ", i, kind_names[p.kind]);
+            json_str(js, p.question);
+            fputs(", \"answer\": ", js);
+            json_str(js, answer);
+            fputs(", \"truth\": ", js);
+            json_str(js, p.chosen);
+            fprintf(js, ", \"false\": %d, \"mentions\": %d, \"absent\": %d}%s\n", r.false_claim, r.mentions, r.absent,
+                    i + 1 < n ? "," : "");
+        }
+        free(answer);
+    }
+    if (rc) return rc;
+    res->rate = res->answers ? (double)res->false_answers / (double)res->answers : 0;
+    res->chair = res->mentions ? (double)res->absent / (double)res->mentions : 0;
+    if (js) {
+        fprintf(js, "], \"n\": %lld, \"answered\": %lld, \"false\": %lld, \"mentions\": %lld, \"absent\": %lld, "
+                "\"rate\": %.6f, \"chair\": %.6f, \"rate_by_kind\": {", (long long)res->answers,
+                (long long)res->answered, (long long)res->false_answers, (long long)res->mentions,
+                (long long)res->absent, res->rate, res->chair);
+        for (int k = 0; k < DEMO_NQ; k++)
+            fprintf(js, "%s\"%s\": %.6f", k ? ", " : "", kind_names[k], by_n[k] ? (double)by_false[k] / by_n[k] : 0.0);
+        fputs("}}\n", js);
+    } else {
+        printf("hallucination benchmark at step %lld: %lld held-out demo scenes\n  rate %.4f  (%lld answers state "
+               "something false)\n  chair %.4f  (%lld of %lld objects mentioned are absent)\n  answered %lld\n",
+               (long long)step, (long long)res->answers, res->rate, (long long)res->false_answers, res->chair,
+               (long long)res->absent, (long long)res->mentions, (long long)res->answered);
+        for (int k = 0; k < DEMO_NQ; k++)
+            if (by_n[k]) printf("  %-11s %.3f of %d\n", kind_names[k], (double)by_false[k] / by_n[k], by_n[k]);
+    }
+    return ERR_OK;
 }

@@ -366,6 +366,25 @@ static int fresh_start(run *r) {
 
 /* ---- eval ------------------------------------------------------------------------------------------ */
 
+/* the benchmark's result as a row of the halluc table of metrics.h5 */
+static int record_halluc(run *r, const job_halluc_result *h) {
+    fflush(stdout);
+    met_log *m = NULL;
+    int rc = met_open_eval(r->dir, &m);
+    if (rc == ERR_IO && strstr(err_msg(), "another orpo-hpc process")) {
+        log_warn("%s/metrics.h5: a trainer is writing it; this benchmark was not recorded there", r->dir);
+        err_clear();
+        return ERR_OK;
+    }
+    if (rc) return rc;
+    met_halluc row = {h->step, h->answers, h->answered, h->false_answers, h->mentions, h->absent, h->rate, h->chair, 0};
+    rc = met_halluc_row(m, &row);
+    int crc = met_close(m, "eval");
+    if (!rc) rc = crc;
+    if (!rc) log_info("recorded in %s/metrics.h5 (table halluc)", r->dir);
+    return rc;
+}
+
 static int run_eval(run *r) {
     const job_config *j = r->j;
     char path[4200] = "";
@@ -398,6 +417,12 @@ static int run_eval(run *r) {
             if (!rc) rc = check_inputs(r, path, &got, same);
             free(got.job_yaml);
         }
+    }
+    if (!rc && r->o->hallucination) {
+        job_halluc_result hr;
+        rc = job_halluc(r->t, r->o, step < 0 ? 0 : step, &hr);
+        if (!rc) rc = record_halluc(r, &hr);
+        return rc;
     }
     met_val vr;
     int64_t n = 0;

@@ -48,11 +48,21 @@ typedef struct job_run_opts {
     double temperature, top_p;
     uint64_t seed;
     const char *out;               /* --data: JSONL answers here (NULL: stdout) */
+    int hallucination;             /* eval --hallucination: the demo's benchmark instead of the val metrics */
+    int json;                      /* ... printed as JSON */
+    int halluc_items;              /* held-out scenes (0: 120) */
 } job_run_opts;
+
+typedef struct job_halluc_result {
+    int64_t step, answers, answered, false_answers, mentions, absent;
+    double rate, chair;            /* false_answers / answers; absent / mentions */
+} job_halluc_result;
 
 /* generate's work once the trainer holds the chosen parameters (src/job/job_generate.c) */
 struct trainer;
 int job_generate(struct trainer *t, const job_run_opts *o);
+/* eval --hallucination: the demo's held-out scenes asked and scored (src/demo/demo_halluc.c), printed */
+int job_halluc(struct trainer *t, const job_run_opts *o, int64_t step, job_halluc_result *res);
 
 void job_run_opts_default(job_run_opts *o);
 int job_run(const job_config *j, const job_run_opts *o);
