@@ -1007,6 +1007,14 @@ static lt_kv *kv_alloc(const llava_config *c, const lt_pair *p, int n, int max_n
     return kv;
 }
 
+static const double *g_sort_prob; /* qsort has no context argument; generation runs on one thread per trainer */
+
+static int by_prob(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    if (g_sort_prob[x] != g_sort_prob[y]) return g_sort_prob[x] > g_sort_prob[y] ? -1 : 1;
+    return (x > y) - (x < y);
+}
+
 /* The next token from a row of logits: argmax (lowest id on a tie, as torch.argmax) when temperature is 0;
  * else a draw from softmax(logits / temperature) cut to the smallest set of most likely tokens whose
  * probability reaches top_p, with u = rng_uniform_d(key(seed, RNG_SAMPLE), stream, step, 0): the same tokens for
@@ -1023,16 +1031,9 @@ static int32_t pick(const float *logits, int64_t V, const lt_gen_opts *g, uint32
         sum += prob[i];
         order[i] = (int32_t)i;
     }
-    /* tokens by falling probability (insertion sort, stable: equal probabilities keep id order) */
-    for (int64_t i = 1; i < V; i++) {
-        int32_t k = order[i];
-        int64_t j = i - 1;
-        while (j >= 0 && prob[order[j]] < prob[k]) {
-            order[j + 1] = order[j];
-            j--;
-        }
-        order[j + 1] = k;
-    }
+    /* tokens by falling probability, equal probabilities in id order */
+    g_sort_prob = prob;
+    qsort(order, (size_t)V, sizeof *order, by_prob);
     double keep = 0;
     int64_t n = 0;
     while (n < V && (n == 0 || keep < g->top_p * sum)) keep += prob[order[n++]];
@@ -1054,9 +1055,13 @@ int lt_generate(llava_trainer *t, const lt_pair *p, int n, const lt_gen_opts *g,
     const ops *o = t->o;
     opctx *cx = &t->ctx;
     const int64_t D = c->t_hidden, V = c->vocab;
-    if (n > s->max_rows || n > s->max_tok)
-        return err_set(ERR_INTERNAL, "generation batch of %d prompts exceeds the planned %lld rows", n,
-                       (long long)s->max_rows);
+    int64_t need = 0, tiles = 0;
+    for (int b = 0; b < n; b++) need += p[b].n_prefix, tiles += p[b].P;
+    if (n > s->max_rows || need > s->max_tok || tiles > s->max_tiles)
+        return err_set(ERR_ARGS, "generation: %d prompt(s) of %lld tokens and %lld image tiles in all; the workspace "
+                       "was sized for %lld rows, %lld tokens and %d tiles (the largest pairs of the data set): use "
+                       "a smaller image or fewer prompts at once", n, (long long)need, (long long)tiles,
+                       (long long)s->max_rows, (long long)s->max_tok, s->max_tiles);
     lt_kv *kv = kv_alloc(c, p, n, g->max_new, s->max_tok);
     double *prob = mem_alloc(sizeof(double) * (size_t)V, "sampling scratch");
     int32_t *order = mem_alloc(sizeof(int32_t) * (size_t)V, "sampling scratch");
