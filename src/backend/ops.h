@@ -52,7 +52,9 @@ typedef struct seq_desc {
     int32_t start;   /* first token in the packed buffer */
     int32_t len;     /* number of tokens */
     int32_t pos0;    /* RoPE position of the first token */
-    int32_t prefix;  /* index of a sequence every token of this one attends to in full, or -1 */
+    int32_t prefix;  /* index of a sequence every token of this one attends to in full, or -1. It may name a
+                      * descriptor after the nseq computed ones: its keys are seen, no output is computed for it
+                      * (generation: the KV cache of a prompt, llava_train.c lt_generate) */
 } seq_desc;
 
 typedef struct ops {

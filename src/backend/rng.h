@@ -5,6 +5,7 @@
  *   dropout      key = rng_key(seed, RNG_DROPOUT), a = step, b = layer*64 + module, c = element
  *   shuffling    rng_permutation(seed, epoch, n, out)        (key RNG_SHUFFLE, a = epoch)
  *   LoRA init    rng_lora_init(seed, tensor_id, ...)          (key RNG_INIT,    a = tensor_id)
+ *   sampling     key = rng_key(seed, RNG_SAMPLE), a = prompt stream, b = generated token index, c = 0
  * A stream (key, a, b) yields u32 words at c = 0, 1, 2, ... ; the normal deviates of the same stream
  * are drawn from a disjoint part of the counter space, so mixing both kinds is safe.
  *
@@ -30,7 +31,7 @@ typedef struct rng_key_t {
 } rng_key_t;
 
 /* domains keep the streams of different purposes apart even with the same seed */
-enum { RNG_DROPOUT = 1, RNG_SHUFFLE = 2, RNG_INIT = 3, RNG_USER = 16 };
+enum { RNG_DROPOUT = 1, RNG_SHUFFLE = 2, RNG_INIT = 3, RNG_SAMPLE = 4, RNG_USER = 16 };
 
 /* PEFT initialisations (tuners/lora/layer.py reset_lora_parameters) */
 enum {

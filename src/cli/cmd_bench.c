@@ -177,7 +177,77 @@ static int bench_step(int argc, char **argv) {
     return 0;
 }
 
+/* bench generate: greedy decoding with the KV cache, prefill and per-token speed, batches of 1 and --batch prompts */
+static int bench_generate(int argc, char **argv) {
+    const char *model = NULL;
+    int h = 480, w = 640, prompt = 24, new_tokens = 64, batch = 8, iters = 3;
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(argv[i], "--model") && v) { model = v; i++; }
+        else if (!strcmp(argv[i], "--image") && v && sscanf(v, "%dx%d", &h, &w) == 2) i++;
+        else if (!strcmp(argv[i], "--prompt") && v) { prompt = atoi(v); i++; }
+        else if (!strcmp(argv[i], "--new") && v) { new_tokens = atoi(v); i++; }
+        else if (!strcmp(argv[i], "--batch") && v) { batch = atoi(v); i++; }
+        else if (!strcmp(argv[i], "--iters") && v) { iters = atoi(v); i++; }
+        else return err_set(ERR_ARGS, "bench generate: unexpected argument '%s'", argv[i]), cli_fail();
+    }
+    if (!model) return err_set(ERR_ARGS, "bench generate: --model DIR|model.h5 is required"), cli_fail();
+    if (prompt < 2 || new_tokens < 1 || batch < 1 || batch > 64 || iters < 1)
+        return err_set(ERR_ARGS, "bench generate: --prompt >= 2, --new >= 1, --batch 1..64, --iters >= 1"), cli_fail();
+    llava_model m;
+    if (load_model(model, &m)) return cli_fail();
+    const llava_config *c = &m.cfg;
+    int P = anyres_num_patches(&c->anyres, h, w);
+    int64_t nimg = anyres_num_image_tokens(&c->anyres, h, w), npre = nimg + prompt;
+    size_t npx = (size_t)P * 3 * (size_t)c->v_image * (size_t)c->v_image;
+    float *pix = mem_alloc(sizeof(float) * npx, "bench: pixels");
+    for (size_t i = 0; i < npx; i++) pix[i] = frand();
+    int32_t *pre = mem_alloc(sizeof(int32_t) * (size_t)npre, "bench: prompt tokens");
+    pre[0] = c->bos;
+    for (int64_t i = 1; i < npre; i++) pre[i] = i <= nimg ? c->image_token : (int32_t)(3 + i % 50);
+    lt_pair *pairs = mem_alloc(sizeof(lt_pair) * (size_t)batch, "bench: prompts");
+    for (int i = 0; i < batch; i++) pairs[i] = (lt_pair){pix, P, h, w, pre, (int32_t)npre, NULL, NULL, 0, 0};
+    char desc[512];
+    llava_config_describe(c, desc, sizeof desc);
+    printf("model: %s\n%s\nimage %dx%d (%d tiles, %lld image tokens), prompt %lld tokens, %d new tokens (no EOS)\n",
+           model, desc, h, w, P, (long long)nimg, (long long)npre, new_tokens);
+    lt_spec sp;
+    lt_spec_default(&sp);
+    sp.targets = LT_Q | LT_K | LT_V | LT_O | LT_GATE | LT_UP | LT_DOWN | LT_LM_HEAD; /* LoRA as in training */
+    llava_trainer t;
+    if (lt_init(&t, &m, &sp) || lt_plan(&t, (int64_t)batch * npre, batch * P, batch)) return cli_fail();
+    int32_t *out = mem_alloc(sizeof(int32_t) * (size_t)batch * (size_t)new_tokens, "bench: tokens");
+    int32_t *nout = mem_alloc(sizeof(int32_t) * (size_t)batch, "bench: tokens");
+    lt_gen_opts g;
+    lt_gen_opts_default(&g);
+    g.eos = -1;
+    int sizes[2] = {1, batch};
+    for (int k = 0; k < (batch > 1 ? 2 : 1); k++) {
+        double best_pre = 1e30, best = 1e30;
+        for (int it = 0; it <= iters; it++) {
+            g.max_new = 1; /* the prefill and the first token */
+            double t0 = log_now();
+            if (lt_generate(&t, pairs, sizes[k], &g, NULL, out, nout)) return cli_fail();
+            double t1 = log_now();
+            g.max_new = new_tokens;
+            if (lt_generate(&t, pairs, sizes[k], &g, NULL, out, nout)) return cli_fail();
+            double t2 = log_now();
+            if (it > 0 && t1 - t0 < best_pre) best_pre = t1 - t0;
+            if (it > 0 && t2 - t1 < best) best = t2 - t1;
+        }
+        double dec = best - best_pre;
+        printf("batch %2d: prefill %.1f ms; %d new tokens in %.1f ms: %.0f new tokens/s overall, %.0f tokens/s "
+               "decoding after the prefill (best of %d)\n", sizes[k], 1e3 * best_pre, new_tokens, 1e3 * best,
+               sizes[k] * new_tokens / best, dec > 0 ? sizes[k] * (new_tokens - 1) / dec : 0.0, iters);
+    }
+    free(out); free(nout); free(pix); free(pre); free(pairs);
+    lt_free(&t);
+    llava_model_free(&m);
+    return 0;
+}
+
 int cmd_bench(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "generate")) return bench_generate(argc - 1, argv + 1);
     if (argc < 2) return err_set(ERR_ARGS, "bench: which benchmark? forward or step (import-data prints its own pairs/s)"), cli_fail();
     if (!strcmp(argv[1], "forward")) return bench_forward(argc - 1, argv + 1);
     if (!strcmp(argv[1], "step")) return bench_step(argc - 1, argv + 1);

@@ -21,7 +21,17 @@ const cli_command cli_commands[] = {
      "                       [--set key.path=value ...]\n"
      "  Loads the newest valid checkpoint (or FILE) and prints validation loss, accuracy and log-probs over the\n"
      "  val split (the train split may be empty); records them as a standalone val row in metrics.h5 (not\n"
-     "  while a trainer runs the job). --pairs-out: per-pair results (docs/analysis.md)."},
+     "  while a trainer runs the job). --pairs-out: per-pair results (docs/analysis.md).\n"
+     "       orpo-hpc eval JOB.yaml --hallucination [--json] [--items N] [--checkpoint FILE]\n"
+     "  The demo's hallucination benchmark: held-out scenes with known truth, answers generated and scored\n"
+     "  (rate of false answers, CHAIR); recorded in the halluc table of metrics.h5 (docs/demo.md)."},
+    {"generate", cmd_generate, "answers of the model (base + a checkpoint's adapters) to images and questions",
+     "orpo-hpc generate JOB.yaml [--checkpoint STEP|latest|none|FILE]\n"
+     "                  (--image IMG --prompt TEXT | [--data data.h5] --split val|train [--max-pairs N])\n"
+     "                  [--max-new-tokens N] [--temperature T] [--top-p P] [--seed S] [--out answers.jsonl]\n"
+     "  Autoregressive decoding with a KV cache, the training chat template; greedy unless --temperature > 0\n"
+     "  (then sampled, reproducible from --seed). --split: every pair of the split, in batches, as JSONL (id,\n"
+     "  image, prompt, answer, chosen, rejected, tokens) to --out or stdout. Docs: docs/cli.md."},
     {"plan", cmd_plan, "memory and time plan of a job (not built yet: exit 2)",
      "orpo-hpc plan JOB.yaml [--set key.path=value ...]\n"
      "  Not built yet: says so and exits 2, doing nothing."},
@@ -64,9 +74,10 @@ const cli_command cli_commands[] = {
      "orpo-hpc make-demo --out DIR [--pairs N] [--seed S] [--mix c,s,n,p,e,d] [--init scaled|hf]\n"
      "  DIR/model: a tiny LLaVA-NeXT as a HuggingFace directory; DIR/data: synthetic preference pairs as PNG +\n"
      "  pairs.jsonl and an RLAIF-V-shaped Parquet file. Docs: docs/demo.md."},
-    {"bench", cmd_bench, "benchmarks: forward, step",
+    {"bench", cmd_bench, "benchmarks: forward, step, generate",
      "orpo-hpc bench forward --model DIR|model.h5 [--image HxW] [--text N] [--iters N]\n"
      "       orpo-hpc bench step --model DIR|model.h5 [--image HxW] [--pairs N] [--prompt N] [--answer N] [--iters N]\n"
+     "       orpo-hpc bench generate --model DIR|model.h5 [--image HxW] [--prompt N] [--new N] [--batch N] [--iters N]\n"
      "  forward: CPU forward of one image + text; step: one ORPO micro-batch (forward + backward) with and\n"
      "  without prefix sharing. Record results in docs/performance.md with the machine."},
     {"device", cmd_device, "show the compute devices this binary can use",

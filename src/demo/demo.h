@@ -27,6 +27,14 @@
  *   demo_words(&n)                           every word a question or answer can contain
  *   demo_colour_name(c) / demo_colour_rgb(c, rgb)   palette of shape colours (DEMO_NCOLOURS)
  *   demo_shape_name(s), demo_pos_name(p)     the words of shapes and positions
+ *
+ * Hallucination benchmark (demo_halluc.c, `orpo-hpc eval --hallucination`):
+ *   demo_halluc_item(seed, i, &scene, &pair) held-out scene i (a stream make-demo's pairs never use) and a question
+ *                                            about it (the default mix), with its true and hallucinated answers
+ *   demo_halluc_score(&scene, &pair, answer, &r)   parse a generated answer against the scene: object mentions
+ *                                            (a shape word with its colour), the ones absent from the scene (CHAIR),
+ *                                            and whether it states something false (a wrong colour, shape, count,
+ *                                            position or yes/no, or an absent object)
  */
 #ifndef ORPO_DEMO_H
 #define ORPO_DEMO_H
@@ -98,6 +106,16 @@ const char *demo_colour_name(int c);
 void demo_colour_rgb(int c, uint8_t rgb[3]);
 const char *demo_shape_name(int s);
 const char *demo_pos_name(int p);
+
+typedef struct demo_halluc_result {
+    int answered;     /* the answer states something parseable about the scene */
+    int false_claim;  /* it states something false */
+    int mentions;     /* objects it says are there */
+    int absent;       /* of those, not in the scene */
+} demo_halluc_result;
+
+void demo_halluc_item(uint64_t seed, int64_t i, demo_scene *s, demo_pair *p);
+void demo_halluc_score(const demo_scene *s, const demo_pair *p, const char *answer, demo_halluc_result *r);
 
 /* internal helpers shared by the demo_*.c files */
 uint64_t demo_hash(uint64_t seed, uint64_t a, uint64_t b);

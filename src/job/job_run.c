@@ -401,6 +401,25 @@ static int check_data_keys(run *r) {
 
 /* ---- eval ------------------------------------------------------------------------------------------ */
 
+/* the benchmark's result as a row of the halluc table of metrics.h5 */
+static int record_halluc(run *r, const job_halluc_result *h) {
+    fflush(stdout);
+    met_log *m = NULL;
+    int rc = met_open_eval(r->dir, &m);
+    if (rc == ERR_IO && strstr(err_msg(), "another orpo-hpc process")) {
+        log_warn("%s/metrics.h5: a trainer is writing it; this benchmark was not recorded there", r->dir);
+        err_clear();
+        return ERR_OK;
+    }
+    if (rc) return rc;
+    met_halluc row = {h->step, h->answers, h->answered, h->false_answers, h->mentions, h->absent, h->rate, h->chair, 0};
+    rc = met_halluc_row(m, &row);
+    int crc = met_close(m, "eval");
+    if (!rc) rc = crc;
+    if (!rc) log_info("recorded in %s/metrics.h5 (table halluc)", r->dir);
+    return rc;
+}
+
 static int run_eval(run *r) {
     const job_config *j = r->j;
     char path[4200] = "";
@@ -435,6 +454,12 @@ static int run_eval(run *r) {
             free(got.job_yaml);
         }
     }
+    if (!rc && r->o->hallucination) {
+        job_halluc_result hr;
+        rc = job_halluc(r->t, r->o, step < 0 ? 0 : step, &hr);
+        if (!rc) rc = record_halluc(r, &hr);
+        return rc;
+    }
     met_val vr;
     int64_t n = 0;
     if (!rc) rc = tr_evaluate(r->t, &vr, &n, pairs ? job_pairs_add : NULL, pairs);
@@ -466,6 +491,39 @@ static int run_eval(run *r) {
         }
     }
     return rc;
+}
+
+/* ---- generate --------------------------------------------------------------------------------------- */
+
+/* the chosen checkpoint (STEP, latest, none or a file) into a trainer opened for evaluation; job_generate does the
+ * rest. Nothing is written in DIR. */
+static int run_generate(run *r) {
+    const char *which = r->o->checkpoint;
+    char path[4200] = "";
+    int64_t step = -1;
+    int rc = ERR_OK;
+    if (r->o->data) r->c.data_path = r->o->data;
+    if (which && !strcmp(which, "none")) {
+        log_info("generate: the base model (--checkpoint none)");
+    } else if (!which || !strcmp(which, "latest")) {
+        if (!(rc = ckpt_find_latest(r->dir, path, sizeof path, &step)) && step < 0)
+            rc = err_set(ERR_ARGS, "%s/checkpoints: no checkpoint that verifies; train the job first or use "
+                         "--checkpoint none (the base model)", r->dir);
+    } else {
+        char *end;
+        long long s = strtoll(which, &end, 10);
+        if (*which && !*end) rc = ckpt_path(r->dir, s, path, sizeof path);
+        else snprintf(path, sizeof path, "%s", which);
+        if (!rc && !fs_exists(path)) rc = err_set(ERR_ARGS, "--checkpoint %s: %s does not exist", which, path);
+        if (!rc) rc = ckpt_verify(path, &step);
+    }
+    if (!rc) rc = tr_open(&r->c, TR_EVAL, &r->t);
+    if (!rc && step >= 0) {
+        tr_restored got;
+        if (!(rc = tr_restore(r->t, path, 0, &got))) free(got.job_yaml);
+        if (!rc) log_info("generate: checkpoint %s (step %lld)", path, (long long)step);
+    }
+    return rc ? rc : job_generate(r->t, r->o);
 }
 
 /* ---- train and resume ------------------------------------------------------------------------------ */
@@ -555,8 +613,8 @@ int job_run(const job_config *j, const job_run_opts *o) {
     int rc = config_from_job(r);
     if (!rc) rc = fs_mkdirs(r->dir);
     int lockfd = -1;
-    if (!rc && o->mode != JOB_RUN_EVAL) rc = lock_dir(r->dir, &lockfd);
-    if (!rc) rc = o->mode == JOB_RUN_EVAL ? run_eval(r) : run_train(r);
+    if (!rc && o->mode != JOB_RUN_EVAL && o->mode != JOB_RUN_GENERATE) rc = lock_dir(r->dir, &lockfd);
+    if (!rc) rc = o->mode == JOB_RUN_GENERATE ? run_generate(r) : o->mode == JOB_RUN_EVAL ? run_eval(r) : run_train(r);
     tr_close(r->t);
     free(r->glr);
     free(r->job_yaml);

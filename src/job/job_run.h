@@ -1,7 +1,7 @@
 /* job_run — the lifecycle of a job: what `orpo-hpc train | resume | eval` run (docs/jobs.md, docs/checkpoints.md).
  *
  *   job_run_opts_default(&o)
- *   job_run(job, &o)              returns an exit code: 0 done, 75 interrupted and checkpointed, or the err_ status
+ *   job_run(job, &o)              (train | resume | eval | generate) returns an exit code: 0 done, 75 interrupted and checkpointed, or the err_ status
  *   job_run_signal_install()      SIGTERM / SIGUSR1 / SIGINT set a flag read at step boundaries; a second SIGINT
  *                                 aborts; SIGXFSZ is ignored (a file-size limit gives exit 4 with a message)
  *   job_run_stop_requested()      the signal number that asked to stop, or 0
@@ -31,7 +31,7 @@
 #include "job/job.h"
 #include "model/llava_train.h"
 
-enum { JOB_RUN_TRAIN = 0, JOB_RUN_RESUME = 1, JOB_RUN_EVAL = 2 };
+enum { JOB_RUN_TRAIN = 0, JOB_RUN_RESUME = 1, JOB_RUN_EVAL = 2, JOB_RUN_GENERATE = 3 };
 
 typedef struct job_run_opts {
     int mode;                  /* JOB_RUN_TRAIN, JOB_RUN_RESUME, JOB_RUN_EVAL */
@@ -39,7 +39,30 @@ typedef struct job_run_opts {
     const char *checkpoint;    /* eval: this checkpoint instead of the newest */
     int accept_changed_inputs; /* resume/eval: go on when model.h5 or data.h5 changed since the checkpoint */
     const char *pairs_out;     /* eval: per-pair results to this .h5 or .jsonl file (NULL: none) */
+    /* generate (src/job/job_generate.c): checkpoint is STEP, latest (NULL) or none (the base model) or a file */
+    const char *image, *prompt;    /* one image and question, or: */
+    const char *data;              /* data.h5 (the job's when NULL) and split (DS_TRAIN / DS_VAL) */
+    int split;
+    int64_t max_pairs;             /* 0: all */
+    int max_new;
+    double temperature, top_p;
+    uint64_t seed;
+    const char *out;               /* --data: JSONL answers here (NULL: stdout) */
+    int hallucination;             /* eval --hallucination: the demo's benchmark instead of the val metrics */
+    int json;                      /* ... printed as JSON */
+    int halluc_items;              /* held-out scenes (0: 120) */
 } job_run_opts;
+
+typedef struct job_halluc_result {
+    int64_t step, answers, answered, false_answers, mentions, absent;
+    double rate, chair;            /* false_answers / answers; absent / mentions */
+} job_halluc_result;
+
+/* generate's work once the trainer holds the chosen parameters (src/job/job_generate.c) */
+struct trainer;
+int job_generate(struct trainer *t, const job_run_opts *o);
+/* eval --hallucination: the demo's held-out scenes asked and scored (src/demo/demo_halluc.c), printed */
+int job_halluc(struct trainer *t, const job_run_opts *o, int64_t step, job_halluc_result *res);
 
 void job_run_opts_default(job_run_opts *o);
 int job_run(const job_config *j, const job_run_opts *o);

@@ -40,6 +40,21 @@ typedef struct img_inst {   /* one encoded image in the packed batch */
     int64_t nrows;          /* packed rows (incl. newlines) */
 } img_inst;
 
+/* The KV cache of a generation (lt_generate): item b owns rows [start[b], start[b] + cap[b]) of every layer's K
+ * and V (after RoPE), of which the first len[b] are filled. The new tokens' queries are put at the rows their keys
+ * take, so that the op table's attention (attn_fwd) runs unchanged: a descriptor per new-token run whose prefix
+ * descriptor (after the nseq computed ones) names the item's cached rows. */
+typedef struct lt_kv {
+    int nb;
+    int64_t rows;                     /* sum of cap */
+    int64_t *start, *cap, *len;
+    float **K, **V;                   /* [t_layers] of [rows, kv_heads * head_dim] */
+    float *q, *att, *lse;             /* [rows, heads * head_dim], [rows, heads * head_dim], [rows, heads] */
+    seq_desc *seqs;                   /* [2 * nb]: runs of new tokens, then the cached rows they see */
+    int nseq;
+    int64_t *row;                     /* [max_tok] cache row of each new (packed) token */
+} lt_kv;
+
 struct lt_ws {
     int64_t max_tok, max_rows, max_img_rows;
     int max_tiles;
@@ -76,6 +91,8 @@ struct lt_ws {
     float *wscr, *ldt, *lxd;
     uint32_t step;
     int eval;                         /* no LoRA dropout */
+    lt_kv *kv;                        /* generation: attention reads and extends this KV cache (else NULL) */
+    int gen;                          /* generation: pack prompts only, one logits row per prompt */
     /* vision LoRA: all tiles of the micro-batch as one packed batch of (CLS + patches) sequences */
     int64_t vtok;                     /* tokens of the vision batch */
     seq_desc *vseqs;
@@ -491,6 +508,13 @@ static int pack(llava_trainer *t, const lt_batch *b) {
     int64_t need = 0, tiles = 0, rows = 0;
     for (int i = 0; i < b->n; i++) {
         const lt_pair *p = &b->pairs[i];
+        if (s->gen) { /* generation: the prompt only, one logits row (its last token) */
+            if (p->n_prefix < 1) return err_set(ERR_DATA, "prompt %d of the batch: empty", i);
+            need += p->n_prefix;
+            tiles += p->P;
+            rows += 1;
+            continue;
+        }
         if (p->n_chosen < 1 || p->n_rejected < 1 || p->n_prefix < 1)
             return err_set(ERR_DATA, "pair %d of the micro-batch: empty prompt or answer", i);
         int copies = t->spec.share_prefix ? 1 : 2;
@@ -505,7 +529,7 @@ static int pack(llava_trainer *t, const lt_batch *b) {
     int64_t sel_off = 0;
     for (int i = 0; i < b->n; i++) {
         const lt_pair *p = &b->pairs[i];
-        for (int copy = 0; copy < (t->spec.share_prefix ? 1 : 2); copy++) {
+        for (int copy = 0; copy < (t->spec.share_prefix || s->gen ? 1 : 2); copy++) {
             int prefix_seq = s->nseq;
             int64_t ps = put_seq(s, p->prefix, p->n_prefix, 0, -1);
             img_inst *in = &s->inst[s->ninst++];
@@ -518,6 +542,10 @@ static int pack(llava_trainer *t, const lt_batch *b) {
             if (in->nrows < 0) return err_set(ERR_DATA, "pair %d: %d tiles do not match an image of %dx%d", i, p->P, p->h, p->w);
             sel_off += p->P;
             s->n_tiles = sel_off;
+            if (s->gen) {
+                add_row(s, ps + p->n_prefix - 1, 0, 0, i);
+                continue;
+            }
             /* prompt text targets (NLL, TRL): every prefix token after BOS that is not an image token */
             if (copy == 0 && t->spec.nll_prompt)
                 for (int32_t j = 1; j < p->n_prefix; j++)
@@ -564,6 +592,26 @@ static int pack(llava_trainer *t, const lt_batch *b) {
     return ERR_OK;
 }
 
+/* generation: the new tokens' q, k, v (rows of the packed batch) go to their cache rows; attention of each new token
+ * over its item's cached tokens and the new ones up to itself; the outputs come back to the packed rows */
+static void kv_attention(llava_trainer *t, int l, dec_acts *a) {
+    lt_ws *s = t->ws;
+    lt_kv *kv = s->kv;
+    const llava_config *c = &t->m->cfg;
+    const ops *o = t->o;
+    opctx *cx = &t->ctx;
+    const int64_t Q = (int64_t)c->t_heads * c->t_head_dim, KV = (int64_t)c->t_kv_heads * c->t_head_dim;
+    for (int64_t i = 0; i < s->ntok; i++) {
+        int64_t r = kv->row[i];
+        o->copy(cx, kv->q + r * Q, a->q + i * Q, Q);
+        o->copy(cx, kv->K[l] + r * KV, a->k + i * KV, KV);
+        o->copy(cx, kv->V[l] + r * KV, a->v + i * KV, KV);
+    }
+    o->attn_fwd(cx, kv->att, kv->lse, kv->q, kv->K[l], kv->V[l], kv->seqs, kv->nseq, kv->rows, c->t_heads,
+                c->t_kv_heads, c->t_head_dim, 1);
+    o->gather_rows(cx, a->att, kv->att, kv->row, s->ntok, Q);
+}
+
 /* ---- decoder layer ---------------------------------------------------------------------------- */
 
 static void layer_fwd(llava_trainer *t, int l, const float *x, dec_acts *a, float *out) {
@@ -580,7 +628,11 @@ static void layer_fwd(llava_trainer *t, int l, const float *x, dec_acts *a, floa
     lin_fwd(t, a->v, a->a1, &ly->v, &ad[M_V], a->t[M_V], T);
     o->rope_fwd(cx, a->q, s->pos, T, c->t_heads, c->t_head_dim, c->rope_theta);
     o->rope_fwd(cx, a->k, s->pos, T, c->t_kv_heads, c->t_head_dim, c->rope_theta);
-    o->attn_fwd(cx, a->att, a->lse, a->q, a->k, a->v, s->seqs, s->nseq, T, c->t_heads, c->t_kv_heads, c->t_head_dim, 1);
+    if (s->kv)
+        kv_attention(t, l, a);
+    else
+        o->attn_fwd(cx, a->att, a->lse, a->q, a->k, a->v, s->seqs, s->nseq, T, c->t_heads, c->t_kv_heads,
+                    c->t_head_dim, 1);
     lin_fwd(t, s->tmp, a->att, &ly->o, &ad[M_O], a->t[M_O], T);
     o->copy(cx, a->x_mid, x, T * D);
     o->add_inplace(cx, a->x_mid, s->tmp, T * D);
@@ -757,8 +809,34 @@ static void vis_backward(llava_trainer *t) {
 
 /* ---- the step's forward and backward ---------------------------------------------------------- */
 
+static int forward(llava_trainer *t, const lt_batch *b, lt_fwd *fw);
+
+/* 3. decoder layers over the packed tokens in xin; every layer input is kept (the checkpoints);
+ * 4. lm_head on the target rows only (their logits in s->logits) */
+static void decoder_and_head(llava_trainer *t) {
+    lt_ws *s = t->ws;
+    const llava_config *c = &t->m->cfg;
+    llava_weights *w = &t->m->w;
+    const ops *o = t->o;
+    opctx *cx = &t->ctx;
+    const int64_t D = c->t_hidden, T = s->ntok;
+    for (int l = 0; l < c->t_layers; l++) {
+        dec_acts *a = &s->acts[t->spec.grad_ckpt ? 0 : l];
+        layer_fwd(t, l, s->xin + (int64_t)l * T * D, a, s->xin + (int64_t)(l + 1) * T * D);
+    }
+    o->rmsnorm_fwd(cx, s->hfin, s->rstd_f, s->xin + (int64_t)c->t_layers * T * D, w->norm, T, D, c->t_eps);
+    o->gather_rows(cx, s->rsel, s->hfin, s->row_h, s->nrows, D);
+    lin_fwd(t, s->logits, s->rsel, &w->lm_head, &t->head, s->thead, s->nrows);
+}
+
 int lt_forward(llava_trainer *t, const lt_batch *b, lt_fwd *fw) {
     if (!t->ws) return err_set(ERR_INTERNAL, "lt_forward before lt_plan");
+    t->ws->gen = 0;
+    return forward(t, b, fw);
+}
+
+/* lt_forward, or with ws->gen set the prefill of lt_generate */
+static int forward(llava_trainer *t, const lt_batch *b, lt_fwd *fw) {
     lt_ws *s = t->ws;
     s->step = b->step;
     s->eval = b->eval;
@@ -807,15 +885,8 @@ int lt_forward(llava_trainer *t, const lt_batch *b, lt_fwd *fw) {
     o->embed_fwd(cx, x0, w->embed, s->ids, T, D);
     row = 0;
     for (int64_t k = 0; k < s->n_img_pos; k++) o->copy(cx, x0 + s->img_pos[k] * D, s->img_rows + (row++) * D, D);
-    /* 3. decoder layers; every layer input is kept (the checkpoints) */
-    for (int l = 0; l < c->t_layers; l++) {
-        dec_acts *a = &s->acts[t->spec.grad_ckpt ? 0 : l];
-        layer_fwd(t, l, s->xin + (int64_t)l * T * D, a, s->xin + (int64_t)(l + 1) * T * D);
-    }
-    o->rmsnorm_fwd(cx, s->hfin, s->rstd_f, s->xin + (int64_t)c->t_layers * T * D, w->norm, T, D, c->t_eps);
-    /* 4. lm_head on the target rows only, log-prob of each label */
-    o->gather_rows(cx, s->rsel, s->hfin, s->row_h, s->nrows, D);
-    lin_fwd(t, s->logits, s->rsel, &w->lm_head, &t->head, s->thead, s->nrows);
+    decoder_and_head(t);
+    if (s->gen) return ERR_OK; /* lt_generate reads the logits */
     o->logprob_fwd(cx, s->logp, s->lse, s->logits, s->row_label, s->nrows, c->vocab);
     fw->nrows = s->nrows;
     fw->logp = s->logp;
@@ -878,4 +949,175 @@ int lt_backward(llava_trainer *t, const float *dlogp) {
     }
     if (vision) vis_backward(t);
     return ERR_OK;
+}
+
+/* ---- generation --------------------------------------------------------------------------------- */
+
+void lt_gen_opts_default(lt_gen_opts *g) {
+    memset(g, 0, sizeof *g);
+    g->max_new = 64;
+    g->temperature = 0.0f;
+    g->top_p = 1.0f;
+    g->seed = 0;
+    g->eos = -1;
+}
+
+static void kv_free(lt_kv *kv, int layers) {
+    if (!kv) return;
+    for (int l = 0; l < layers; l++) {
+        if (kv->K) free(kv->K[l]);
+        if (kv->V) free(kv->V[l]);
+    }
+    free(kv->K);
+    free(kv->V);
+    free(kv->q);
+    free(kv->att);
+    free(kv->lse);
+    free(kv->start);
+    free(kv->cap);
+    free(kv->len);
+    free(kv->seqs);
+    free(kv->row);
+    free(kv);
+}
+
+static lt_kv *kv_alloc(const llava_config *c, const lt_pair *p, int n, int max_new, int64_t max_tok) {
+    const int64_t Q = (int64_t)c->t_heads * c->t_head_dim, KV = (int64_t)c->t_kv_heads * c->t_head_dim;
+    lt_kv *kv = mem_calloc(1, sizeof *kv, "KV cache");
+    kv->nb = n;
+    kv->start = mem_calloc((size_t)n, sizeof(int64_t), "KV cache");
+    kv->cap = mem_calloc((size_t)n, sizeof(int64_t), "KV cache");
+    kv->len = mem_calloc((size_t)n, sizeof(int64_t), "KV cache");
+    for (int b = 0; b < n; b++) {
+        kv->start[b] = kv->rows;
+        kv->cap[b] = p[b].n_prefix + max_new;
+        kv->rows += kv->cap[b];
+    }
+    kv->K = mem_calloc((size_t)c->t_layers, sizeof(float *), "KV cache");
+    kv->V = mem_calloc((size_t)c->t_layers, sizeof(float *), "KV cache");
+    for (int l = 0; l < c->t_layers; l++) {
+        kv->K[l] = mem_alloc(sizeof(float) * (size_t)(kv->rows * KV), "KV cache keys");
+        kv->V[l] = mem_alloc(sizeof(float) * (size_t)(kv->rows * KV), "KV cache values");
+    }
+    kv->q = mem_calloc((size_t)(kv->rows * Q), sizeof(float), "KV cache queries");
+    kv->att = mem_calloc((size_t)(kv->rows * Q), sizeof(float), "KV cache attention");
+    kv->lse = mem_calloc((size_t)(kv->rows * c->t_heads), sizeof(float), "KV cache attention");
+    kv->seqs = mem_calloc((size_t)(2 * n), sizeof(seq_desc), "KV cache");
+    kv->row = mem_calloc((size_t)(max_tok > n ? max_tok : n), sizeof(int64_t), "KV cache");
+    return kv;
+}
+
+static const double *g_sort_prob; /* qsort has no context argument; generation runs on one thread per trainer */
+
+static int by_prob(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    if (g_sort_prob[x] != g_sort_prob[y]) return g_sort_prob[x] > g_sort_prob[y] ? -1 : 1;
+    return (x > y) - (x < y);
+}
+
+/* The next token from a row of logits: argmax (lowest id on a tie, as torch.argmax) when temperature is 0;
+ * else a draw from softmax(logits / temperature) cut to the smallest set of most likely tokens whose
+ * probability reaches top_p, with u = rng_uniform_d(key(seed, RNG_SAMPLE), stream, step, 0): the same tokens for
+ * the same seed whatever the batch or the thread. prob, order: [V] scratch. */
+static int32_t pick(const float *logits, int64_t V, const lt_gen_opts *g, uint32_t stream, uint32_t step,
+                    double *prob, int32_t *order) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < V; i++)
+        if (logits[i] > logits[best]) best = i;
+    if (g->temperature <= 0.0f) return (int32_t)best;
+    double sum = 0;
+    for (int64_t i = 0; i < V; i++) {
+        prob[i] = exp(((double)logits[i] - logits[best]) / g->temperature);
+        sum += prob[i];
+        order[i] = (int32_t)i;
+    }
+    /* tokens by falling probability, equal probabilities in id order */
+    g_sort_prob = prob;
+    qsort(order, (size_t)V, sizeof *order, by_prob);
+    double keep = 0;
+    int64_t n = 0;
+    while (n < V && (n == 0 || keep < g->top_p * sum)) keep += prob[order[n++]];
+    double u = rng_uniform_d(rng_key(g->seed, RNG_SAMPLE), stream, step, 0) * keep, acc = 0;
+    for (int64_t i = 0; i < n; i++) {
+        acc += prob[order[i]];
+        if (u < acc) return order[i];
+    }
+    return order[n - 1];
+}
+
+int lt_generate(llava_trainer *t, const lt_pair *p, int n, const lt_gen_opts *g, const uint32_t *streams, int32_t *out,
+                int32_t *n_out) {
+    if (!t->ws) return err_set(ERR_INTERNAL, "lt_generate before lt_plan");
+    if (n < 1) return ERR_OK;
+    if (g->max_new < 1) return err_set(ERR_ARGS, "max new tokens: %d, expected >= 1", g->max_new);
+    lt_ws *s = t->ws;
+    const llava_config *c = &t->m->cfg;
+    const ops *o = t->o;
+    opctx *cx = &t->ctx;
+    const int64_t D = c->t_hidden, V = c->vocab;
+    int64_t need = 0, tiles = 0;
+    for (int b = 0; b < n; b++) need += p[b].n_prefix, tiles += p[b].P;
+    if (n > s->max_rows || need > s->max_tok || tiles > s->max_tiles)
+        return err_set(ERR_ARGS, "generation: %d prompt(s) of %lld tokens and %lld image tiles in all; the workspace "
+                       "was sized for %lld rows, %lld tokens and %d tiles (the largest pairs of the data set): use "
+                       "a smaller image or fewer prompts at once", n, (long long)need, (long long)tiles,
+                       (long long)s->max_rows, (long long)s->max_tok, s->max_tiles);
+    lt_kv *kv = kv_alloc(c, p, n, g->max_new, s->max_tok);
+    double *prob = mem_alloc(sizeof(double) * (size_t)V, "sampling scratch");
+    int32_t *order = mem_alloc(sizeof(int32_t) * (size_t)V, "sampling scratch");
+    int *item = mem_alloc(sizeof(int) * (size_t)n, "generation: active prompts");
+    /* prefill: the prompts packed as pack() lays them out (one sequence each, in order) */
+    int64_t k = 0;
+    for (int b = 0; b < n; b++) {
+        for (int32_t j = 0; j < p[b].n_prefix && k < s->max_tok; j++) kv->row[k++] = kv->start[b] + j;
+        kv->seqs[b] = (seq_desc){(int32_t)kv->start[b], p[b].n_prefix, 0, n + b};
+        kv->seqs[n + b] = (seq_desc){(int32_t)kv->start[b], 0, 0, -1};
+        n_out[b] = 0;
+    }
+    kv->nseq = n;
+    s->kv = kv;
+    s->gen = 1;
+    lt_batch lb = {p, n, 0, 1};
+    lt_fwd fw;
+    int rc = forward(t, &lb, &fw);
+    int active = n;
+    for (int b = 0; b < n; b++) item[b] = b;
+    for (int step = 0; !rc; step++) {
+        /* the next token of every active prompt, from the logits rows (one per active prompt, in order) */
+        int still = 0;
+        for (int i = 0; i < active; i++) {
+            int b = item[i];
+            if (step == 0) kv->len[b] = p[b].n_prefix;
+            else kv->len[b] += 1;
+            int32_t tok = pick(s->logits + (int64_t)i * V, V, g, streams ? streams[b] : (uint32_t)b, (uint32_t)step,
+                               prob, order);
+            out[(int64_t)b * g->max_new + n_out[b]++] = tok;
+            if (tok != g->eos && n_out[b] < g->max_new) item[still++] = b;
+        }
+        active = still;
+        if (!active) break;
+        /* one new token per active prompt: embed it at its position, run the layers against the cache */
+        s->ntok = active;
+        s->nrows = active;
+        s->n_img_pos = 0;
+        for (int i = 0; i < active; i++) {
+            int b = item[i];
+            s->ids[i] = out[(int64_t)b * g->max_new + n_out[b] - 1];
+            s->pos[i] = (int32_t)kv->len[b];
+            s->row_h[i] = i;
+            kv->row[i] = kv->start[b] + kv->len[b];
+            kv->seqs[i] = (seq_desc){(int32_t)(kv->start[b] + kv->len[b]), 1, (int32_t)kv->len[b], active + i};
+            kv->seqs[active + i] = (seq_desc){(int32_t)kv->start[b], (int32_t)kv->len[b], 0, -1};
+        }
+        kv->nseq = active;
+        o->embed_fwd(cx, s->xin, t->m->w.embed, s->ids, active, D);
+        decoder_and_head(t);
+    }
+    s->kv = NULL;
+    s->gen = 0;
+    kv_free(kv, c->t_layers);
+    free(prob);
+    free(order);
+    free(item);
+    return rc;
 }

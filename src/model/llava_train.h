@@ -18,6 +18,14 @@
  *   lt_forward(&t, batch, &fw)                forward: packs the batch, runs vision, projector, decoder, and the
  *                                             log-prob of every target token; fills fw (rows, roles, logp)
  *   lt_backward(&t, dlogp)                    backward from d loss / d logp of those rows; accumulates grads
+ *   lt_gen_opts_default(&g)                   greedy, 64 new tokens, top_p 1, no EOS
+ *   lt_generate(&t, prompts, n, &g, streams, out, n_out)   autoregressive decoding of n prompts (prefix + image of
+ *                                             each lt_pair; answers ignored) with a KV cache, through the same
+ *                                             layers as lt_forward (LoRA without dropout); out[b * max_new + i]
+ *                                             the new ids of prompt b (EOS included when reached), n_out[b] their
+ *                                             count; streams[b] (NULL: b) keys prompt b's sampling stream, so a
+ *                                             prompt's answer does not depend on the batch it is in. Needs lt_plan
+ *                                             room for the prompts (tokens, tiles) and n rows; allocates the cache
  *   lt_tensor_count / lt_tensor(&t, i)        the trainable tensors (name, group, data, grad, numel), those of
  *                                             one group consecutive: lora, vision_lora, mm_projector,
  *                                             token_embeddings (each present when trained)
@@ -75,6 +83,15 @@ typedef struct lt_batch {
     int eval;               /* 1: evaluation (no LoRA dropout) */
 } lt_batch;
 
+/* generation options (lt_generate) */
+typedef struct lt_gen_opts {
+    int max_new;            /* new tokens at most per prompt */
+    float temperature;      /* 0: greedy (argmax) */
+    float top_p;            /* nucleus sampling: the smallest set of tokens reaching this probability */
+    uint64_t seed;          /* sampling: u = rng_uniform_d(rng_key(seed, RNG_SAMPLE), stream, step, 0) */
+    int32_t eos;            /* stop a prompt at this token (it is kept in the output); -1: none */
+} lt_gen_opts;
+
 typedef struct lt_tensor_info {
     char name[160];
     const char *group;      /* optimiser group: "lora" (decoder, lm_head), "vision_lora", "mm_projector" (its LoRA
@@ -126,5 +143,8 @@ int lt_forward(llava_trainer *t, const lt_batch *b, lt_fwd *fw);
 int lt_backward(llava_trainer *t, const float *dlogp);
 int lt_tensor_count(const llava_trainer *t);
 const lt_tensor_info *lt_tensor(const llava_trainer *t, int i);
+void lt_gen_opts_default(lt_gen_opts *g);
+int lt_generate(llava_trainer *t, const lt_pair *prompts, int n, const lt_gen_opts *g, const uint32_t *streams,
+                int32_t *out, int32_t *n_out);
 
 #endif

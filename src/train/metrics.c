@@ -65,11 +65,16 @@ static const fld g_seg_f[] = {FI(met_segment, segment), FI(met_segment, start_st
                               FI(met_segment, slurm_array_job_id), FI(met_segment, slurm_array_task_id),
                               FD(met_segment, start_time), FD(met_segment, end_time), FS(met_segment, host)};
 
+static const fld g_hal_f[] = {FI(met_halluc, step), FI(met_halluc, answers), FI(met_halluc, answered),
+                              FI(met_halluc, false_answers), FI(met_halluc, mentions), FI(met_halluc, absent),
+                              FD(met_halluc, rate), FD(met_halluc, chair), FI(met_halluc, segment)};
+
 #define NF(a) ((int)(sizeof a / sizeof a[0]))
 static const tdesc T_TRAIN = {"/train", g_train_f, NF(g_train_f), sizeof(met_train)};
 static const tdesc T_VAL = {"/val", g_val_f, NF(g_val_f), sizeof(met_val)};
 static const tdesc T_SAMP = {"/samples", g_samp_f, NF(g_samp_f), sizeof(met_sample_row)};
 static const tdesc T_SEG = {"/segments", g_seg_f, NF(g_seg_f), sizeof(met_segment)};
+static const tdesc T_HAL = {"/halluc", g_hal_f, NF(g_hal_f), sizeof(met_halluc)}; /* optional: absent in older files */
 
 /* member type of a field; the caller closes it */
 static hid_t field_type(const fld *f, int file) {
@@ -217,6 +222,8 @@ typedef struct tables {
     int64_t nsamp;
     met_segment *seg;
     int64_t nseg;
+    met_halluc *hal;
+    int64_t nhal;
 } tables;
 
 static void free_strings(met_sample_row *r) {
@@ -237,6 +244,7 @@ static void tables_free(tables *t) {
     free(t->val);
     met_free_samples(t->samp, t->nsamp);
     free(t->seg);
+    free(t->hal);
     memset(t, 0, sizeof *t);
 }
 
@@ -406,6 +414,7 @@ static int load_file(const char *path, tables *t, int64_t *segattr) {
         if (!rc && !(rc = read_table(f, path, &T_VAL, &p, &t->nval))) t->val = p;
         if (!rc && !(rc = read_table(f, path, &T_SAMP, &p, &t->nsamp))) t->samp = p;
         if (!rc && !(rc = read_table(f, path, &T_SEG, &p, &t->nseg))) t->seg = p;
+        if (!rc && h5x_exists(f, T_HAL.path) && !(rc = read_table(f, path, &T_HAL, &p, &t->nhal))) t->hal = p;
         if (!rc && segattr) {
             *segattr = 0;
             if (h5x_attr_exists(f, "/", "segment")) rc = h5x_attr_get_i64(f, "/", "segment", segattr);
@@ -432,6 +441,7 @@ static int write_body(hid_t f, void *ctx) {
     if (!rc) rc = write_table(f, &T_VAL, b->t->val, b->t->nval);
     if (!rc) rc = write_table(f, &T_SAMP, b->t->samp, b->t->nsamp);
     if (!rc) rc = write_table(f, &T_SEG, b->t->seg, b->t->nseg);
+    if (!rc && b->t->nhal) rc = write_table(f, &T_HAL, b->t->hal, b->t->nhal);
     return rc;
 }
 
@@ -473,7 +483,8 @@ static void note_step(met_log *m, int64_t step) {
 static int write_journal(met_log *m) {
     tables t = {m->cur.train + m->cons_train, m->cur.ntrain - m->cons_train, m->cur.val + m->cons_val,
                 m->cur.nval - m->cons_val,       m->cur.samp + m->cons_samp,   m->cur.nsamp - m->cons_samp,
-                current(m),                      1};
+                current(m),                      1,
+                NULL,                            0}; /* halluc rows: written at met_close only (stand-alone eval) */
     return write_file(m->segpath, "segment", current(m)->segment, &t);
 }
 
@@ -486,6 +497,8 @@ static int consolidate(met_log *m, int closing) {
     if (!rc) rc = append((void **)&all.val, &all.nval, m->cur.val, m->cur.nval, sizeof(met_val));
     if (!rc) rc = append((void **)&all.samp, &all.nsamp, m->old.samp, m->old.nsamp, sizeof(met_sample_row));
     if (!rc) rc = append((void **)&all.samp, &all.nsamp, m->cur.samp, m->cur.nsamp, sizeof(met_sample_row));
+    if (!rc) rc = append((void **)&all.hal, &all.nhal, m->old.hal, m->old.nhal, sizeof(met_halluc));
+    if (!rc) rc = append((void **)&all.hal, &all.nhal, m->cur.hal, m->cur.nhal, sizeof(met_halluc));
     if (!rc) rc = resolve_all(&all, m->segs, m->nseg, 0); /* shallow: strings stay owned by old/cur */
     all.seg = m->segs;
     all.nseg = m->nseg;
@@ -493,6 +506,7 @@ static int consolidate(met_log *m, int closing) {
     free(all.train);
     free(all.val);
     free(all.samp);
+    free(all.hal);
     if (rc) return rc;
     m->cons_train = m->cur.ntrain;
     m->cons_val = m->cur.nval;
@@ -529,6 +543,7 @@ static int absorb(tables *acc, tables *t) {
     int rc = append((void **)&acc->train, &acc->ntrain, t->train, t->ntrain, sizeof(met_train));
     if (!rc) rc = append((void **)&acc->val, &acc->nval, t->val, t->nval, sizeof(met_val));
     if (!rc) rc = append((void **)&acc->samp, &acc->nsamp, t->samp, t->nsamp, sizeof(met_sample_row));
+    if (!rc) rc = append((void **)&acc->hal, &acc->nhal, t->hal, t->nhal, sizeof(met_halluc));
     if (!rc) t->nsamp = 0; /* the strings belong to acc now */
     for (int64_t i = 0; i < t->nseg && !rc; i++) rc = seg_merge(&acc->seg, &acc->nseg, &t->seg[i]);
     tables_free(t);
@@ -697,6 +712,15 @@ int met_eval_row(met_log *m, const met_val *row) {
     return ERR_OK; /* met_close writes it */
 }
 
+int met_halluc_row(met_log *m, const met_halluc *row) {
+    int64_t cap = m->cur.nhal;
+    grow((void **)&m->cur.hal, &cap, m->cur.nhal + 1, sizeof(met_halluc));
+    met_halluc *r = &m->cur.hal[m->cur.nhal++];
+    *r = *row;
+    r->segment = current(m)->segment;
+    return ERR_OK; /* met_close writes it */
+}
+
 void met_rows_at(const met_log *m, int64_t step, int64_t *nval, int64_t *nsamp) {
     *nval = *nsamp = 0;
     const tables *t[2] = {&m->old, &m->cur};
@@ -809,4 +833,15 @@ int met_read_samples(const char *path, met_sample_row **rows, int64_t *n) {
 }
 int met_read_segments(const char *path, met_segment **rows, int64_t *n) {
     return read_one(path, &T_SEG, (void **)rows, n);
+}
+int met_read_halluc(const char *path, met_halluc **rows, int64_t *n) {
+    *rows = NULL;
+    *n = 0;
+    hid_t f;
+    int rc = h5x_open(path, 0, &f);
+    if (rc) return rc;
+    rc = h5x_check_format(f, MET_FORMAT, MET_FORMAT_VERSION, NULL);
+    if (!rc && h5x_exists(f, T_HAL.path)) rc = read_table(f, path, &T_HAL, (void **)rows, n);
+    h5x_close(&f);
+    return rc;
 }

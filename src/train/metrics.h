@@ -1,4 +1,4 @@
-/* metrics — DIR/metrics.h5: tables train, val, samples, segments; always a complete, closed HDF5 file
+/* metrics — DIR/metrics.h5: tables train, val, samples, segments (and halluc); always a complete, closed HDF5 file
  * (readable by h5py/pandas while the job runs, never left unreadable by kill -9), one row per step after
  * any sequence of crashes and resumes (docs/metrics.md).
  *
@@ -17,6 +17,8 @@
  *                                           for the lock (ERR_IO "another orpo-hpc process" when held)
  *   met_eval_row(m, &row)                   one stand-alone val row (standalone = 1; never superseded); written by
  *                                           met_close(m, "eval")
+ *   met_halluc_row(m, &row)                 one hallucination benchmark result (table halluc, only in files that have
+ *                                           one; never superseded); written by met_close(m, "eval")
  *   met_rows_at(m, step, &nval, &nsamp)     training val rows and sample rows standing at `step`
  *   met_checkpoint(m, step)                 after checkpoint `step` is durable: metrics.h5 := every row so far
  *   met_close(m, reason)                    end the segment ("done", "interrupted", "error"), rebuild, free m
@@ -24,6 +26,7 @@
  *   met_segment_id(m)                       number of the current segment (1, 2, ...)
  *   met_read_train / _val / _segments(path, &rows, &n)   tables of a metrics file, malloc'ed
  *   met_read_samples(path, &rows, &n), met_free_samples(rows, n)
+ *   met_read_halluc(path, &rows, &n)        the halluc table (0 rows when the file has none)
  */
 #ifndef ORPO_METRICS_H
 #define ORPO_METRICS_H
@@ -65,11 +68,18 @@ typedef struct met_segment {
     char host[64];
 } met_segment;
 
+typedef struct met_halluc {   /* one run of the demo's hallucination benchmark (eval --hallucination) */
+    int64_t step, answers, answered, false_answers, mentions, absent;
+    double rate, chair;      /* false_answers / answers; absent / mentions */
+    int64_t segment;
+} met_halluc;
+
 typedef struct met_log met_log;
 
 int met_open(const char *dir, int64_t resume_from_step, met_log **m);
 int met_open_eval(const char *dir, met_log **m);
 int met_eval_row(met_log *m, const met_val *row);
+int met_halluc_row(met_log *m, const met_halluc *row);
 void met_rows_at(const met_log *m, int64_t step, int64_t *nval, int64_t *nsamp);
 void met_set_refresh(met_log *m, double seconds);
 int met_train_row(met_log *m, const met_train *row);
@@ -86,5 +96,6 @@ int met_read_val(const char *path, met_val **rows, int64_t *n);
 int met_read_samples(const char *path, met_sample_row **rows, int64_t *n);
 void met_free_samples(met_sample_row *rows, int64_t n);
 int met_read_segments(const char *path, met_segment **rows, int64_t *n);
+int met_read_halluc(const char *path, met_halluc **rows, int64_t *n);
 
 #endif

@@ -18,6 +18,7 @@
 #include "model/llava_train.h"
 #include "model/model_h5.h"
 #include "train/adamw.h"
+#include "train/generate.h"
 #include "train/ckpt.h"
 #include "train/orpo.h"
 #include "train/sched.h"
@@ -74,6 +75,11 @@ static double lr_for_group(const tr_config *c, const char *group) {
         if (!strcmp(c->group_lr[i].name, group)) return c->group_lr[i].lr;
     return c->lr;
 }
+
+llava_trainer *tr_lt(trainer *t) { return &t->t; }
+const tok *tr_tok(const trainer *t) { return t->tk; }
+const tr_config *tr_cfg(const trainer *t) { return &t->c; }
+const ds_model_ref *tr_ref(const trainer *t) { return &t->ref; }
 
 /* ---- set-up ------------------------------------------------------------------------------------ */
 
@@ -437,22 +443,33 @@ static char *decode(trainer *r, const int32_t *ids, int32_t n) {
     return s;
 }
 
-/* the first eval_samples validation pairs, as text, into the samples table (no generation yet: answer empty) */
+/* the first eval_samples validation pairs, as text, with the model's greedy answer (generate.h; as many new tokens
+ * as the longest answer of data.h5, at most 256), into the samples table and the log */
 static int log_samples(trainer *r) {
     if (!r->val || r->c.eval_samples <= 0) return ERR_OK;
     ldr_cursor c0 = {0, 0};
     int rc = ldr_seek(r->val, c0);
     const ldr_batch *b;
     if (!rc) rc = ldr_next(r->val, &b);
-    for (int i = 0; !rc && i < b->n && i < r->c.eval_samples; i++) {
+    int n = rc ? 0 : (b->n < r->c.eval_samples ? b->n : (int)r->c.eval_samples);
+    char **ans = mem_calloc((size_t)(n > 0 ? n : 1), sizeof(char *), "sample answers");
+    lt_gen_opts g;
+    lt_gen_opts_default(&g);
+    g.max_new = r->meta.max_answer_len > 0 && r->meta.max_answer_len < 256 ? (int)r->meta.max_answer_len : 256;
+    if (n > 0) rc = gen_pairs(r, b->pairs, n, &g, ans, NULL);
+    for (int i = 0; !rc && i < n; i++) {
         const ldr_pair *p = &b->pairs[i];
         char *pr = decode(r, p->prefix, p->prefix_len), *ch = decode(r, p->chosen, p->chosen_len);
         char *rj = decode(r, p->rejected, p->rejected_len);
-        rc = met_sample(r->metrics, r->step, pr, ch, rj, "");
+        rc = met_sample(r->metrics, r->step, pr, ch, rj, ans[i]);
+        log_info("sample %d at step %lld (pair %lld): %s\n  answer:   %s\n  chosen:   %s\n  rejected: %s", i,
+                 (long long)r->step, (long long)p->index, pr, ans[i], ch, rj);
         free(pr);
         free(ch);
         free(rj);
     }
+    for (int i = 0; i < n; i++) free(ans[i]);
+    free(ans);
     return rc;
 }
 

@@ -16,6 +16,8 @@
  *                                 eval_max_pairs val pairs (n: pairs seen); on_pair (may be NULL) gets each pair
  *   tr_step(t) / tr_stop_step(t)  optimiser steps done / where training stops
  *   tr_close(t)                   free everything (safe on NULL)
+ *   tr_lt(t) / tr_tok(t) / tr_cfg(t) / tr_ref(t)   the model trainer, tokenizer, configuration and model reference
+ *                                 (src/train/generate.c generates with them)
  *
  * Each optimiser step reads micro_batch_pairs * grad_accum pairs, runs them as grad_accum micro-batches (the ORPO
  * normalisers are the step's totals, so accumulation equals one big batch), clips, steps AdamW, logs a metrics
@@ -26,6 +28,7 @@
 
 #include <stdint.h>
 
+#include "data/dataset.h"
 #include "model/llava_train.h"
 #include "train/metrics.h"
 
@@ -91,5 +94,10 @@ int tr_evaluate(trainer *t, met_val *row, int64_t *pairs, int (*on_pair)(void *c
 int64_t tr_step(const trainer *t);
 int64_t tr_stop_step(const trainer *t);
 void tr_close(trainer *t);
+struct tok;
+llava_trainer *tr_lt(trainer *t);
+const struct tok *tr_tok(const trainer *t);
+const tr_config *tr_cfg(const trainer *t);
+const ds_model_ref *tr_ref(const trainer *t);
 
 #endif

@@ -1,0 +1,119 @@
+/* demo_halluc — the hallucination benchmark of the demo: held-out scenes whose truth is known, the demo's questions
+ * about them, and a parser that scores a generated answer against the scene (see demo.h). */
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "demo/demo.h"
+
+/* benchmark scenes: another stream than make-demo's pairs (whose indices start at 0), so none is a training image */
+#define HALLUC_BASE 1000000000LL
+
+void demo_halluc_item(uint64_t seed, int64_t i, demo_scene *s, demo_pair *p) {
+    demo_opts o;
+    demo_opts_default(&o);
+    o.seed = seed;
+    demo_scene_make(seed, HALLUC_BASE + i, s);
+    demo_pair_make(s, &o, HALLUC_BASE + i, p);
+}
+
+static int word_index(const char *w, const char *(*name)(int), int n) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(w, name(i))) return i;
+    return -1;
+}
+
+/* lower-case words of a text, punctuation dropped; returns the count */
+static int split_words(const char *text, char words[][16], int cap) {
+    int n = 0;
+    for (const char *p = text; *p && n < cap;) {
+        while (*p && !isalpha((unsigned char)*p)) p++;
+        int k = 0;
+        while (*p && isalpha((unsigned char)*p)) {
+            if (k < 15) words[n][k++] = (char)tolower((unsigned char)*p);
+            p++;
+        }
+        if (k) words[n][k] = 0, n++;
+    }
+    return n;
+}
+
+static const char *pos_word(int p) {
+    static const char *w[DEMO_NPOS] = {"left", "right", "top", "bottom", "center"};
+    return w[p];
+}
+
+static const char *count_word(int c) {
+    static const char *w[4] = {"zero", "one", "two", "three"};
+    return w[c];
+}
+
+static int has_object(const demo_scene *s, int colour, int shape) {
+    for (int j = 0; j < s->nobj; j++)
+        if ((colour < 0 || s->obj[j].colour == colour) && (shape < 0 || s->obj[j].shape == shape)) return 1;
+    return 0;
+}
+
+void demo_halluc_score(const demo_scene *s, const demo_pair *p, const char *answer, demo_halluc_result *r) {
+    char w[64][16], q[32][16];
+    int n = split_words(answer, w, 64), nq = split_words(p->question, q, 32);
+    memset(r, 0, sizeof *r);
+    const demo_obj *big = &s->obj[0];
+    int negated = n > 0 && !strcmp(w[0], "no");
+    /* object mentions: a shape word, with the colour before it ("a red circle") or after "is" ("the circle is
+     * red"); "the big shape is red" names the big object */
+    int first_colour = -1, first_shape = -1, first_pos = -1, count = -1;
+    for (int i = 0; i < n; i++) {
+        int c = word_index(w[i], demo_colour_name, DEMO_NCOLOURS), sh = word_index(w[i], demo_shape_name, DEMO_NSHAPES);
+        if (c >= 0 && first_colour < 0) first_colour = c;
+        if (sh >= 0 && first_shape < 0) first_shape = sh;
+        if (first_pos < 0)
+            for (int k = 0; k < DEMO_NPOS; k++)
+                if (!strcmp(w[i], pos_word(k))) first_pos = k;
+        if (count < 0)
+            for (int k = 1; k <= 3; k++)
+                if (!strcmp(w[i], count_word(k)) && i + 1 < n && !strncmp(w[i + 1], "shape", 5)) count = k;
+        if (sh < 0) continue;
+        int colour = -1;
+        int j = i - 1;
+        while (j >= 0 && (!strcmp(w[j], "big") || !strcmp(w[j], "small"))) j--;
+        if (j >= 0) colour = word_index(w[j], demo_colour_name, DEMO_NCOLOURS);
+        if (colour < 0 && i + 2 < n && !strcmp(w[i + 1], "is")) colour = word_index(w[i + 2], demo_colour_name, DEMO_NCOLOURS);
+        if (negated) continue; /* "No, there is no red circle": claims an absence */
+        r->mentions++;
+        if (!has_object(s, colour, sh)) r->absent++;
+    }
+    if (r->absent) r->false_claim = 1;
+    /* the asked fact */
+    int asked_colour = -1, asked_shape = -1;
+    for (int i = 0; i < nq; i++) {
+        int c = word_index(q[i], demo_colour_name, DEMO_NCOLOURS), sh = word_index(q[i], demo_shape_name, DEMO_NSHAPES);
+        if (c >= 0) asked_colour = c;
+        if (sh >= 0) asked_shape = sh;
+    }
+    int answered = 0;
+    switch (p->kind) {
+    case DEMO_Q_COLOUR:
+        if (first_colour >= 0) answered = 1, r->false_claim |= first_colour != big->colour;
+        break;
+    case DEMO_Q_SHAPE:
+        if (first_shape >= 0) answered = 1, r->false_claim |= first_shape != big->shape;
+        break;
+    case DEMO_Q_COUNT:
+        if (count > 0) answered = 1, r->false_claim |= count != s->nobj;
+        break;
+    case DEMO_Q_POSITION:
+        if (first_pos >= 0) answered = 1, r->false_claim |= first_pos != big->pos;
+        break;
+    case DEMO_Q_EXIST:
+        if (n > 0 && (!strcmp(w[0], "yes") || negated)) {
+            answered = 1;
+            r->false_claim |= (!negated) != has_object(s, asked_colour, asked_shape);
+        }
+        break;
+    default:
+        answered = r->mentions > 0;
+        break;
+    }
+    r->answered = answered || r->mentions > 0;
+}
