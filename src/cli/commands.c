@@ -19,11 +19,11 @@ const cli_command cli_commands[] = {
     {"eval", cmd_eval, "validation loss, preference accuracy and metrics of a checkpoint",
      "orpo-hpc eval JOB.yaml [--checkpoint FILE] [--pairs-out FILE.h5|FILE.jsonl] [--accept-changed-inputs]\n"
      "                       [--set key.path=value ...]\n"
+     "       orpo-hpc eval JOB.yaml --hallucination [--json] [--items N] [--checkpoint FILE]\n"
      "  Loads the newest valid checkpoint (or FILE) and prints validation loss, accuracy and log-probs over the\n"
      "  val split (the train split may be empty); records them as a standalone val row in metrics.h5 (not\n"
      "  while a trainer runs the job). --pairs-out: per-pair results (docs/analysis.md).\n"
-     "       orpo-hpc eval JOB.yaml --hallucination [--json] [--items N] [--checkpoint FILE]\n"
-     "  The demo's hallucination benchmark: held-out scenes with known truth, answers generated and scored\n"
+     "  --hallucination: the demo's hallucination benchmark: held-out scenes with known truth, answers generated and scored\n"
      "  (rate of false answers, CHAIR); recorded in the halluc table of metrics.h5 (docs/demo.md)."},
     {"generate", cmd_generate, "answers of the model (base + a checkpoint's adapters) to images and questions",
      "orpo-hpc generate JOB.yaml [--checkpoint STEP|latest|none|FILE]\n"
