@@ -36,10 +36,59 @@ int dist_nccl_open(dist *d, const dist_opts *o) {
 #else
 
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 #include <nccl.h>
 
 #include "io/atomic.h"
 #include "io/fsutil.h"
+
+/* NCCL's functions, loaded when the backend opens (dlopen): a binary that never uses NCCL does not map its ~180 MB
+ * (which counts against `ulimit -v`), and runs where NCCL is not installed */
+static struct {
+    ncclResult_t (*GetUniqueId)(ncclUniqueId *id);
+    ncclResult_t (*CommInitRankConfig)(ncclComm_t *comm, int nranks, ncclUniqueId id, int rank, ncclConfig_t *cfg);
+    ncclResult_t (*CommGetAsyncError)(ncclComm_t comm, ncclResult_t *err);
+    const char *(*GetErrorString)(ncclResult_t r);
+    const char *(*GetLastError)(ncclComm_t comm);
+    ncclResult_t (*AllReduce)(const void *s, void *r, size_t n, ncclDataType_t t, ncclRedOp_t op, ncclComm_t c,
+                              cudaStream_t st);
+    ncclResult_t (*AllGather)(const void *s, void *r, size_t n, ncclDataType_t t, ncclComm_t c, cudaStream_t st);
+    ncclResult_t (*Broadcast)(const void *s, void *r, size_t n, ncclDataType_t t, int root, ncclComm_t c,
+                              cudaStream_t st);
+    ncclResult_t (*CommFinalize)(ncclComm_t comm);
+    ncclResult_t (*CommDestroy)(ncclComm_t comm);
+    ncclResult_t (*CommAbort)(ncclComm_t comm);
+} nc;
+
+static int load_nccl(void) {
+    static void *lib;
+    if (lib) return ERR_OK;
+    const char *names[] = {"libnccl.so.2", "libnccl.so"};
+    char why[512] = "";
+    for (int i = 0; i < 2 && !lib; i++) {
+        lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+        if (!lib && i == 0) snprintf(why, sizeof why, "%s", dlerror());
+    }
+    if (!lib)
+        return err_set(ERR_ARGS, "runtime.data_parallel: nccl, but NCCL cannot be loaded (%s): install NCCL "
+                       "(libnccl2) or add its directory to LD_LIBRARY_PATH", why);
+    struct { void **fn; const char *name; } syms[] = {
+        {(void **)&nc.GetUniqueId, "ncclGetUniqueId"}, {(void **)&nc.CommInitRankConfig, "ncclCommInitRankConfig"},
+        {(void **)&nc.CommGetAsyncError, "ncclCommGetAsyncError"}, {(void **)&nc.GetErrorString, "ncclGetErrorString"},
+        {(void **)&nc.GetLastError, "ncclGetLastError"}, {(void **)&nc.AllReduce, "ncclAllReduce"},
+        {(void **)&nc.AllGather, "ncclAllGather"}, {(void **)&nc.Broadcast, "ncclBroadcast"},
+        {(void **)&nc.CommFinalize, "ncclCommFinalize"}, {(void **)&nc.CommDestroy, "ncclCommDestroy"},
+        {(void **)&nc.CommAbort, "ncclCommAbort"}};
+    for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
+        if (!(*syms[i].fn = dlsym(lib, syms[i].name))) {
+            dlclose(lib);
+            lib = NULL;
+            return err_set(ERR_ARGS, "runtime.data_parallel: nccl: the NCCL library has no %s (NCCL >= 2.14 needed)",
+                           syms[i].name);
+        }
+    }
+    return ERR_OK;
+}
 
 #define CHUNK_BYTES ((size_t)64 << 20) /* device staging buffer */
 
@@ -64,11 +113,11 @@ static int wait_done(dist *d, nccl_state *s, double deadline, const char *what) 
     double t0 = log_now();
     for (;;) {
         ncclResult_t st = ncclSuccess;
-        ncclResult_t r = ncclCommGetAsyncError(s->comm, &st);
+        ncclResult_t r = nc.CommGetAsyncError(s->comm, &st);
         if (r != ncclSuccess) st = r;
         if (st != ncclSuccess && st != ncclInProgress)
-            return dist_fail(d, 0, ERR_IO, "NCCL failed during %s: %s (%s)", what, ncclGetErrorString(st),
-                             ncclGetLastError(s->comm));
+            return dist_fail(d, 0, ERR_IO, "NCCL failed during %s: %s (%s)", what, nc.GetErrorString(st),
+                             nc.GetLastError(s->comm));
         if (st == ncclSuccess) {
             cudaError_t e = cudaStreamQuery(s->stream);
             if (e == cudaSuccess) return ERR_OK;
@@ -85,8 +134,8 @@ static int wait_done(dist *d, nccl_state *s, double deadline, const char *what) 
 /* an NCCL call's result: ncclInProgress is fine (wait_done polls it), anything else but success fails */
 static int nccl_call(dist *d, nccl_state *s, ncclResult_t r, const char *call, const char *what) {
     if (r == ncclSuccess || r == ncclInProgress) return ERR_OK;
-    return dist_fail(d, 0, ERR_IO, "%s failed during %s: %s (%s)", call, what, ncclGetErrorString(r),
-                     ncclGetLastError(s->comm));
+    return dist_fail(d, 0, ERR_IO, "%s failed during %s: %s (%s)", call, what, nc.GetErrorString(r),
+                     nc.GetLastError(s->comm));
 }
 
 static int stage(dist *d, nccl_state *s, size_t bytes) {
@@ -119,7 +168,7 @@ static int nccl_fold(dist *d, void *accv, const void *xv, int64_t n, int f64, in
                                               cudaMemcpyHostToDevice, s->stream)
                             : cudaMemsetAsync(s->dbuf, 0, bytes, s->stream);
         if (e != cudaSuccess) return cuda_fail(d, e, "cudaMemcpyAsync", what);
-        if ((rc = nccl_call(d, s, ncclAllReduce(s->dbuf, s->dbuf, (size_t)cnt, f64 ? ncclFloat64 : ncclFloat32, ncclSum,
+        if ((rc = nccl_call(d, s, nc.AllReduce(s->dbuf, s->dbuf, (size_t)cnt, f64 ? ncclFloat64 : ncclFloat32, ncclSum,
                                                 s->comm, s->stream), "ncclAllReduce", what)))
             return rc;
         if ((rc = wait_done(d, s, deadline, what))) return rc;
@@ -148,7 +197,7 @@ static int nccl_allgather(dist *d, const void *mine, void *all, size_t bytes, co
     char *slot = (char *)s->dbuf + (size_t)d->rank * bytes;
     cudaError_t e = cudaMemcpyAsync(slot, mine, bytes, cudaMemcpyHostToDevice, s->stream);
     if (e != cudaSuccess) return cuda_fail(d, e, "cudaMemcpyAsync", what);
-    if ((rc = nccl_call(d, s, ncclAllGather(slot, s->dbuf, bytes, ncclUint8, s->comm, s->stream), "ncclAllGather",
+    if ((rc = nccl_call(d, s, nc.AllGather(slot, s->dbuf, bytes, ncclUint8, s->comm, s->stream), "ncclAllGather",
                         what)))
         return rc;
     if ((rc = wait_done(d, s, deadline, what))) return rc;
@@ -165,7 +214,7 @@ static int nccl_bcast(dist *d, void *buf, size_t bytes, int root, const char *wh
     cudaError_t e;
     if (d->rank == root && (e = cudaMemcpyAsync(s->dbuf, buf, bytes, cudaMemcpyHostToDevice, s->stream)) != cudaSuccess)
         return cuda_fail(d, e, "cudaMemcpyAsync", what);
-    if ((rc = nccl_call(d, s, ncclBroadcast(s->dbuf, s->dbuf, bytes, ncclUint8, root, s->comm, s->stream),
+    if ((rc = nccl_call(d, s, nc.Broadcast(s->dbuf, s->dbuf, bytes, ncclUint8, root, s->comm, s->stream),
                         "ncclBroadcast", what)))
         return rc;
     if ((rc = wait_done(d, s, deadline, what))) return rc;
@@ -192,10 +241,10 @@ static void release(nccl_state *s) {
 static int nccl_finalize(dist *d) {
     nccl_state *s = d->state;
     double deadline = dist_deadline(d, 0);
-    int rc = nccl_call(d, s, ncclCommFinalize(s->comm), "ncclCommFinalize", "the end of the run");
+    int rc = nccl_call(d, s, nc.CommFinalize(s->comm), "ncclCommFinalize", "the end of the run");
     if (!rc) rc = wait_done(d, s, deadline, "the end of the run");
     if (rc) return rc;
-    ncclCommDestroy(s->comm);
+    nc.CommDestroy(s->comm);
     dist *m = s->mpi;
     release(s);
     d->state = NULL;
@@ -205,7 +254,7 @@ static int nccl_finalize(dist *d) {
 
 static void nccl_abort_job(dist *d, int code) {
     nccl_state *s = d->state;
-    if (s && s->comm) ncclCommAbort(s->comm);
+    if (s && s->comm) nc.CommAbort(s->comm);
     if (s && s->mpi) s->mpi->be->abort_job(s->mpi, code);
     _exit(code);
 }
@@ -258,8 +307,10 @@ static int id_by_file(dist *d, const dist_opts *o, ncclUniqueId *id, char *path,
 }
 
 int dist_nccl_open(dist *d, const dist_opts *o) {
+    int rc = load_nccl();
+    if (rc) return rc;
     nccl_state *s = mem_calloc(1, sizeof *s, "data parallel: NCCL state");
-    int ngpu = 0, rc = ERR_OK;
+    int ngpu = 0;
     char idpath[4200] = "";
     cudaError_t e = cudaGetDeviceCount(&ngpu);
     if (e != cudaSuccess || ngpu == 0) {
@@ -274,7 +325,7 @@ int dist_nccl_open(dist *d, const dist_opts *o) {
     }
     ncclUniqueId id;
     memset(&id, 0, sizeof id);
-    if (d->rank == 0 && ncclGetUniqueId(&id) != ncclSuccess) rc = err_set(ERR_IO, "ncclGetUniqueId failed");
+    if (d->rank == 0 && nc.GetUniqueId(&id) != ncclSuccess) rc = err_set(ERR_IO, "ncclGetUniqueId failed");
     if (!rc && dist_launched_by_mpi() && dist_mpi_built()) {
         dist *m = mem_calloc(1, sizeof *m, "data parallel state");
         *m = *d;
@@ -293,10 +344,10 @@ int dist_nccl_open(dist *d, const dist_opts *o) {
         cfg.blocking = 0;
         d->state = s;
         d->be = &nccl_backend;
-        ncclResult_t r = ncclCommInitRankConfig(&s->comm, d->world, id, d->rank, &cfg);
+        ncclResult_t r = nc.CommInitRankConfig(&s->comm, d->world, id, d->rank, &cfg);
         if (r != ncclSuccess && r != ncclInProgress)
             rc = err_set(ERR_IO, "ncclCommInitRankConfig (rank %d of %d) failed: %s", d->rank, d->world,
-                         ncclGetErrorString(r));
+                         nc.GetErrorString(r));
         if (!rc) rc = wait_done(d, s, log_now() + d->timeout_s, "NCCL's start (ncclCommInitRankConfig)");
     }
     if (!rc && idpath[0]) {
@@ -304,7 +355,7 @@ int dist_nccl_open(dist *d, const dist_opts *o) {
         if (!rc && d->rank == 0) unlink(idpath);
     }
     if (rc) {
-        if (s->comm) ncclCommAbort(s->comm);
+        if (s->comm) nc.CommAbort(s->comm);
         if (idpath[0] && d->rank == 0) unlink(idpath);
         if (s->mpi) {
             s->mpi->be->abort_job(s->mpi, err_exit_code(rc));
