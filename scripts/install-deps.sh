@@ -5,8 +5,10 @@
 #   scripts/install-deps.sh [extra-package ...]
 set -euo pipefail
 
+# openmpi-bin / libopenmpi-dev: the MPI backend of data parallelism and its tests (ctest -L dist); the build
+# works without them (the dist tests then say SKIP)
 pkgs=(build-essential cmake pkg-config libhdf5-dev hdf5-tools libyaml-dev libstb-dev libcjson-dev
-      libopenblas-dev zlib1g-dev libzstd-dev libsnappy-dev libjpeg-dev "$@")
+      libopenblas-dev zlib1g-dev libzstd-dev libsnappy-dev libjpeg-dev openmpi-bin libopenmpi-dev "$@")
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -21,7 +23,7 @@ if ! command -v apt-get >/dev/null 2>&1; then
 orpo-hpc: missing build dependencies (Debian names): ${missing[*]}
 Install their equivalents with your package manager: HDF5 >= 1.10 (C + high-level, with h5dump),
 libyaml, stb (stb_image), cJSON, OpenBLAS, zlib, zstd, snappy, libjpeg(-turbo), CMake >= 3.22, a C11 compiler and
-pkg-config. The CUDA toolkit (nvcc, cuBLAS, NCCL) is optional and found on PATH.
+pkg-config. Optional: an MPI (OpenMPI: data parallel on CPUs), the CUDA toolkit (nvcc, cuBLAS, NCCL) found on PATH.
 MSG
   exit 1
 fi

@@ -5,6 +5,7 @@
 #   sbatch slurm/orpo.sh JOB.yaml [--set key.path=value ...]
 #   sbatch --time=4:00:00 --signal=B:USR1@600 slurm/orpo.sh JOB.yaml     # sbatch options override #SBATCH
 #   sbatch -p cpu --gres=none -c 16 slurm/orpo.sh JOB.yaml --set runtime.device=cpu   # a CPU-only partition
+#   sbatch -N 2 --ntasks-per-node=4 --gres=gpu:4 -c 8 slurm/orpo.sh JOB.yaml   # 2 nodes x 4 GPUs: 8 ranks (NCCL)
 #   slurm/submit-chain.sh JOB.yaml N     # sites that forbid `scontrol requeue`: N singleton links
 #
 # One segment (one run of this script):
@@ -22,6 +23,13 @@
 #      learn that a signal came anyway (SIGUSR1 means "requeue", SIGTERM may mean "cancelled"), and with B:
 #      it is the shell that gets it. (Without B:, Slurm signals the job steps only, never the batch shell,
 #      and a trainer started without srun is no step: it would never hear the warning.)
+#      Several tasks (data parallel: --ntasks > 1, e.g. one per GPU on several nodes): the trainer runs as one job
+#      step, `srun --kill-on-bad-exit=1 orpo-hpc resume ...`, one process per task; the shell passes the signal to
+#      srun, which passes it to every task, and the ranks agree on it at the next step (docs/parallel.md). Each
+#      task takes the GPU SLURM_LOCALID % (GPUs it sees); NCCL's id goes through a file in job.output_dir (on a
+#      file system every node sees). CPU ranks (runtime.data_parallel: mpi) need MPI to see them:
+#      ORPO_SRUN_ARGS=--mpi=pmix. A rank that dies ends the step (--kill-on-bad-exit); one that hangs makes the
+#      others fail within runtime.dist_timeout_s, naming it.
 #   3. The trainer's exit status decides:
 #        0   done: exit 0 (in a chain, the links still pending are cancelled).
 #        75  interrupted and checkpointed: `scontrol requeue` (same job id, SLURM_RESTART_COUNT + 1; the next
@@ -43,6 +51,7 @@
 #   ORPO_BIN          the orpo-hpc binary (default: orpo-hpc on PATH, else SUBMIT_DIR/build/release/orpo-hpc)
 #   ORPO_SLURM_MODE   requeue (default) | chain (set by submit-chain.sh: never calls scontrol requeue)
 #   ORPO_MAX_STALLS   segments in a row without progress before giving up (default 3)
+#   ORPO_SRUN_ARGS    extra srun options of the trainer's step when the job has several tasks (e.g. --mpi=pmix)
 #
 # Defaults below are for one 8 GB GPU; change them here or on the sbatch command line.
 #SBATCH --job-name=orpo
@@ -149,7 +158,7 @@ explain() {
     1) echo "internal error (a bug: please report it with this log)" ;;
     2) echo "bad job file or arguments" ;;
     3) echo "bad model or data file (the message above names the file and the place)" ;;
-    4) echo "I/O failure: disk full, permissions or a missing file" ;;
+    4) echo "I/O failure: disk full, permissions or a missing file (data parallel: or a rank that did not answer)" ;;
     75) echo "interrupted and checkpointed" ;;
     130) echo "aborted by a second SIGINT" ;;
     *) if [ "$1" -gt 128 ]; then echo "killed by signal $(($1 - 128)) ($(kill -l $(($1 - 128)) 2>/dev/null || echo '?'))"
@@ -174,7 +183,16 @@ if [ -n "$got" ]; then
   say "SIG$got came before the trainer started: not starting it"
   rc=75
 else
-  "$orpo" resume "$job" "$@" &
+  ntasks=${SLURM_NTASKS:-1}
+  if [ "$ntasks" -gt 1 ]; then
+    # one process per task (GPU); srun no longer passes --cpus-per-task on by itself (Slurm >= 22.05)
+    say "data parallel: $ntasks tasks on ${SLURM_JOB_NUM_NODES:-?} node(s) (${SLURM_JOB_NODELIST:-?}): srun"
+    # shellcheck disable=SC2086  # ORPO_SRUN_ARGS holds several options
+    srun --kill-on-bad-exit=1 ${SLURM_CPUS_PER_TASK:+--cpus-per-task=$SLURM_CPUS_PER_TASK} ${ORPO_SRUN_ARGS:-} \
+      "$orpo" resume "$job" "$@" &
+  else
+    "$orpo" resume "$job" "$@" &
+  fi
   child=$!
   # a signal that came between the fork and `child=$!`
   if [ -n "$got" ]; then kill -s "$got" "$child" 2>/dev/null; fi

@@ -39,6 +39,7 @@ struct ldr {
     size_t pix_per_pair; /* floats */
     int32_t *raw;        /* [max_raw] a stored prefix before expansion */
     uint8_t *img;        /* [max_img] encoded bytes */
+    int own_max;         /* pairs of a full batch this loader reads (all of them without shards) */
     slot slots[2];
     /* producer / consumer */
     pthread_mutex_t mu;
@@ -58,14 +59,20 @@ void ldr_opts_default(ldr_opts *o) {
     o->seed = 42;
     o->shuffle = 1;
     o->prefetch = 1;
+    o->nshards = 1;
+}
+
+/* 1 when pair j of a batch is read by this loader (data-parallel shards; see loader.h) */
+static int owns(const ldr_opts *o, int64_t j) {
+    return o->shard_pairs <= 0 || o->nshards <= 1 || (j / o->shard_pairs) % o->nshards == o->shard;
 }
 
 int64_t ldr_num_pairs(const ldr *l) { return l->n; }
 ldr_cursor ldr_tell(const ldr *l) { return l->tell; }
 
 size_t ldr_buffer_bytes(const ldr *l) {
-    size_t b = (size_t)l->o.batch_pairs;
-    return 2 * (b * sizeof(ldr_pair) + b * (size_t)l->max_tokens * sizeof(int32_t) + b * l->pix_per_pair * sizeof(float)) +
+    size_t b = (size_t)l->o.batch_pairs, own = (size_t)l->own_max;
+    return 2 * (b * sizeof(ldr_pair) + own * (size_t)l->max_tokens * sizeof(int32_t) + own * l->pix_per_pair * sizeof(float)) +
            (size_t)l->max_raw * sizeof(int32_t) + (size_t)l->max_img;
 }
 
@@ -173,6 +180,20 @@ static int fill_pair(ldr *l, int64_t i, ldr_pair *out, int32_t *toks, float *pix
     return ERR_OK;
 }
 
+/* a pair of another shard: its index and lengths (what the ORPO normalisers need), no data */
+static void size_pair(ldr *l, int64_t i, ldr_pair *out) {
+    const ds_pair *p = ds_pair_at(l->d, i);
+    memset(out, 0, sizeof *out);
+    out->index = i;
+    out->prefix_len = p->prefix_len - 1 + p->n_image_tokens;
+    out->image_pos = p->image_pos;
+    out->n_image_tokens = p->n_image_tokens;
+    out->chosen_len = p->chosen_len;
+    out->rejected_len = p->rejected_len;
+    out->height = p->height;
+    out->width = p->width;
+}
+
 static void fill(ldr *l, slot *s, ldr_cursor cur) {
     int64_t k = l->n - cur.pos;
     if (k > l->o.batch_pairs) k = l->o.batch_pairs;
@@ -180,9 +201,15 @@ static void fill(ldr *l, slot *s, ldr_cursor cur) {
     s->msg[0] = '\0';
     s->batch.start = cur;
     s->batch.n = 0;
-    for (int64_t j = 0; j < k; j++) {
+    for (int64_t j = 0, own = 0; j < k; j++) {
         int64_t i = order_at(l, cur.epoch, cur.pos + j);
-        int rc = fill_pair(l, i, &s->pairs[j], s->toks + j * l->max_tokens, s->pix + (size_t)j * l->pix_per_pair);
+        if (!owns(&l->o, j)) {
+            size_pair(l, i, &s->pairs[j]);
+            s->batch.n++;
+            continue;
+        }
+        int rc = fill_pair(l, i, &s->pairs[j], s->toks + own * l->max_tokens, s->pix + (size_t)own * l->pix_per_pair);
+        own++;
         if (rc) {
             s->rc = rc;
             snprintf(s->msg, sizeof s->msg, "%s", err_msg());
@@ -311,6 +338,8 @@ int ldr_open(const char *data_h5, const ds_model_ref *model, const ldr_opts *o, 
     *out = NULL;
     if (o->batch_pairs < 1) return err_set(ERR_ARGS, "loader: batch_pairs %d, expected >= 1", o->batch_pairs);
     if (o->split != DS_TRAIN && o->split != DS_VAL) return err_set(ERR_ARGS, "loader: split %d, expected train or val", o->split);
+    if (o->shard_pairs > 0 && (o->nshards < 1 || o->shard < 0 || o->shard >= o->nshards))
+        return err_set(ERR_ARGS, "loader: shard %d of %d", o->shard, o->nshards);
     ldr *l = mem_calloc(1, sizeof *l, "the data loader");
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
@@ -348,12 +377,14 @@ int ldr_open(const char *data_h5, const ds_model_ref *model, const ldr_opts *o, 
     }
     size_t tile = (size_t)model->anyres.tile, b = (size_t)o->batch_pairs;
     l->pix_per_pair = (size_t)l->max_patches * 3 * tile * tile;
+    for (int64_t j = 0; j < o->batch_pairs; j++) l->own_max += owns(o, j);
+    size_t own = (size_t)(l->own_max ? l->own_max : 1);
     l->raw = mem_calloc((size_t)(l->max_raw ? l->max_raw : 1), sizeof(int32_t), "the loader's token buffer");
     l->img = mem_alloc((size_t)l->max_img, "the loader's image buffer");
     for (int k = 0; k < 2; k++) {
         l->slots[k].pairs = mem_calloc(b, sizeof(ldr_pair), "the loader's batch");
-        l->slots[k].toks = mem_calloc(b * (size_t)l->max_tokens, sizeof(int32_t), "the loader's batch tokens");
-        l->slots[k].pix = mem_calloc(b * l->pix_per_pair, sizeof(float), "the loader's batch pixels");
+        l->slots[k].toks = mem_calloc(own * (size_t)l->max_tokens, sizeof(int32_t), "the loader's batch tokens");
+        l->slots[k].pix = mem_calloc(own * l->pix_per_pair, sizeof(float), "the loader's batch pixels");
     }
     ldr_cursor c0 = {0, 0};
     if ((rc = start(l, c0))) {

@@ -17,7 +17,12 @@
  * the stored one, token ids out of range, a misplaced <image>) is ERR_DATA naming data.h5, the pair index
  * and its provenance; the loader stops at the first error and repeats it.
  *
- *   ldr_opts_default(&o)            train split, 1 pair per batch, seed 42, shuffle on, prefetch on
+ * Data parallel (shard_pairs > 0): pair j of a batch belongs to shard (j / shard_pairs) % nshards, i.e. the
+ * batch is cut into micro-batches of shard_pairs dealt to the ranks in turn; only the pairs of o.shard are read
+ * and decoded, the others come with their index and lengths only (prefix, chosen, rejected and pixels NULL), so
+ * that every rank knows the whole batch's sizes and holds the data of its own micro-batches.
+ *
+ *   ldr_opts_default(&o)            train split, 1 pair per batch, seed 42, shuffle on, prefetch on, no shards
  *   ldr_open(data_h5, &model, &o, &l)   open; the model reference comes from mh5_data_ref (or the trainer)
  *   ldr_next(l, &batch)             the next micro-batch; valid until the next ldr_next / ldr_seek / ldr_close
  *   ldr_tell(l)                     the cursor after the last batch returned (the open/seek cursor before)
@@ -43,6 +48,8 @@ typedef struct ldr_opts {
     uint64_t seed;      /* shuffle seed */
     int shuffle;        /* 1: a permutation per epoch; 0: file order */
     int prefetch;       /* 1: a background thread fills the next batch; 0: fill inside ldr_next */
+    int shard_pairs;    /* 0: every pair is read; else pairs per micro-batch dealt to the shards in turn */
+    int nshards, shard; /* how many shards (ranks) and which one this loader reads */
 } ldr_opts;
 
 typedef struct ldr_cursor {

@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 static int g_level = -1;
+static char g_name[64] = "orpo-hpc";
+
+void log_set_name(const char *name) { snprintf(g_name, sizeof g_name, "%s", name); }
 
 static int level_from_env(void) {
     const char *e = getenv("ORPO_LOG");
@@ -29,8 +32,8 @@ static void vlog(int level, const char *word, const char *fmt, va_list ap) {
     if (level > log_level()) return;
     char line[8192];
     vsnprintf(line, sizeof line, fmt, ap);
-    if (word) fprintf(stderr, "orpo-hpc: %s: %s\n", word, line);
-    else fprintf(stderr, "orpo-hpc: %s\n", line);
+    if (word) fprintf(stderr, "%s: %s: %s\n", g_name, word, line);
+    else fprintf(stderr, "%s: %s\n", g_name, line);
 }
 
 #define LOG_FN(name, level, word)                 \

@@ -3,6 +3,7 @@
  *   log_set_level(level)          LOG_ERROR..LOG_DEBUG (default LOG_INFO; env ORPO_LOG=debug|info|warn|error)
  *   log_error/warn/info/debug(fmt, ...)   one line "orpo-hpc: <level>: ..." (info has no level word)
  *   log_error_current()           print err_msg() as an error line
+ *   log_set_name(name)            the word in front of every line (default "orpo-hpc"; "orpo-hpc[rank 1]")
  *   log_now()                     monotonic seconds
  *
  *   progress_begin(&p, what, total)   start a progress report (total 0 = unknown)
@@ -26,6 +27,7 @@ void log_warn(const char *fmt, ...) ERR_PRINTF(1, 2);
 void log_info(const char *fmt, ...) ERR_PRINTF(1, 2);
 void log_debug(const char *fmt, ...) ERR_PRINTF(1, 2);
 void log_error_current(void);
+void log_set_name(const char *name);
 double log_now(void);
 
 typedef struct progress {

@@ -118,7 +118,7 @@ typedef struct job_pos {
     int from;      /* JOB_FROM_DEFAULT, JOB_FROM_FILE, JOB_FROM_SET */
 } job_pos;
 
-#define JOB_NKEYS 42
+#define JOB_NKEYS 43
 
 typedef struct job_config {
     char *file;     /* the job file path as given */
@@ -147,7 +147,7 @@ typedef struct job_config {
     } train;
     struct { int64_t every_steps, keep_last; } checkpoint;
     struct { int64_t every_steps, max_pairs, samples; } eval;
-    struct { int device; double gpu_memory_gb; int64_t threads; int data_parallel; double log_every_s; } runtime;
+    struct { int device; double gpu_memory_gb; int64_t threads; int data_parallel; double log_every_s, dist_timeout_s; } runtime;
     job_pos pos[JOB_NKEYS]; /* where each key's value came from, indexed like job_keys() */
 } job_config;
 

@@ -80,7 +80,8 @@ static const job_key KEYS[] = {
   {"train.micro_batch_pairs", JOB_T_INT, RS | MIN | MAX, "2", 1, 4096, NULL, NULL, NULL,
    OFF(train.micro_batch_pairs), "preference pairs per forward/backward pass (per rank)"},
   {"train.grad_accum", JOB_T_INT, RS | MIN | MAX, "1", 1, 65536, NULL, NULL, NULL, OFF(train.grad_accum),
-   "micro-batches whose gradients are summed into one optimizer step"},
+   "micro-batches per rank whose gradients are summed into one optimizer step (of ranks x "
+   "micro_batch_pairs x grad_accum pairs)"},
   {"train.lr", JOB_T_FLOAT, RS | MINX | MAX, "2e-4", 0, 1, NULL, NULL, NULL, OFF(train.lr),
    "peak AdamW learning rate (of every parameter group not in train.lr_groups)"},
   {"train.schedule", JOB_T_ENUM, RS, "cosine", 0, 0, v_sched, NULL, NULL, OFF(train.schedule),
@@ -128,6 +129,9 @@ static const job_key KEYS[] = {
    "data parallelism: auto (nccl on GPU, mpi on CPU, when Slurm/env start more than one rank), none, nccl, mpi"},
   {"runtime.log_every_s", JOB_T_FLOAT, MIN | MAX, "10", 0, 86400, NULL, NULL, NULL, OFF(runtime.log_every_s),
    "seconds between the trainer's progress lines (besides every checkpoint, validation and warning); 0 = every step"},
+  {"runtime.dist_timeout_s", JOB_T_FLOAT, MINX | MAX, "300", 0, 86400, NULL, NULL, NULL,
+   OFF(runtime.dist_timeout_s),
+   "data parallel: seconds a rank waits for the others at a collective before it fails (exit 4, naming the rank)"},
 };
 /* clang-format on */
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "data/dataset.h"
+#include "dist/dist.h"
 #include "io/atomic.h"
 #include "io/content_hash.h"
 #include "io/err.h"
@@ -95,6 +96,9 @@ int job_run_spec(const job_config *j, lt_spec *s) {
 
 typedef struct run {
     const job_config *j;
+    job_config view;       /* what the frozen job.yaml and the job hash describe: train.grad_accum counts the
+                            * micro-batches of a step on all ranks together (world x grad_accum) */
+    dist *d;               /* data parallel (train, resume); NULL for eval */
     const job_run_opts *o;
     char dir[4096];        /* job.output_dir */
     char *job_yaml;        /* the configuration as job_write_yaml writes it */
@@ -103,6 +107,10 @@ typedef struct run {
     trainer *t;
     uint64_t model_hash, data_hash;
 } run;
+
+_Static_assert((int)DIST_AUTO == (int)JOB_DP_AUTO && (int)DIST_NONE == (int)JOB_DP_NONE &&
+                   (int)DIST_NCCL == (int)JOB_DP_NCCL && (int)DIST_MPI == (int)JOB_DP_MPI,
+               "runtime.data_parallel values are dist kinds");
 
 static int config_from_job(run *r) {
     const job_config *j = r->j;
@@ -140,7 +148,7 @@ static int config_from_job(run *r) {
     c->eval_every = j->eval.every_steps;
     c->eval_max_pairs = j->eval.max_pairs;
     c->eval_samples = j->eval.samples;
-    c->job_hash = job_hash(j);
+    c->job_hash = job_hash(&r->view);
     c->job_yaml = r->job_yaml;
     c->stop_requested = job_run_stop_requested;
     c->log_every_s = j->runtime.log_every_s;
@@ -222,6 +230,10 @@ static int compare_frozen(run *r) {
     char diff[2048];
     diff_keys(old, r->job_yaml, 0, diff, sizeof diff);
     free(old);
+    if (diff[0] && strstr(diff, "train.grad_accum:"))
+        snprintf(diff + strlen(diff), sizeof diff - strlen(diff), "\n  (train.grad_accum is recorded as ranks x "
+                 "train.grad_accum, the micro-batches of a step; this start: %d ranks x %lld)", dist_world(r->d),
+                 (long long)r->j->train.grad_accum);
     if (diff[0])
         return err_set(ERR_ARGS, "%s: this job was started (%s) with other values of keys that change the "
                        "result; use the old values, or start over with train --restart:%s", r->j->file, path, diff);
@@ -528,12 +540,17 @@ static int run_generate(run *r) {
 
 /* ---- train and resume ------------------------------------------------------------------------------ */
 
+/* Data parallel: rank 0 alone decides about the output directory and writes there (job.yaml, metrics.h5, the
+ * checkpoints); every rank loads the model and data and restores the same checkpoint; dist_status makes every rank
+ * stop where one of them failed. */
 static int run_train(run *r) {
     const job_config *j = r->j;
+    int lead = dist_rank(r->d) == 0;
     int rc = ERR_OK;
     int restart = r->o->mode == JOB_RUN_TRAIN && r->o->restart;
-    if (r->o->mode == JOB_RUN_TRAIN) rc = fresh_start(r);
-    if (!rc && !restart) rc = compare_frozen(r);
+    if (lead && r->o->mode == JOB_RUN_TRAIN) rc = fresh_start(r);
+    if (!rc && lead && !restart) rc = compare_frozen(r);
+    rc = dist_status(r->d, rc, "the start");
     if (!rc) rc = input_hashes(r);
     if (!rc) rc = tr_open(&r->c, TR_TRAIN, &r->t);
     char path[4200] = "";
@@ -560,14 +577,17 @@ static int run_train(run *r) {
         }
     }
     if (!rc) rc = check_data_keys(r);
+    rc = dist_status(r->d, rc, "the set-up");
     /* train --restart: the old run moves aside only once the new inputs have been checked and loaded */
-    if (!rc && restart) rc = move_aside(r->dir);
-    if (!rc) rc = freeze(r); /* only now: the set-up succeeded */
+    if (!rc && lead && restart) rc = move_aside(r->dir);
+    if (!rc && lead) rc = freeze(r); /* only now: the set-up succeeded */
     met_log *metrics = NULL;
-    if (!rc) rc = met_open(r->dir, tr_step(r->t), &metrics); /* one trainer per directory */
-    if (!rc) rc = ckpt_cleanup(r->dir);                      /* now every temporary is a dead writer's */
+    if (!rc && lead) rc = met_open(r->dir, tr_step(r->t), &metrics); /* one trainer per directory */
+    if (!rc && lead) rc = ckpt_cleanup(r->dir);                      /* now every temporary is a dead writer's */
     /* keep_last may have changed since the last run (it does not change the result): apply it now too */
-    if (!rc && tr_step(r->t) > 0 && j->checkpoint.keep_last > 0) rc = ckpt_prune(r->dir, (int)j->checkpoint.keep_last);
+    if (!rc && lead && tr_step(r->t) > 0 && j->checkpoint.keep_last > 0)
+        rc = ckpt_prune(r->dir, (int)j->checkpoint.keep_last);
+    rc = dist_status(r->d, rc, "opening the metrics");
     const char *sj = getenv("SLURM_JOB_ID");
     if (!rc && sj) {
         const char *at = getenv("SLURM_ARRAY_TASK_ID"), *rcnt = getenv("SLURM_RESTART_COUNT");
@@ -592,7 +612,7 @@ static int run_train(run *r) {
             err_set(rc, "%s", first);
         }
     }
-    if (!rc) {
+    if (!rc && lead) {
         printf("\n%s: done at step %lld (%.1f s of training)\n", j->job.name, (long long)tr_step(r->t), sum.elapsed);
         if (sum.acc_before >= 0) printf("  validation accuracy before training: %.3f\n", sum.acc_before);
         if (sum.acc_after >= 0) printf("  validation accuracy after training:  %.3f\n", sum.acc_after);
@@ -609,16 +629,29 @@ int job_run(const job_config *j, const job_run_opts *o) {
     r->j = j;
     r->o = o;
     snprintf(r->dir, sizeof r->dir, "%s", j->job.output_dir);
-    r->job_yaml = job_run_yaml(j);
+    dist_env_info env;
+    dist_env(&env);
+    r->view = *j;
+    if (o->mode != JOB_RUN_EVAL && o->mode != JOB_RUN_GENERATE) r->view.train.grad_accum *= env.world;
+    r->job_yaml = job_run_yaml(&r->view);
     int rc = config_from_job(r);
     if (!rc) rc = fs_mkdirs(r->dir);
+    if (!rc && o->mode != JOB_RUN_EVAL && o->mode != JOB_RUN_GENERATE) {
+        dist_opts dopt = {j->runtime.data_parallel, j->runtime.dist_timeout_s, r->dir,
+                          j->runtime.device == JOB_DEVICE_CPU ? 0 : j->runtime.device == JOB_DEVICE_CUDA ? 1 : -1};
+        rc = dist_open(&dopt, &r->d);
+        r->c.dist = r->d;
+    }
     int lockfd = -1;
-    if (!rc && o->mode != JOB_RUN_EVAL && o->mode != JOB_RUN_GENERATE) rc = lock_dir(r->dir, &lockfd);
+    if (!rc && o->mode != JOB_RUN_EVAL && o->mode != JOB_RUN_GENERATE && dist_rank(r->d) == 0)
+        rc = lock_dir(r->dir, &lockfd);
+    if (r->d) rc = dist_status(r->d, rc, "locking the output directory");
     if (!rc) rc = o->mode == JOB_RUN_GENERATE ? run_generate(r) : o->mode == JOB_RUN_EVAL ? run_eval(r) : run_train(r);
     tr_close(r->t);
     free(r->glr);
     free(r->job_yaml);
-    free(r);
     if (lockfd >= 0) close(lockfd);
+    dist_close(r->d, rc); /* a failure the other ranks do not share ends them all here (and does not return) */
+    free(r);
     return rc;
 }

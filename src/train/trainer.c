@@ -44,6 +44,8 @@ struct trainer {
     char (*ck_names)[CKPT_MAX_NAME];
     lt_pair *lp;              /* one micro-batch */
     float *dlogp;
+    float *gsum;              /* the step's gradient: the micro-batches' gradients added in order */
+    int rank, world;          /* data parallel (1 process: 0, 1) */
     orpo_pair *vp;            /* eval: per-pair sums */
     int64_t *vidx;            /* eval: pair index in data.h5 of each vp */
     int64_t step, total_steps, stop_step, steps_per_epoch;
@@ -105,9 +107,18 @@ static int setup(trainer *r) {
     ds_close(d);
     if ((rc = ds_check_model(&r->meta, &r->ref, c->data_path))) return rc;
     const int64_t accum = c->grad_accum, micro = c->micro_batch_pairs;
+    r->rank = dist_rank(c->dist);
+    r->world = dist_world(c->dist);
+    const int64_t step_pairs = r->world * micro * accum;
+    if (step_pairs > (1 << 24))
+        return err_set(ERR_ARGS, "%d ranks x train.micro_batch_pairs %lld x train.grad_accum %lld: %lld pairs per step "
+                       "is too many", r->world, (long long)micro, (long long)accum, (long long)step_pairs);
     ldr_opts lo;
     ldr_opts_default(&lo);
-    lo.batch_pairs = (int)(micro * accum); /* one optimiser step; split into micro-batches below */
+    lo.batch_pairs = (int)step_pairs; /* one optimiser step; split into micro-batches below */
+    lo.shard_pairs = (int)micro;      /* micro-batch k is rank k % world's: only its pairs are decoded here */
+    lo.nshards = r->world;
+    lo.shard = r->rank;
     lo.seed = c->seed;
     lo.split = DS_TRAIN;
     if (r->mode == TR_TRAIN) {
@@ -119,6 +130,7 @@ static int setup(trainer *r) {
     lo.split = DS_VAL;
     lo.batch_pairs = (int)micro;
     lo.shuffle = 0;
+    lo.shard_pairs = 0; /* validation: every rank computes all of it (the same numbers; rank 0 records them) */
     if (r->meta.n_val > 0 && (rc = ldr_open(c->data_path, &r->ref, &lo, &r->val))) return rc;
     r->n_train = r->train ? ldr_num_pairs(r->train) : 0;
     r->n_val = r->val ? ldr_num_pairs(r->val) : 0;
@@ -126,7 +138,7 @@ static int setup(trainer *r) {
         return err_set(ERR_DATA, "%s: no validation pairs to evaluate (the val split is empty; import with "
                        "--val-fraction > 0)", c->data_path);
     if (c->max_pairs > 0 && r->n_train > c->max_pairs) r->n_train = c->max_pairs;
-    r->steps_per_epoch = (r->n_train + micro * accum - 1) / (micro * accum);
+    r->steps_per_epoch = (r->n_train + step_pairs - 1) / step_pairs;
     r->total_steps = r->steps_per_epoch * c->epochs;
     r->stop_step = c->max_steps > 0 && c->max_steps < r->total_steps ? c->max_steps : r->total_steps;
     /* trainer, sized once from the largest pair in data.h5 */
@@ -135,6 +147,7 @@ static int setup(trainer *r) {
     if ((rc = lt_plan(&r->t, micro * per_pair, (int)micro * max_tiles(&r->m.cfg), micro * per_pair))) return rc;
     r->lp = mem_calloc((size_t)micro, sizeof *r->lp, "trainer: micro-batch pairs");
     r->dlogp = mem_alloc(sizeof(float) * (size_t)(micro * per_pair), "trainer: log-prob gradients");
+    r->gsum = mem_calloc((size_t)(r->t.nstore + 1), sizeof(float), "trainer: the step's gradient");
     r->vp = mem_calloc((size_t)(r->n_val > 0 ? r->n_val : 1), sizeof *r->vp, "validation: per-pair sums");
     r->vidx = mem_calloc((size_t)(r->n_val > 0 ? r->n_val : 1), sizeof *r->vidx, "validation: pair indices");
     r->oc.beta = c->orpo_beta;
@@ -205,6 +218,7 @@ void tr_close(trainer *r) {
     free(r->ck_names);
     free(r->lp);
     free(r->dlogp);
+    free(r->gsum);
     free(r->vp);
     free(r->vidx);
     free(r);
@@ -243,7 +257,7 @@ static void fill_ckpt(trainer *r, ckpt_state *s) {
     s->samples_seen = r->samples;
     s->tokens_seen = r->tokens;
     s->elapsed_s = r->elapsed;
-    s->world_size = 1;
+    s->world_size = r->world;
     s->job_hash = r->c.job_hash;
     s->model_hash = r->c.model_hash;
     s->data_hash = r->c.data_hash;
@@ -254,15 +268,23 @@ static void fill_ckpt(trainer *r, ckpt_state *s) {
     s->ntensors = nt;
 }
 
+/* Data parallel: every rank holds the same state; after a barrier (every rank finished the step) rank 0 writes
+ * it, and the others learn whether that worked. */
 static int save_checkpoint(trainer *r) {
-    ckpt_state s;
-    fill_ckpt(r, &s);
-    double t0 = log_now();
-    int rc = ckpt_write(r->c.output_dir, &s);
-    if (!rc) rc = met_checkpoint(r->metrics, r->step);
-    if (!rc && r->c.keep_last > 0) rc = ckpt_prune(r->c.output_dir, (int)r->c.keep_last);
-    if (!rc) log_info("checkpoint step %lld written in %.2f s", (long long)r->step, log_now() - t0);
-    return rc;
+    char what[96];
+    snprintf(what, sizeof what, "the checkpoint of step %lld", (long long)r->step);
+    int rc = dist_barrier(r->c.dist, what);
+    if (rc) return rc;
+    if (r->rank == 0) {
+        ckpt_state s;
+        fill_ckpt(r, &s);
+        double t0 = log_now();
+        rc = ckpt_write(r->c.output_dir, &s);
+        if (!rc) rc = met_checkpoint(r->metrics, r->step);
+        if (!rc && r->c.keep_last > 0) rc = ckpt_prune(r->c.output_dir, (int)r->c.keep_last);
+        if (!rc) log_info("checkpoint step %lld written in %.2f s", (long long)r->step, log_now() - t0);
+    }
+    return dist_status(r->c.dist, rc, what);
 }
 
 int tr_restore(trainer *r, const char *path, int check_job, tr_restored *info) {
@@ -305,29 +327,51 @@ static void to_lt_pair(const ldr_pair *p, lt_pair *q) {
                    p->chosen, p->rejected, p->chosen_len, p->rejected_len};
 }
 
+/* the loss sums of one micro-batch, and its packed tokens, as one vector for dist_fold_f64 */
+enum { SUM_TOKENS = ORPO_ACCUM_N, NSUMS };
+_Static_assert(sizeof(orpo_accum) == ORPO_ACCUM_N * sizeof(double), "orpo_accum is ORPO_ACCUM_N doubles");
+
+/* One optimiser step over the batch's micro-batches k = 0, 1, ... (rank k % world runs k). Each micro-batch's
+ * gradient and loss sums start from zero, and the step's sums add them in the order of k, whatever the world
+ * size: the same bits for world x grad_accum split any way (docs/parallel.md). */
 static int train_step(trainer *r, met_train *row) {
     const tr_config *c = &r->c;
     const ldr_batch *b;
     double t0 = log_now();
     int rc = ldr_next(r->train, &b);
     if (rc) return rc;
-    orpo_norm norm = {b->n, 0};
+    orpo_norm norm = {b->n, 0}; /* the whole step's, all ranks: the loader gives every pair's sizes */
     for (int i = 0; i < b->n; i++) norm.nll_tokens += nll_tokens_of(r, &b->pairs[i]);
-    orpo_accum acc;
-    orpo_accum_init(&acc);
-    lt_zero_grads(&r->t);
-    int64_t toks = 0;
-    for (int off = 0; off < b->n; off += (int)c->micro_batch_pairs) {
-        int n = b->n - off < (int)c->micro_batch_pairs ? b->n - off : (int)c->micro_batch_pairs;
-        for (int i = 0; i < n; i++) to_lt_pair(&b->pairs[off + i], &r->lp[i]);
-        lt_batch lb = {r->lp, n, (uint32_t)r->step, 0};
-        lt_fwd fw;
-        if ((rc = lt_forward(&r->t, &lb, &fw))) return rc;
-        orpo_batch ob = {fw.nrows, fw.logp, fw.role, fw.pair, n};
-        if ((rc = orpo_tokens(&r->oc, &ob, &norm, &acc, r->dlogp))) return rc;
-        if ((rc = lt_backward(&r->t, r->dlogp))) return rc;
-        toks += fw.ntok;
+    const int micro = (int)c->micro_batch_pairs, nmb = (b->n + micro - 1) / micro;
+    double sums[NSUMS] = {0};
+    memset(r->gsum, 0, sizeof(float) * (size_t)r->t.nstore);
+    for (int round = 0; round * r->world < nmb; round++) {
+        int k = round * r->world + r->rank, has = k < nmb;
+        double mine[NSUMS] = {0};
+        if (has) {
+            int off = k * micro, n = b->n - off < micro ? b->n - off : micro;
+            for (int i = 0; i < n; i++) to_lt_pair(&b->pairs[off + i], &r->lp[i]);
+            lt_zero_grads(&r->t);
+            lt_batch lb = {r->lp, n, (uint32_t)r->step, 0};
+            lt_fwd fw;
+            if ((rc = lt_forward(&r->t, &lb, &fw))) return rc;
+            orpo_accum acc;
+            orpo_accum_init(&acc);
+            orpo_batch ob = {fw.nrows, fw.logp, fw.role, fw.pair, n};
+            if ((rc = orpo_tokens(&r->oc, &ob, &norm, &acc, r->dlogp))) return rc;
+            if ((rc = lt_backward(&r->t, r->dlogp))) return rc;
+            memcpy(mine, &acc, sizeof acc);
+            mine[SUM_TOKENS] = (double)fw.ntok;
+        }
+        char what[96];
+        snprintf(what, sizeof what, "the gradient sum of step %lld", (long long)r->step + 1);
+        if ((rc = dist_fold_f32(c->dist, r->gsum, r->t.gstore, r->t.nstore, has, what))) return rc;
+        if ((rc = dist_fold_f64(c->dist, sums, mine, NSUMS, has, what))) return rc;
     }
+    memcpy(r->t.gstore, r->gsum, sizeof(float) * (size_t)r->t.nstore); /* the optimiser reads the tensors' grads */
+    orpo_accum acc;
+    memcpy(&acc, sums, sizeof acc);
+    int64_t toks = (int64_t)sums[SUM_TOKENS];
     orpo_metrics m;
     if ((rc = orpo_finish(&acc, &norm, &m))) return rc;
     double gnorm = adamw_clip(r->groups, r->ng, c->max_grad_norm);
@@ -484,7 +528,7 @@ static int validate_now(trainer *r, double *acc_out) {
              vr.rejected_logps, log_now() - t0);
     if (acc_out) *acc_out = vr.accuracy;
     if (r->metrics && (rc = met_val_row(r->metrics, &vr))) return rc;
-    return log_samples(r);
+    return r->rank == 0 ? log_samples(r) : ERR_OK; /* data parallel: rank 0's; the others wait at the next step */
 }
 
 static void fmt_eta(char *buf, size_t n, double s) {
@@ -495,19 +539,45 @@ static void fmt_eta(char *buf, size_t n, double s) {
 
 static int stop_requested(const trainer *r) { return r->c.stop_requested ? r->c.stop_requested() : 0; }
 
+/* FNV-1a over 64-bit words of the trainable state (values, AdamW moments) and the counters that decide what
+ * comes next: the ranks of a data-parallel run compare it before the first step */
+static uint64_t state_hash(const trainer *r) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    const float *parts[2] = {r->t.store, r->mom};
+    int64_t lens[2] = {r->t.nstore, 2 * r->t.nstore};
+    for (int p = 0; p < 2; p++) {
+        const unsigned char *b = (const unsigned char *)parts[p];
+        size_t n = sizeof(float) * (size_t)lens[p], i = 0;
+        for (; i + 8 <= n; i += 8) {
+            uint64_t w;
+            memcpy(&w, b + i, 8);
+            h = (h ^ w) * 0x100000001b3ull;
+        }
+        for (; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    }
+    int64_t v[5] = {r->step, r->cursor.epoch, r->cursor.pos, r->opt.step, r->samples};
+    for (int i = 0; i < 5; i++) h = (h ^ (uint64_t)v[i]) * 0x100000001b3ull;
+    return h;
+}
+
 int tr_train(trainer *r, met_log *metrics, tr_summary *sum) {
     const tr_config *c = &r->c;
     int rc = ERR_OK;
     sum->acc_before = sum->acc_after = -1;
     r->metrics = metrics;
+    if (r->world > 1 && (rc = dist_same_u64(c->dist, state_hash(r), "the trainable state at the start (the restored "
+                                            "checkpoint, or the initial weights)")))
+        goto out;
     if (r->step == 0 && c->eval_every > 0 && (rc = validate_now(r, &sum->acc_before))) goto out;
     /* a resume at a validation step whose validation did not finish (the checkpoint comes first): do it now */
     if (r->step > 0 && r->val && ((c->eval_every > 0 && r->step % c->eval_every == 0) || r->step == r->stop_step)) {
         int64_t nv = 0, ns = 0, want = c->eval_samples;
         if (want > c->micro_batch_pairs) want = c->micro_batch_pairs;
         if (want > r->n_val) want = r->n_val;
-        met_rows_at(metrics, r->step, &nv, &ns);
-        if (nv == 0 || ns < want) {
+        if (metrics) met_rows_at(metrics, r->step, &nv, &ns);
+        int32_t redo = metrics && (nv == 0 || ns < want); /* rank 0 holds the metrics: every rank does as it says */
+        if ((rc = dist_max_i32(c->dist, &redo, "the validation check at the start"))) goto out;
+        if (redo) {
             log_info("the validation of step %lld is not in the metrics (interrupted during it): validating now",
                      (long long)r->step);
             if ((rc = validate_now(r, &sum->acc_after))) goto out;
@@ -516,16 +586,20 @@ int tr_train(trainer *r, met_log *metrics, tr_summary *sum) {
     double t_start = log_now(), t_logged = t_start;
     int64_t first = r->step;
     while (r->step < r->stop_step) {
-        if (stop_requested(r)) {
-            log_warn("signal %d: checkpointing at step %lld and exiting with 75 (requeue me)", stop_requested(r),
+        int32_t stop = stop_requested(r);
+        char what[96];
+        snprintf(what, sizeof what, "the stop flag of step %lld", (long long)r->step + 1);
+        if ((rc = dist_max_i32(c->dist, &stop, what))) goto out; /* a signal to any rank stops them all */
+        if (stop) {
+            log_warn("signal %d: checkpointing at step %lld and exiting with 75 (requeue me)", (int)stop,
                      (long long)r->step);
             if (!(rc = save_checkpoint(r))) rc = ERR_INTERRUPTED;
             goto out;
         }
         met_train row;
         if ((rc = train_step(r, &row))) goto out;
-        if ((rc = met_train_row(r->metrics, &row))) goto out;
-        r->metrics_rows = met_train_rows(r->metrics);
+        if (r->metrics && (rc = met_train_row(r->metrics, &row))) goto out;
+        r->metrics_rows = r->metrics ? met_train_rows(r->metrics) : r->metrics_rows + 1;
         int last = r->step == r->stop_step;
         int ckpt_now = (c->ckpt_every > 0 && r->step % c->ckpt_every == 0) || last;
         int val_now = (c->eval_every > 0 && r->step % c->eval_every == 0) || last;

@@ -22,6 +22,14 @@
  * Each optimiser step reads micro_batch_pairs * grad_accum pairs, runs them as grad_accum micro-batches (the ORPO
  * normalisers are the step's totals, so accumulation equals one big batch), clips, steps AdamW, logs a metrics
  * row. Allocation failures exit 4 with a message (io/mem.h).
+ *
+ * Data parallel (c->dist, docs/parallel.md): a step takes world * micro_batch_pairs * grad_accum pairs, in the
+ * epoch's order whatever the world size; micro-batch k of the step runs on rank k % world. Each micro-batch's
+ * gradient and loss sums start from zero and are added to the step's sums in the order of k (dist_fold_*: rank
+ * order on the CPU), so the result depends on world * grad_accum, not on how it is split: world 2 x grad_accum 1
+ * gives the same bits as world 1 x grad_accum 2. Rank 0 writes checkpoints and metrics, after a barrier; every
+ * rank reads the checkpoint on resume, and they check that they hold the same state; the stop flag is agreed
+ * every step, so a signal to any rank checkpoints them all.
  */
 #ifndef ORPO_TRAINER_H
 #define ORPO_TRAINER_H
@@ -29,6 +37,7 @@
 #include <stdint.h>
 
 #include "data/dataset.h"
+#include "dist/dist.h"
 #include "model/llava_train.h"
 #include "train/metrics.h"
 
@@ -62,6 +71,7 @@ typedef struct tr_config {
     const char *job_yaml;                 /* the frozen configuration, recorded in every checkpoint */
     int (*stop_requested)(void);          /* nonzero: checkpoint and stop (NULL: never) */
     double log_every_s;                   /* seconds between progress lines; 0: every step */
+    dist *dist;                           /* data parallel (NULL: one process); tr_train's metrics: rank 0's only */
 } tr_config;
 
 typedef struct tr_restored {
