@@ -8,6 +8,9 @@
  *   TEST_MAIN_END()                print "N passed, N failed" and return the exit status
  *   test_tmpdir()                  a fresh per-process scratch directory under $TMPDIR or /tmp
  *   test_fixture(rel)              path of tests/fixtures/<rel> (ORPO_FIXTURES or the source tree)
+ *   test_child(f, as_limit, buf, cap)  run f() in a child process, its address space limited to as_limit bytes
+ *                                  when nonzero; its stderr into buf; returns its exit status (0 when f returns,
+ *                                  128 + signal when killed)
  */
 #ifndef ORPO_TEST_H
 #define ORPO_TEST_H
@@ -16,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int t_pass, t_fail;
@@ -81,6 +86,30 @@ static inline const char *test_fixture(const char *rel) {
     slot = (slot + 1) % 4;
     snprintf(path[slot], sizeof path[slot], "%s/%s", root, rel);
     return path[slot];
+}
+
+static inline int test_child(void (*f)(void), size_t as_limit, char *buf, size_t cap) {
+    int fd[2];
+    if (pipe(fd)) return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fd[0]);
+        dup2(fd[1], 2);
+        struct rlimit rl = {as_limit, as_limit};
+        if (as_limit) setrlimit(RLIMIT_AS, &rl);
+        f();
+        _exit(0);
+    }
+    close(fd[1]);
+    size_t n = 0;
+    ssize_t k;
+    while (n + 1 < cap && (k = read(fd[0], buf + n, cap - 1 - n)) > 0) n += (size_t)k;
+    buf[n] = '\0';
+    close(fd[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
 #endif

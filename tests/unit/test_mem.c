@@ -15,31 +15,9 @@ const char *__asan_default_options(void) { return "allocator_may_return_null=1";
 #define UNDER_ASAN 0
 #endif
 
+/* the children run under a 512 MiB address-space limit, except under ASan, whose shadow memory is far over it */
+#define AS_LIMIT (UNDER_ASAN ? (size_t)0 : (size_t)512 << 20)
 #define HUGE ((size_t)2 << 40) /* 2 TiB: over ASan's maximum allocation, and over the child's address-space limit */
-
-/* run f in a child (outside ASan, under a 512 MiB address-space limit); its stderr into buf, its exit status returned */
-static int child_status(void (*f)(void), char *buf, size_t cap) {
-    int fd[2];
-    if (pipe(fd)) return -1;
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fd[0]);
-        dup2(fd[1], 2);
-        struct rlimit rl = {512ull << 20, 512ull << 20};
-        if (!UNDER_ASAN) setrlimit(RLIMIT_AS, &rl); /* ASan's shadow memory is far over any such limit */
-        f();
-        _exit(0);
-    }
-    close(fd[1]);
-    size_t n = 0;
-    ssize_t k;
-    while (n + 1 < cap && (k = read(fd[0], buf + n, cap - 1 - n)) > 0) n += (size_t)k;
-    buf[n] = '\0';
-    close(fd[0]);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
 
 static void huge_alloc(void) { volatile char *p = mem_alloc(HUGE, "the test's huge buffer"); p[0] = 1; }
 static void huge_calloc(void) { mem_calloc((size_t)1 << 62, 16, "an overflowing count"); }
@@ -48,11 +26,11 @@ static void huge_realloc(void) { g_small = mem_alloc(16, "small"); mem_realloc(g
 
 int main(void) {
     char msg[4096];
-    CHECK_EQ_INT(child_status(huge_alloc, msg, sizeof msg), 4);
+    CHECK_EQ_INT(test_child(huge_alloc, AS_LIMIT, msg, sizeof msg), 4);
     CHECK_CONTAINS(msg, "out of memory: cannot allocate 2199023255552 bytes (2097152.0 MiB) for the test's huge buffer");
-    CHECK_EQ_INT(child_status(huge_calloc, msg, sizeof msg), 4);
+    CHECK_EQ_INT(test_child(huge_calloc, AS_LIMIT, msg, sizeof msg), 4);
     CHECK_CONTAINS(msg, "for an overflowing count");
-    CHECK_EQ_INT(child_status(huge_realloc, msg, sizeof msg), 4);
+    CHECK_EQ_INT(test_child(huge_realloc, AS_LIMIT, msg, sizeof msg), 4);
     CHECK_CONTAINS(msg, "for a grown table");
     char *s = mem_strdup("abc", "copy");
     CHECK_EQ_STR(s, "abc");

@@ -29,31 +29,6 @@
 #define UNDER_ASAN 0
 #endif
 
-/* run f in a child (under a 512 MiB address-space limit when limit is set); its stderr into buf; its exit status */
-static int child_status(void (*f)(void), int limit, char *buf, size_t cap) {
-    int fd[2];
-    if (pipe(fd)) return -1;
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fd[0]);
-        dup2(fd[1], 2);
-        struct rlimit rl = {512ull << 20, 512ull << 20};
-        if (limit) setrlimit(RLIMIT_AS, &rl);
-        f();
-        _exit(0);
-    }
-    close(fd[1]);
-    size_t n = 0;
-    ssize_t k;
-    while (n + 1 < cap && (k = read(fd[0], buf + n, cap - 1 - n)) > 0) n += (size_t)k;
-    buf[n] = '\0';
-    close(fd[0]);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 static void wide_attention(void) {
     enum { HD = OPS_ATTN_MAX_HEAD_DIM + 8 };
     static float q[HD], k[HD], v[HD], out[HD], lse[1];
@@ -118,13 +93,13 @@ int main(void) {
     CHECK_EQ_INT(rc, 0);
 
     char msg[4096];
-    CHECK_EQ_INT(child_status(wide_attention, 0, msg, sizeof msg), ERR_INTERNAL);
+    CHECK_EQ_INT(test_child(wide_attention, 0, msg, sizeof msg), ERR_INTERNAL);
     CHECK_CONTAINS(msg, "internal error: cpu attention: head dimension 520, expected 1..512");
 
     if (UNDER_ASAN) {
         printf("the out-of-memory case runs outside ASan only (its shadow memory is over any address-space limit)\n");
     } else {
-        CHECK_EQ_INT(child_status(huge_vocab_trainer, 1, msg, sizeof msg), ERR_IO);
+        CHECK_EQ_INT(test_child(huge_vocab_trainer, (size_t)512 << 20, msg, sizeof msg), ERR_IO);
         CHECK_CONTAINS(msg, "out of memory: cannot allocate");
         CHECK_CONTAINS(msg, "for trainable token ids");
     }

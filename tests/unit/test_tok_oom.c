@@ -20,33 +20,6 @@
 
 static tok *g_tok;
 
-/* run f in a child under a 512 MiB address-space limit; its stderr into buf; exit status returned. f returns the
- * rc of the call that should not have returned: the child exits 10 + rc then. */
-static int child_status(int (*f)(void), char *buf, size_t cap) {
-    int fd[2];
-    if (pipe(fd)) return -1;
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fd[0]);
-        dup2(fd[1], 2);
-        struct rlimit rl = {512ull << 20, 512ull << 20};
-        setrlimit(RLIMIT_AS, &rl);
-        int rc = f();
-        fprintf(stderr, "returned %d: %s\n", rc, rc ? err_msg() : "");
-        _exit(10 + rc);
-    }
-    close(fd[1]);
-    size_t n = 0;
-    ssize_t k;
-    while (n + 1 < cap && (k = read(fd[0], buf + n, cap - 1 - n)) > 0) n += (size_t)k;
-    buf[n] = '\0';
-    close(fd[0]);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 static char *big_text(void) {
     char *s = mem_alloc(BIG + 1, "the test's text");
     memset(s, 'a', BIG);
@@ -54,14 +27,21 @@ static char *big_text(void) {
     return s;
 }
 
-static int encode_big(void) {
-    tok_ids ids = {0};
-    return tok_encode(g_tok, big_text(), BIG, 0, &ids);
+/* the call must not return: when it does (an error instead of the out-of-memory exit), the child says so and
+ * exits 10 + its status */
+static void returned(int rc) {
+    fprintf(stderr, "returned %d: %s\n", rc, rc ? err_msg() : "");
+    _exit(10 + rc);
 }
 
-static int template_big(void) {
+static void encode_big(void) {
+    tok_ids ids = {0};
+    returned(tok_encode(g_tok, big_text(), BIG, 0, &ids));
+}
+
+static void template_big(void) {
     tpl_seq seq;
-    return tpl_encode(g_tok, big_text(), "answer", 0, &seq);
+    returned(tpl_encode(g_tok, big_text(), "answer", 0, &seq));
 }
 
 int main(void) {
@@ -71,10 +51,10 @@ int main(void) {
         printf("skipped under ASan (no address-space limit)\n");
     } else {
         char msg[4096];
-        CHECK_EQ_INT(child_status(encode_big, msg, sizeof msg), 4);
+        CHECK_EQ_INT(test_child(encode_big, (size_t)512 << 20, msg, sizeof msg), 4);
         CHECK_CONTAINS(msg, "out of memory: cannot allocate");
         CHECK_CONTAINS(msg, "for tokenizer text buffer");
-        CHECK_EQ_INT(child_status(template_big, msg, sizeof msg), 4);
+        CHECK_EQ_INT(test_child(template_big, (size_t)512 << 20, msg, sizeof msg), 4);
         CHECK_CONTAINS(msg, "out of memory: cannot allocate");
         fprintf(stderr, "template child: %s", msg);
     }
