@@ -24,45 +24,16 @@
 #include "job/job_export.h"
 #include "model/llava_train.h"
 #include "model/model_h5.h"
+#include "step_pairs.h"
 #include "test.h"
 #include "tolerance.h"
 #include "train/ckpt.h"
 
 static hid_t S, STEP;
 static lt_pair pairs[2];
-static float *pix[2];
-static int32_t *pre[2], *ch[2], *rj[2];
 static const char *TMP;
 static int64_t g_ntok; /* tokens of the test batch: a bound on any attention length L in the tolerances */
 static uint16_t bf16(float x);
-
-static void load_pairs(void) {
-    for (int i = 0; i < 2; i++) {
-        char p[64];
-        size_t n;
-        snprintf(p, sizeof p, "pair%d/pixel_values", i);
-        pix[i] = fx_f32(STEP, p, &n);
-        pairs[i].pixels = pix[i];
-        pairs[i].P = (int)(n / (3 * 56 * 56));
-        snprintf(p, sizeof p, "pair%d/image_size", i);
-        int32_t *hw = fx_i32(STEP, p, &n);
-        pairs[i].h = hw[0];
-        pairs[i].w = hw[1];
-        free(hw);
-        snprintf(p, sizeof p, "pair%d/prefix", i);
-        pre[i] = fx_i32(STEP, p, &n);
-        pairs[i].prefix = pre[i];
-        pairs[i].n_prefix = (int32_t)n;
-        snprintf(p, sizeof p, "pair%d/chosen", i);
-        ch[i] = fx_i32(STEP, p, &n);
-        pairs[i].chosen = ch[i];
-        pairs[i].n_chosen = (int32_t)n;
-        snprintf(p, sizeof p, "pair%d/rejected", i);
-        rj[i] = fx_i32(STEP, p, &n);
-        pairs[i].rejected = rj[i];
-        pairs[i].n_rejected = (int32_t)n;
-    }
-}
 
 static void spec_of(const char *variant, lt_spec *sp) {
     lt_spec_default(sp);
@@ -171,13 +142,13 @@ static void compare_logp(llava_trainer *t, const char *variant) {
         int32_t np = pairs[i].n_prefix;
         /* rows of pair i in packing order: prompt text tokens, chosen answer, rejected answer */
         int64_t want = 0;
-        for (int32_t j = 1; j < np; j++) want += pre[i][j] != image;
+        for (int32_t j = 1; j < np; j++) want += pairs[i].prefix[j] != image;
         want += pairs[i].n_chosen + pairs[i].n_rejected;
         int64_t k = 0;
         for (int32_t j = 1; j < np + pairs[i].n_chosen + pairs[i].n_rejected; j++) {
             double ref;
             if (j < np) {
-                if (pre[i][j] == image) continue;
+                if (pairs[i].prefix[j] == image) continue;
                 ref = lc[j - 1];
             } else if (j < np + pairs[i].n_chosen) {
                 ref = lc[j - 1];
@@ -602,7 +573,7 @@ int main(void) {
     TMP = test_tmpdir();
     S = fx_open(test_fixture("export/state.h5"));
     STEP = fx_open(test_fixture("step/step.h5"));
-    load_pairs();
+    step_pairs_load(STEP, pairs);
     char fp32[1024];
     snprintf(fp32, sizeof fp32, "%s/fp32.h5", TMP);
     mh5_opts o;
@@ -616,7 +587,7 @@ int main(void) {
     check_errors(&m);
     llava_model_free(&m);
     check_checkpoint(fp32);
-    for (int i = 0; i < 2; i++) { free(pix[i]); free(pre[i]); free(ch[i]); free(rj[i]); }
+    step_pairs_free(pairs);
     H5Fclose(S);
     H5Fclose(STEP);
     TEST_MAIN_END();

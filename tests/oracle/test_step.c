@@ -17,6 +17,7 @@
 #include "model/llava_train.h"
 #include "model/model_h5.h"
 #include "model/nf4.h"
+#include "step_pairs.h"
 #include "test.h"
 #include "tolerance.h"
 #include "train/adamw.h"
@@ -27,36 +28,6 @@ static hid_t F;
 /* Tolerances, set by set_tolerances for the model and the batch (derivations there). */
 static double TOL_GRAD, TOL_METRIC;
 static lt_pair pairs[2];
-static float *pix[2];
-static int32_t *pre[2], *ch[2], *rj[2];
-
-static void load_pairs(void) {
-    for (int i = 0; i < 2; i++) {
-        char p[64];
-        size_t n;
-        snprintf(p, sizeof p, "pair%d/pixel_values", i);
-        pix[i] = fx_f32(F, p, &n);
-        pairs[i].pixels = pix[i];
-        pairs[i].P = (int)(n / (3 * 56 * 56));
-        snprintf(p, sizeof p, "pair%d/image_size", i);
-        int32_t *hw = fx_i32(F, p, &n);
-        pairs[i].h = hw[0];
-        pairs[i].w = hw[1];
-        free(hw);
-        snprintf(p, sizeof p, "pair%d/prefix", i);
-        pre[i] = fx_i32(F, p, &n);
-        pairs[i].prefix = pre[i];
-        pairs[i].n_prefix = (int32_t)n;
-        snprintf(p, sizeof p, "pair%d/chosen", i);
-        ch[i] = fx_i32(F, p, &n);
-        pairs[i].chosen = ch[i];
-        pairs[i].n_chosen = (int32_t)n;
-        snprintf(p, sizeof p, "pair%d/rejected", i);
-        rj[i] = fx_i32(F, p, &n);
-        pairs[i].rejected = rj[i];
-        pairs[i].n_rejected = (int32_t)n;
-    }
-}
 
 /* The gradient check: max|g - g_torch| / max|g_torch| per tensor <= TOL_GRAD = 2 tol_llava_bwd(L, R) + u
  * (tolerance.h: the forward chain, the backward chain and the weight-gradient sum over the R rows of the batch,
@@ -443,7 +414,7 @@ static void run_variant(const char *variant, const char *base, llava_model *m) {
 
 int main(void) {
     F = fx_open(test_fixture("step/step.h5"));
-    load_pairs();
+    step_pairs_load(F, pairs);
     const char *tmp = test_tmpdir();
     char fp32[1024], nf4[1024];
     snprintf(fp32, sizeof fp32, "%s/fp32.h5", tmp);
@@ -467,7 +438,7 @@ int main(void) {
             if (b == 0 && v == 1) run_variant("vision", "fp32", &m);
             llava_model_free(&m);
         }
-    for (int i = 0; i < 2; i++) { free(pix[i]); free(pre[i]); free(ch[i]); free(rj[i]); }
+    step_pairs_free(pairs);
     H5Fclose(F);
     TEST_MAIN_END();
 }

@@ -1,0 +1,46 @@
+/* step_pairs — the two preference pairs of tests/fixtures/step/step.h5 (tools/oracle/make_step_fixtures.py) as
+ * trainer input, for the oracle tests that run the tiny model on them (test_step, test_export).
+ *
+ *   step_pairs_load(F, pairs)   pair0/, pair1/: pixel_values (56x56 tiles), image_size, prefix, chosen, rejected
+ *   step_pairs_free(pairs)      the arrays step_pairs_load allocated
+ */
+#ifndef ORPO_STEP_PAIRS_H
+#define ORPO_STEP_PAIRS_H
+
+#include "fixture_h5.h"
+#include "model/llava_train.h"
+
+static inline void step_pairs_load(hid_t F, lt_pair pairs[2]) {
+    for (int i = 0; i < 2; i++) {
+        char p[64];
+        size_t n;
+        snprintf(p, sizeof p, "pair%d/pixel_values", i);
+        pairs[i].pixels = fx_f32(F, p, &n);
+        pairs[i].P = (int)(n / (3 * 56 * 56));
+        snprintf(p, sizeof p, "pair%d/image_size", i);
+        int32_t *hw = fx_i32(F, p, &n);
+        pairs[i].h = hw[0];
+        pairs[i].w = hw[1];
+        free(hw);
+        snprintf(p, sizeof p, "pair%d/prefix", i);
+        pairs[i].prefix = fx_i32(F, p, &n);
+        pairs[i].n_prefix = (int32_t)n;
+        snprintf(p, sizeof p, "pair%d/chosen", i);
+        pairs[i].chosen = fx_i32(F, p, &n);
+        pairs[i].n_chosen = (int32_t)n;
+        snprintf(p, sizeof p, "pair%d/rejected", i);
+        pairs[i].rejected = fx_i32(F, p, &n);
+        pairs[i].n_rejected = (int32_t)n;
+    }
+}
+
+static inline void step_pairs_free(lt_pair pairs[2]) {
+    for (int i = 0; i < 2; i++) {
+        free((void *)pairs[i].pixels);
+        free((void *)pairs[i].prefix);
+        free((void *)pairs[i].chosen);
+        free((void *)pairs[i].rejected);
+    }
+}
+
+#endif
