@@ -12,6 +12,8 @@
  *   du_spawn(&c, np, dir, verb, out, extra...) start `[mpirun -np NP] orpo-hpc VERB dir/job.yaml --set
  *                                              job.output_dir=OUT DU_SETS... extra...` (np 0: no mpirun)
  *   du_run(&log, np, dir, verb, out, extra...) the same to its end (at most 600 s); the exit code
+ *   du_run_done(np, dir, verb, out, set1, set2, end)  du_run with `--set set1 [--set set2]` (set2 may be NULL)
+ *                                              that must exit 0 and log "done at step END"; its output (caller frees)
  *   du_compare(ref, out, nsteps, world, pieces, what)  OUT's checkpoint of step nsteps (written by `world` ranks),
  *                                              its train and val tables, bit for bit against REF's; 0 when identical.
  *                                              pieces: OUT was run in pieces, each validated at its end: REF's val
@@ -115,6 +117,20 @@ static inline int du_run(char **log, int np, const char *dir, const char *verb, 
     va_end(ap);
     if (rc) return -1;
     return du_finish(&c, log);
+}
+
+static inline char *du_run_done(int np, const char *dir, const char *verb, const char *out, const char *set1,
+                                const char *set2, int end) {
+    char *log = NULL;
+    int rc = set2 ? du_run(&log, np, dir, verb, out, "--set", set1, "--set", set2, NULL)
+                  : du_run(&log, np, dir, verb, out, "--set", set1, NULL);
+    if (rc) fprintf(stderr, "%s np %d %s %s (%s): exit %d\n%s\n", verb, np, set1, set2 ? set2 : "", out, rc,
+                    log ? log : "");
+    CHECK_EQ_INT(rc, 0);
+    char want[64];
+    snprintf(want, sizeof want, "done at step %d", end);
+    CHECK_CONTAINS(log, want);
+    return log;
 }
 
 static inline int du_compare(const char *ref, const char *out, int nsteps, int world, int pieces, const char *what) {

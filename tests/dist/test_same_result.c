@@ -9,14 +9,8 @@
 enum { NSTEPS = 9 };
 
 static void run_ok(int np, const char *dir, const char *out, const char *accum) {
-    char *log = NULL;
     double t0 = cu_now();
-    int rc = du_run(&log, np, dir, "train", out, "--set", accum, NULL);
-    if (rc) fprintf(stderr, "%s (np %d, %s): exit %d\n%s\n", out, np, accum, rc, log ? log : "");
-    CHECK_EQ_INT(rc, 0);
-    char want[64];
-    snprintf(want, sizeof want, "done at step %d", NSTEPS);
-    CHECK_CONTAINS(log, want);
+    char *log = du_run_done(np, dir, "train", out, accum, NULL, NSTEPS);
     if (np > 1) {
         char ranks[64];
         snprintf(ranks, sizeof ranks, "data parallel: mpi, %d ranks", np);
