@@ -30,10 +30,31 @@
  *   dropout                        y = x * keep / (1 - p), keep from the counter RNG at (key, a, b, c0 + i):
  *                                  the same call with the same counters is its own backward
  *   gather_rows / scatter_add_rows dst[i] = src[rows[i]];  dst[rows[i]] += src[i]
+ *   gather_rows_fill               dst[i] = rows[i] >= 0 ? src[rows[i]] : fill   (image-feature splicing, CLS drop)
+ *   scatter_rows                   dst[rows[i]] = src[i]   (image rows into the embeddings, embedding-row updates)
+ *   add                            out = a + b   (residual add fused with the copy)
+ *   nf4_dequant                    bitsandbytes NF4 (double-quantised absmax) -> f32 or bf16 (round to nearest even)
+ *   im2col                         tiles [P, 3, T, T] (f32) -> patch rows [P * np, 3 * p * p] in (channel, ky, kx) order
+ *   vis_embed                      CLIP embeddings: per tile, row 0 = cls + pos[0], row 1 + i = patch[i] + pos[1 + i]
+ *   cast                           dtype conversion (f32 <-> bf16; bf16 by round to nearest even)
+ *   sumsq                          *out += sum x^2 over n f32 values, accumulated in double in index order
+ *   adamw                          torch.optim.AdamW's single-tensor update of one fp32 tensor (train/adamw.c)
+ *
+ * Memory (each backend's own; the model, LoRA, ORPO and optimizer code touch memory only through these):
+ *   mem_alloc / mem_free           an arena of `bytes`, MEM_DEVICE or MEM_HOST (pinned on CUDA); NULL and the
+ *                                  sticky error set (naming `what`) when it cannot be had
+ *   upload / download              host <-> device, blocking
+ *   copy_async                     host <-> device on the copy stream (MEM_H2D / MEM_D2H), ordered on that stream
+ *   copy_fence / copy_wait         a point on the copy stream; the compute stream waits for it (the CPU: no-ops,
+ *                                  every copy is complete when it returns)
+ *   memset                         bytes of device memory
+ *   sync                           wait for all work; returns the sticky error (ERR_OK when none): kernels and
+ *                                  copies return nothing, a failure sets c->err / c->errmsg once (the first wins)
  */
 #ifndef ORPO_OPS_H
 #define ORPO_OPS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct opctx {
@@ -42,7 +63,15 @@ typedef struct opctx {
     int threads;     /* CPU threads for BLAS */
     void *stream;    /* cudaStream_t (CUDA) */
     void *blas;      /* cublasLtHandle_t (CUDA) */
+    void *copy_stream; /* cudaStream_t of asynchronous copies (CUDA) */
+    int err;         /* sticky error (ERR_*): the first failure of an op or a copy; read by ops->sync */
+    char errmsg[256];
+    void *scratch;   /* backend scratch (CPU bf16 mode: fp32 copies of bf16 operands), owned by the backend */
+    size_t scratch_bytes;
 } opctx;
+
+enum { MEM_DEVICE = 0, MEM_HOST = 1 };
+enum { MEM_H2D = 0, MEM_D2H = 1 };
 
 /* the largest attention head dimension the ops take (the CPU reference keeps one head's accumulator on the stack);
  * llava_config refuses a model with larger heads */
@@ -116,9 +145,41 @@ typedef struct ops {
                     uint32_t b, uint64_t c0);
     void (*gather_rows)(opctx *c, void *dst, const void *src, const int64_t *rows, int64_t nrows, int64_t D);
     void (*scatter_add_rows)(opctx *c, void *dst, const void *src, const int64_t *rows, int64_t nrows, int64_t D);
+    void (*gather_rows_fill)(opctx *c, void *dst, const void *src, const int64_t *rows, int64_t nrows, int64_t D,
+                             const void *fill);
+    void (*scatter_rows)(opctx *c, void *dst, const void *src, const int64_t *rows, int64_t nrows, int64_t D);
+    void (*add)(opctx *c, void *out, const void *a, const void *b, int64_t n);
+    /* n values (a multiple of 2), blocks of bs values (absmax[i] = qabsmax-code * absmax2[i / bs2] + offset) */
+    void (*nf4_dequant)(opctx *c, void *out, int out_dtype, const uint8_t *packed, const uint8_t *qabsmax,
+                        const float *absmax2, float offset, int64_t n, int bs, int bs2);
+    void (*im2col)(opctx *c, void *rows, const float *pixels, int P, int T, int p);
+    void (*vis_embed)(opctx *c, void *h, const void *patch, const float *cls, const float *pos, int64_t ntiles,
+                      int64_t np, int64_t D);
+    void (*cast)(opctx *c, void *dst, int dst_dtype, const void *src, int src_dtype, int64_t n);
+    void (*sumsq)(opctx *c, double *out, const float *x, int64_t n);
+    /* p = p * decay (when wd != 0); m += w1 (g - m); v = v b2 + w2 g^2; p += neg_step * m / (sqrt(v) / bc2 + eps),
+     * every value f32 as train/adamw.c computes it */
+    void (*adamw)(opctx *c, float *p, const float *g, float *m, float *v, int64_t n, float decay, int has_wd,
+                  float w1, float b2, float w2, float bc2, float eps, float neg_step);
+
+    void *(*mem_alloc)(opctx *c, size_t bytes, int where, const char *what);
+    void (*mem_free)(opctx *c, void *p, int where);
+    void (*upload)(opctx *c, void *dst, const void *src, size_t bytes);
+    void (*download)(opctx *c, void *dst, const void *src, size_t bytes);
+    void (*copy_async)(opctx *c, void *dst, const void *src, size_t bytes, int dir);
+    uint64_t (*copy_fence)(opctx *c);
+    void (*copy_wait)(opctx *c, uint64_t fence);
+    void (*memset)(opctx *c, void *p, int value, size_t bytes);
+    int (*sync)(opctx *c);
 } ops;
 
 /* The fp32 CPU reference (src/backend/cpu). */
 const ops *ops_cpu(void);
+/* The CPU backend in bf16 mode: bf16 operands widened to fp32, the fp32 reference run, each output rounded to bf16
+ * (nearest even) where the CUDA kernels round it (docs/training.md, "bf16 mode") */
+const ops *ops_cpu_bf16(void);
+/* The table of a device (DEVICE_CPU, DEVICE_CUDA) and activation dtype (DT_F32, DT_BF16); NULL when this binary
+ * has no such backend */
+const ops *ops_for(int device, int act_dtype);
 
 #endif

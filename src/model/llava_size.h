@@ -1,0 +1,87 @@
+/* llava_size — the size table: every buffer a training, evaluation or generation run of LLaVA-NeXT allocates,
+ * with its dtype, element count, bytes, lifetime and placement, as a function of the config, the LoRA spec, the
+ * largest micro-batch (tokens, target rows, image tiles) and the memory strategies. The trainer's allocator
+ * (llava_train.c lt_plan) carves its arenas from this table and `orpo-hpc plan` prints it: one code path, the same
+ * numbers.
+ *
+ *   ls_strategy_default(&s, act_dtype)    no recompute, no offload, logits kept, the vision tower run
+ *   ls_weights_default(&w, device)        what the weights' dtypes are on a device (CPU: f32 apart from NF4 linears)
+ *   ls_build(cfg, spec, wts, dims, strat, &tab)  fill the table (tab.items malloc'ed; ls_free)
+ *   ls_total(&tab, place, life)           bytes of the items at a placement (LS_DEVICE / LS_HOST) and lifetime
+ *                                         (LS_ANY for all)
+ *   ls_find(&tab, name)                   an item by name, or NULL
+ *   ls_free(&tab)
+ *
+ * Lifetimes: weights (the frozen model), trainable (LoRA / projector masters, gradients, AdamW moments), micro
+ * (buffers of one micro-batch kept from forward to backward), layer (one layer's working set, reused by every
+ * layer), workspace (scratch of single ops: dequant buffer, library workspaces, context reserve).
+ * Every buffer of the trainer is one item; arrays of per-layer buffers are one item with count = layers * size.
+ */
+#ifndef ORPO_LLAVA_SIZE_H
+#define ORPO_LLAVA_SIZE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/llava.h"
+#include "model/llava_train.h"
+
+enum { LS_WEIGHTS = 0, LS_TRAINABLE, LS_MICRO, LS_LAYER, LS_WORKSPACE, LS_NLIFE };
+enum { LS_DEVICE = 0, LS_HOST = 1 };
+#define LS_ANY (-1)
+
+/* the vision features: computed by the tower each step, or read from an on-disk cache (runtime.vision_cache) */
+enum { LS_VIS_RUN = 0, LS_VIS_CACHE = 1 };
+
+/* rows of lm_head computed at once (forward and backward alike, so that keeping or recomputing the logits gives
+ * bit-identical gradients) */
+#define LS_LOGITS_CHUNK 256
+
+typedef struct ls_dims {
+    int64_t max_tok;   /* packed tokens of the largest micro-batch */
+    int64_t max_rows;  /* target rows (tokens whose log-prob is needed) */
+    int max_tiles;     /* image tiles (336x336 crops incl. the base image) */
+} ls_dims;
+
+typedef struct ls_strategy {
+    int act_dtype;       /* DT_F32 or DT_BF16: activations and dequantized weights */
+    int recompute;       /* per-layer recompute: only each decoder layer's input is kept; the layer runs again in
+                          * backward */
+    int offload;         /* the kept layer inputs live in host memory; two device buffers, the next prefetched */
+    int logits_keep;     /* 1: every target row's logits kept for backward; 0: one chunk of LS_LOGITS_CHUNK rows,
+                          * recomputed in backward */
+    int vision;          /* LS_VIS_RUN or LS_VIS_CACHE */
+    size_t ws_cap;       /* library (cuBLASLt / cuDNN) workspace cap, bytes; 0 on the CPU */
+    size_t ctx_reserve;  /* CUDA context and driver reserve, bytes; 0 on the CPU */
+} ls_strategy;
+
+/* what the frozen weights are stored as on the device */
+typedef struct ls_weights {
+    int linear_dtype;    /* the decoder's linears: DT_NF4, DT_BF16 or DT_F32 */
+    int quant_all;       /* 1: the vision tower's and the projector's linears are stored as linear_dtype too */
+    int dtype;           /* every other weight (norms, embeddings, lm_head, which is never NF4): DT_F32 or DT_BF16 */
+} ls_weights;
+
+typedef struct ls_item {
+    char name[48];
+    int dtype;           /* DT_* (DT_NF4: count is values, bytes the packed size with its absmax tables) */
+    int64_t count;       /* elements */
+    size_t bytes;
+    int life;            /* LS_WEIGHTS ... LS_WORKSPACE */
+    int place;           /* LS_DEVICE or LS_HOST */
+} ls_item;
+
+typedef struct ls_table {
+    ls_item *items;
+    int n, cap;
+} ls_table;
+
+void ls_strategy_default(ls_strategy *s, int act_dtype);
+void ls_weights_default(ls_weights *w, int device);
+int ls_build(const llava_config *cfg, const lt_spec *spec, const ls_weights *wts, const ls_dims *dims,
+             const ls_strategy *st, ls_table *tab);
+size_t ls_total(const ls_table *tab, int place, int life);
+const ls_item *ls_find(const ls_table *tab, const char *name);
+void ls_free(ls_table *tab);
+
+#endif
