@@ -175,9 +175,10 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
 
     /* the packed micro-batch, built on the host (pack) and uploaded */
     const char *ix[] = {"ids", "pos", "seqs", "img_src", "img_pos", "nn_pos", "nn_dst", "tok_pos", "tok_slot",
-                        "row_h", "row_label", "vseqs"};
-    const int ixt[] = {I32, I32, I64, I64, I64, I64, I64, I64, I64, I64, I32, I64};
-    const int64_t ixn[] = {T, T, WORDS(3 * T * sizeof(seq_desc)), T, T, T, T, T, T, R, R, WORDS(P * sizeof(seq_desc))};
+                        "row_h", "row_label", "vseqs", "vrows"};
+    const int ixt[] = {I32, I32, I64, I64, I64, I64, I64, I64, I64, I64, I32, I64, I64};
+    const int64_t ixn[] = {T, T, WORDS(3 * T * sizeof(seq_desc)), T, T, T, T, T, T, R, R, WORDS(P * sizeof(seq_desc)),
+                           NR};
     char name[48];
     for (int place = LS_HOST; place >= LS_DEVICE; place--)
         for (size_t i = 0; i < sizeof ixn / sizeof ixn[0]; i++) {
@@ -205,7 +206,7 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
         add(tab, "vision.layer_inputs", A, (int64_t)(nad + 1) * NT * Dv, LS_MICRO, LS_DEVICE);
         add(tab, "vision.acts", A, (int64_t)nad * NT * (7 * Dv + 2 * VI + LT_VIS_MODULES * r), LS_MICRO, LS_DEVICE);
         add(tab, "vision.act_stats", F, (int64_t)nad * NT * (4 + c->v_heads), LS_MICRO, LS_DEVICE);
-        add(tab, "vision.grads", A, NT * (7 * Dv + 2 * VI + max64(Dv, VI)), LS_LAYER, LS_DEVICE);
+        add(tab, "vision.grads", A, NT * (7 * Dv + 2 * VI), LS_LAYER, LS_DEVICE);
         add(tab, "vision.dsel", A, NR * Dv, LS_MICRO, LS_DEVICE);
     }
     /* projector (2 linears with GELU) over every tile's patch features, then anyres packing */
@@ -215,6 +216,7 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
     add(tab, "proj.out", A, NR * D, LS_MICRO, LS_DEVICE);
     add(tab, "proj.lora_t", A, 2 * NR * r, LS_MICRO, LS_DEVICE);
     add(tab, "proj.image_rows", A, T * D, LS_MICRO, LS_DEVICE);
+    add(tab, "proj.newline", A, D, LS_MICRO, LS_DEVICE); /* image_newline in the activation dtype */
     /* decoder: the input of every layer (the checkpoints; host memory when offloaded, with two device buffers) and
      * the saved activations of every layer, or of one when recomputed */
     if (st->offload) {
@@ -225,7 +227,7 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
     }
     const int64_t na = st->recompute ? 1 : L;
     const int alife = st->recompute ? LS_LAYER : LS_MICRO;
-    add(tab, "dec.acts", A, na * T * (4 * D + 2 * Q + 2 * KV + 3 * In + LT_DEC_MODULES * r), alife, LS_DEVICE);
+    add(tab, "dec.acts", A, na * T * (3 * D + 2 * Q + 2 * KV + 3 * In + LT_DEC_MODULES * r), alife, LS_DEVICE);
     add(tab, "dec.act_stats", F, na * T * (2 + c->t_heads), alife, LS_DEVICE);
     add(tab, "dec.final_rstd", F, T, LS_MICRO, LS_DEVICE);
     add(tab, "dec.final_hidden", A, T * D, LS_MICRO, LS_DEVICE);
@@ -238,6 +240,7 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
     /* backward: one layer's gradients, reused by every layer; the projector's */
     add(tab, "bwd.layer", A, T * (3 * D + 2 * Q + 2 * KV + 3 * In), LS_LAYER, LS_DEVICE);
     add(tab, "bwd.head_rows", A, R * D, LS_LAYER, LS_DEVICE);
+    if (A != F && sp->train_token_rows) add(tab, "bwd.token_rows_f32", F, T * D, LS_LAYER, LS_DEVICE);
     add(tab, "bwd.proj", A, 3 * NR * D, LS_LAYER, LS_DEVICE);
     /* workspace: one dequantised weight (the largest linear), LoRA scratch, a row buffer */
     const int64_t big = max64(T, NR);
