@@ -182,4 +182,13 @@ const ops *ops_cpu_bf16(void);
  * has no such backend */
 const ops *ops_for(int device, int act_dtype);
 
+/* Record a failure in the context's sticky error (the first one wins: a later call changes nothing); returns c->err.
+ * Backends call it where an op or a copy fails; ops->sync reports it. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+int opctx_fail(opctx *c, int code, const char *fmt, ...);
+/* Free what a backend keeps in the context (the CPU bf16 mode's scratch); the context stays usable */
+void opctx_release(opctx *c);
+
 #endif

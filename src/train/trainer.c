@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 
 #include "backend/device.h"
+#include "backend/tensor.h"
 #include "data/import.h"
 #include "data/loader.h"
 #include "data/tok.h"
@@ -159,6 +160,10 @@ static int setup(trainer *r) {
     r->ck = mem_calloc((size_t)(3 * nt + 1), sizeof *r->ck, "checkpoint: tensor views");
     r->ck_names = mem_calloc((size_t)(nt + 1), sizeof *r->ck_names, "checkpoint: tensor names");
     adamw_init(&r->opt);
+    /* the optimiser runs on the trainer's device, in fp32 (masters, gradients and moments are fp32) */
+    const ops *opt_ops = ops_for(r->t.ctx.device, DT_F32);
+    if (!opt_ops) return err_set(ERR_INTERNAL, "optimiser: this binary has no fp32 table for device %d", r->t.ctx.device);
+    if ((rc = adamw_bind(&r->opt, opt_ops, &r->t.ctx))) return rc;
     int64_t off = 0;
     for (int i = 0; i < nt; i++) {
         const lt_tensor_info *ti = lt_tensor(&r->t, i);
@@ -209,6 +214,7 @@ void tr_close(trainer *r) {
     if (!r) return;
     ldr_close(r->train);
     ldr_close(r->val);
+    adamw_release(&r->opt);
     lt_free(&r->t);
     llava_model_free(&r->m);
     tok_free(r->tk);
@@ -374,7 +380,7 @@ static int train_step(trainer *r, met_train *row) {
     int64_t toks = (int64_t)sums[SUM_TOKENS];
     orpo_metrics m;
     if ((rc = orpo_finish(&acc, &norm, &m))) return rc;
-    double gnorm = adamw_clip(r->groups, r->ng, c->max_grad_norm);
+    double gnorm = adamw_clip(&r->opt, r->groups, r->ng, c->max_grad_norm);
     double factor = sched_factor(c->cosine ? SCHED_COSINE : SCHED_CONSTANT, r->step, c->warmup_steps, r->total_steps);
     if ((rc = adamw_step(&r->opt, r->groups, r->ng, factor))) return rc;
     r->step++;

@@ -283,7 +283,7 @@ static void check_adamw(llava_trainer *t, const char *grp) {
             kt = fmax(kt, gamma_n((double)ti->numel) / 2);
         }
         kt += gamma_n(nt) / 2 + 2 * AB_U;
-        double norm = adamw_clip(&g, 1, clip);
+        double norm = adamw_clip(&opt, &g, 1, clip);
         double c = norm > 0 && clip / (norm + 1e-6) < 1 ? clip / (norm + 1e-6) : 1;
         double k = norm > 0 ? sqrt(ss) / norm + kt : 0;
         CHECK(k < 0.5);
