@@ -16,6 +16,7 @@ void ls_strategy_default(ls_strategy *s, int act_dtype) {
     memset(s, 0, sizeof *s);
     s->act_dtype = act_dtype;
     s->logits_keep = 1;
+    s->logits_chunk = LS_LOGITS_CHUNK;
     s->vision = LS_VIS_RUN;
 }
 
@@ -233,7 +234,8 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
     add(tab, "dec.final_hidden", A, T * D, LS_MICRO, LS_DEVICE);
     /* lm_head on the target rows only, LS_LOGITS_CHUNK rows at a time */
     add(tab, "head.rows", A, R * D, LS_MICRO, LS_DEVICE);
-    add(tab, "head.logits", A, (st->logits_keep ? R : (R < LS_LOGITS_CHUNK ? R : LS_LOGITS_CHUNK)) * V,
+    const int64_t chunk = st->logits_chunk > 0 ? st->logits_chunk : LS_LOGITS_CHUNK;
+    add(tab, "head.logits", A, (st->logits_keep ? R : (R < chunk ? R : chunk)) * V,
         st->logits_keep ? LS_MICRO : LS_LAYER, LS_DEVICE);
     add(tab, "head.lse_logp", F, 2 * R, LS_MICRO, LS_DEVICE);
     add(tab, "head.lora_t", A, R * r, LS_MICRO, LS_DEVICE);

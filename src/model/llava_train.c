@@ -66,7 +66,7 @@ typedef struct lt_kv {
     int nseq;
     int64_t *row, *d_row;             /* [max_tok] cache row of each new (packed) token */
     float *logits;                    /* [nb, vocab] host: the rows the next tokens are picked from */
-    void *raw;                        /* [LS_LOGITS_CHUNK, vocab] host: a chunk as downloaded (bf16 runs) */
+    void *raw;                        /* [logits_chunk, vocab] host: a chunk as downloaded (bf16 runs) */
 } lt_kv;
 
 /* the packed micro-batch's index arrays: built on the host by pack(), uploaded to their device copies */
@@ -577,6 +577,7 @@ int lt_plan_ex(llava_trainer *t, const ls_dims *dims, const ls_strategy *st) {
     t->ws = s;
     s->dims = *dims;
     s->st = *st;
+    if (s->st.logits_chunk <= 0) s->st.logits_chunk = LS_LOGITS_CHUNK;
     s->es = (int)dtype_size(st->act_dtype);
     s->vis_nadapt = c->v_run_layers - t->vis_first;
     ls_weights wt;
@@ -1096,8 +1097,9 @@ static void decoder_and_head(llava_trainer *t) {
     }
     o->rmsnorm_fwd(cx, s->hfin, s->rstd_f, layer_input(t, c->t_layers), w->norm, T, D, c->t_eps);
     o->gather_rows(cx, s->rsel, s->hfin, s->d.row_h, s->nrows, D);
-    for (int64_t r0 = 0; r0 < s->nrows; r0 += LS_LOGITS_CHUNK) {
-        int64_t n = s->nrows - r0 < LS_LOGITS_CHUNK ? s->nrows - r0 : LS_LOGITS_CHUNK;
+    const int64_t ch = s->st.logits_chunk;
+    for (int64_t r0 = 0; r0 < s->nrows; r0 += ch) {
+        int64_t n = s->nrows - r0 < ch ? s->nrows - r0 : ch;
         void *logits = head_chunk_fwd(t, r0, n, !s->gen);
         if (s->gen) { /* the rows to pick the next tokens from, as fp32 on the host */
             float *dst = s->kv->logits + r0 * V;
@@ -1171,8 +1173,9 @@ int lt_backward(llava_trainer *t, const float *dlogp) {
     /* 4'. log-prob -> logits -> lm_head -> final-norm output rows, chunk by chunk as in the forward (the logits of a
      *     chunk recomputed when they were not kept) */
     o->zero(cx, s->dsel, R * D);
-    for (int64_t r0 = 0; r0 < R; r0 += LS_LOGITS_CHUNK) {
-        int64_t n = R - r0 < LS_LOGITS_CHUNK ? R - r0 : LS_LOGITS_CHUNK;
+    const int64_t ch = s->st.logits_chunk;
+    for (int64_t r0 = 0; r0 < R; r0 += ch) {
+        int64_t n = R - r0 < ch ? R - r0 : ch;
         void *logits = s->st.logits_keep ? AT(t, s->logits, r0 * V) : head_chunk_fwd(t, r0, n, 0);
         o->logprob_bwd(cx, logits, s->dlogp + r0, s->lse + r0, logits, s->d.row_label + r0, n, V);
         lin_bwd_at(t, AT(t, s->dsel, r0 * D), logits, AT(t, s->rsel, r0 * D), &w->lm_head, &t->head,
@@ -1295,7 +1298,7 @@ static lt_kv *kv_alloc(llava_trainer *t, const lt_pair *p, int n, int max_new, i
     kv->row = mem_calloc((size_t)nrow, sizeof(int64_t), "KV cache");
     kv->d_row = o->mem_alloc(cx, sizeof(int64_t) * (size_t)nrow, MEM_DEVICE, "KV cache");
     kv->logits = mem_alloc(sizeof(float) * (size_t)n * (size_t)c->vocab, "generation: logits");
-    kv->raw = mem_alloc(es * (size_t)LS_LOGITS_CHUNK * (size_t)c->vocab, "generation: logits");
+    kv->raw = mem_alloc(es * (size_t)t->ws->st.logits_chunk * (size_t)c->vocab, "generation: logits");
     return kv;
 }
 
