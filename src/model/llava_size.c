@@ -191,7 +191,8 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
     add(tab, "host.row_pair", I32, R, LS_MICRO, LS_HOST);
     add(tab, "host.row_role", U8, R, LS_MICRO, LS_HOST);
     add(tab, "host.logp", F, R, LS_MICRO, LS_HOST);
-    add(tab, "batch.dlogp", F, R, LS_MICRO, LS_DEVICE);
+    const int fo = st->forward_only, bw = !fo; /* backward buffers */
+    if (bw) add(tab, "batch.dlogp", F, R, LS_MICRO, LS_DEVICE);
 
     /* vision tower: every tile of the micro-batch at once (CLS + patches each); frozen layers with scratch
      * activations, adapted layers (vision LoRA) keep theirs */
@@ -207,8 +208,8 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
         add(tab, "vision.layer_inputs", A, (int64_t)(nad + 1) * NT * Dv, LS_MICRO, LS_DEVICE);
         add(tab, "vision.acts", A, (int64_t)nad * NT * (7 * Dv + 2 * VI + LT_VIS_MODULES * r), LS_MICRO, LS_DEVICE);
         add(tab, "vision.act_stats", F, (int64_t)nad * NT * (4 + c->v_heads), LS_MICRO, LS_DEVICE);
-        add(tab, "vision.grads", A, NT * (7 * Dv + 2 * VI), LS_LAYER, LS_DEVICE);
-        add(tab, "vision.dsel", A, NR * Dv, LS_MICRO, LS_DEVICE);
+        if (bw) add(tab, "vision.grads", A, NT * (7 * Dv + 2 * VI), LS_LAYER, LS_DEVICE);
+        if (bw) add(tab, "vision.dsel", A, NR * Dv, LS_MICRO, LS_DEVICE);
     }
     /* projector (2 linears with GELU) over every tile's patch features, then anyres packing */
     add(tab, "proj.features", A, NR * Dv, LS_MICRO, LS_DEVICE);
@@ -220,14 +221,16 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
     add(tab, "proj.newline", A, D, LS_MICRO, LS_DEVICE); /* image_newline in the activation dtype */
     /* decoder: the input of every layer (the checkpoints; host memory when offloaded, with two device buffers) and
      * the saved activations of every layer, or of one when recomputed */
-    if (st->offload) {
+    if (fo) {
+        add(tab, "dec.layer_input_bufs", A, 2 * T * D, LS_MICRO, LS_DEVICE);
+    } else if (st->offload) {
         add(tab, "dec.layer_inputs", A, (L + 1) * T * D, LS_MICRO, LS_HOST);
         add(tab, "dec.layer_input_bufs", A, 2 * T * D, LS_MICRO, LS_DEVICE);
     } else {
         add(tab, "dec.layer_inputs", A, (L + 1) * T * D, LS_MICRO, LS_DEVICE);
     }
-    const int64_t na = st->recompute ? 1 : L;
-    const int alife = st->recompute ? LS_LAYER : LS_MICRO;
+    const int64_t na = st->recompute || fo ? 1 : L;
+    const int alife = st->recompute || fo ? LS_LAYER : LS_MICRO;
     add(tab, "dec.acts", A, na * T * (3 * D + 2 * Q + 2 * KV + 3 * In + LT_DEC_MODULES * r), alife, LS_DEVICE);
     add(tab, "dec.act_stats", F, na * T * (2 + c->t_heads), alife, LS_DEVICE);
     add(tab, "dec.final_rstd", F, T, LS_MICRO, LS_DEVICE);
@@ -236,14 +239,16 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
     add(tab, "head.rows", A, R * D, LS_MICRO, LS_DEVICE);
     const int64_t chunk = st->logits_chunk > 0 ? st->logits_chunk : LS_LOGITS_CHUNK;
     add(tab, "head.logits", A, (st->logits_keep ? R : (R < chunk ? R : chunk)) * V,
-        st->logits_keep ? LS_MICRO : LS_LAYER, LS_DEVICE);
+        st->logits_keep ? LS_MICRO : LS_LAYER, LS_DEVICE); /* forward-only runs keep them too: eval reads them */
     add(tab, "head.lse_logp", F, 2 * R, LS_MICRO, LS_DEVICE);
     add(tab, "head.lora_t", A, R * r, LS_MICRO, LS_DEVICE);
     /* backward: one layer's gradients, reused by every layer; the projector's */
-    add(tab, "bwd.layer", A, T * (3 * D + 2 * Q + 2 * KV + 3 * In), LS_LAYER, LS_DEVICE);
-    add(tab, "bwd.head_rows", A, R * D, LS_LAYER, LS_DEVICE);
-    if (A != F && sp->train_token_rows) add(tab, "bwd.token_rows_f32", F, T * D, LS_LAYER, LS_DEVICE);
-    add(tab, "bwd.proj", A, 3 * NR * D, LS_LAYER, LS_DEVICE);
+    if (bw) {
+        add(tab, "bwd.layer", A, T * (3 * D + 2 * Q + 2 * KV + 3 * In), LS_LAYER, LS_DEVICE);
+        add(tab, "bwd.head_rows", A, R * D, LS_LAYER, LS_DEVICE);
+        if (A != F && sp->train_token_rows) add(tab, "bwd.token_rows_f32", F, T * D, LS_LAYER, LS_DEVICE);
+        add(tab, "bwd.proj", A, 3 * NR * D, LS_LAYER, LS_DEVICE);
+    }
     /* workspace: one dequantised weight (the largest linear), LoRA scratch, a row buffer */
     const int64_t big = max64(T, NR);
     add(tab, "ws.tmp", A, big * max64(D, In), LS_WORKSPACE, LS_DEVICE);
@@ -254,7 +259,7 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
     add(tab, "ws.dequant", A, wmax, LS_WORKSPACE, LS_DEVICE);
     const int64_t lrows = max64(max64(big, R), NT);
     const int64_t maxin = max64(max64(D, In), max64(Dv, VI));
-    add(tab, "ws.lora_t", A, lrows * r, LS_WORKSPACE, LS_DEVICE);
+    if (bw) add(tab, "ws.lora_t", A, lrows * r, LS_WORKSPACE, LS_DEVICE);
     if (sp->dropout > 0.0f) add(tab, "ws.lora_dropout", A, lrows * maxin, LS_WORKSPACE, LS_DEVICE);
     if (st->ws_cap) {
         add(tab, "ws.library", U8, (int64_t)st->ws_cap, LS_WORKSPACE, LS_DEVICE);

@@ -55,6 +55,8 @@ typedef struct ls_strategy {
                           * (so both give bit-identical gradients): part of a run's numerics, like its BLAS; 0 means
                           * LS_LOGITS_CHUNK */
     int vision;          /* LS_VIS_RUN or LS_VIS_CACHE */
+    int forward_only;    /* evaluation, generation, bench: no backward buffers; the layer inputs in two device
+                          * buffers used in turn (nothing kept for a backward) */
     size_t ws_cap;       /* library (cuBLASLt / cuDNN) workspace cap, bytes; 0 on the CPU */
     size_t ctx_reserve;  /* CUDA context and driver reserve, bytes; 0 on the CPU */
 } ls_strategy;

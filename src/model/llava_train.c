@@ -491,8 +491,8 @@ static void carve_ws(llava_trainer *t, lt_ws *s, carver *cv) {
     s->newline = take(cv, "proj.newline");
     /* decoder */
     s->xin = take(cv, "dec.layer_inputs");
-    if (s->st.offload) s->xbuf = take(cv, "dec.layer_input_bufs");
-    const int na = s->st.recompute ? 1 : c->t_layers;
+    s->xbuf = take(cv, "dec.layer_input_bufs");
+    const int na = s->st.recompute || s->st.forward_only ? 1 : c->t_layers;
     p = take(cv, "dec.acts");
     void *q = take(cv, "dec.act_stats");
     for (int l = 0; l < na; l++) {
@@ -584,7 +584,8 @@ int lt_plan_ex(llava_trainer *t, const ls_dims *dims, const ls_strategy *st) {
     ls_weights_default(&wt, DEVICE_CPU);
     int rc = ls_build(c, &t->spec, &wt, dims, st, &s->tab);
     if (rc) return rc;
-    s->acts = mem_calloc((size_t)(st->recompute ? 1 : c->t_layers), sizeof *s->acts, "decoder activation list");
+    s->acts = mem_calloc((size_t)(st->recompute || st->forward_only ? 1 : c->t_layers), sizeof *s->acts,
+                         "decoder activation list");
     s->vacts = mem_calloc((size_t)(s->vis_nadapt > 0 ? s->vis_nadapt : 1), sizeof *s->vacts, "vision activation list");
     carver probe = {&s->tab, 0, {NULL, NULL}, {0, 0}, 0};
     carve_ws(t, s, &probe);
@@ -1045,7 +1046,7 @@ static int forward(llava_trainer *t, const lt_batch *b, lt_fwd *fw);
 static void *layer_input(llava_trainer *t, int l) {
     lt_ws *s = t->ws;
     const int64_t TD = s->ntok * t->m->cfg.t_hidden;
-    return s->st.offload ? AT(t, s->xbuf, (l & 1) * TD) : AT(t, s->xin, l * TD);
+    return s->xbuf ? AT(t, s->xbuf, (l & 1) * TD) : AT(t, s->xin, l * TD);
 }
 
 /* offloading: layer l's input, just computed in its device buffer, to its place in host memory */
@@ -1090,7 +1091,7 @@ static void decoder_and_head(llava_trainer *t) {
     const int64_t D = c->t_hidden, T = s->ntok, V = c->vocab;
     offload_input(t, 0);
     for (int l = 0; l < c->t_layers; l++) {
-        dec_acts *a = &s->acts[s->st.recompute ? 0 : l];
+        dec_acts *a = &s->acts[s->st.recompute || s->st.forward_only ? 0 : l];
         if (s->st.offload) o->copy_wait(cx, o->copy_fence(cx)); /* layer l - 1's input is in host memory */
         layer_fwd(t, l, layer_input(t, l), a, layer_input(t, l + 1));
         offload_input(t, l + 1);
@@ -1168,6 +1169,7 @@ int lt_backward(llava_trainer *t, const float *dlogp) {
     opctx *cx = &t->ctx;
     const int64_t D = c->t_hidden, T = s->ntok, R = s->nrows, V = c->vocab, L = c->t_layers;
     const int64_t np = (int64_t)(c->v_image / c->v_patch) * (c->v_image / c->v_patch);
+    if (s->st.forward_only) return err_set(ERR_INTERNAL, "lt_backward: the workspace was planned forward-only");
     o->upload(cx, s->dlogp, dlogp, sizeof(float) * (size_t)R);
 
     /* 4'. log-prob -> logits -> lm_head -> final-norm output rows, chunk by chunk as in the forward (the logits of a
@@ -1427,4 +1429,42 @@ int lt_generate(llava_trainer *t, const lt_pair *p, int n, const lt_gen_opts *g,
     free(order);
     free(item);
     return rc;
+}
+
+/* ---- inspection (tests, bench) ------------------------------------------------------------------ */
+
+int lt_peek(llava_trainer *t, const char *what, float *out, int64_t cap, int64_t *n, int64_t *cols) {
+    lt_ws *s = t->ws;
+    if (!s) return err_set(ERR_INTERNAL, "lt_peek before lt_plan");
+    const llava_config *c = &t->m->cfg;
+    const int64_t np = (int64_t)(c->v_image / c->v_patch) * (c->v_image / c->v_patch), D = c->t_hidden;
+    const void *src = NULL;
+    int64_t rows = 0, w = 0;
+    if (!strcmp(what, "vision_features")) src = s->sel, rows = s->n_tiles * np, w = c->v_hidden;
+    else if (!strcmp(what, "image_rows")) src = s->img_rows, rows = s->n_img_pos, w = D;
+    else if (!strcmp(what, "embeddings") && s->xin && !s->st.offload) src = s->xin, rows = s->ntok, w = D;
+    else if (!strcmp(what, "final_hidden")) src = s->hfin, rows = s->ntok, w = D;
+    else if (!strcmp(what, "logits") && s->st.logits_keep) src = s->logits, rows = s->nrows, w = c->vocab;
+    else if (!strcmp(what, "row_positions")) {
+        if (s->nrows > cap) return err_set(ERR_ARGS, "lt_peek row_positions: %lld rows, room for %lld",
+                                           (long long)s->nrows, (long long)cap);
+        for (int64_t i = 0; i < s->nrows; i++) out[i] = (float)s->h.row_h[i];
+        *n = s->nrows;
+        if (cols) *cols = 1;
+        return ERR_OK;
+    } else
+        return err_set(ERR_ARGS, "lt_peek: no buffer '%s' in this plan", what);
+    if (rows * w > cap)
+        return err_set(ERR_ARGS, "lt_peek %s: %lld values, room for %lld", what, (long long)(rows * w), (long long)cap);
+    const ops *o = t->o;
+    if (s->es == (int)sizeof(float)) {
+        o->download(&t->ctx, out, src, sizeof(float) * (size_t)(rows * w));
+    } else { /* bf16: the bits into the second half of out, widened on the host */
+        uint16_t *bits = (uint16_t *)(out + rows * w) - rows * w;
+        o->download(&t->ctx, bits, src, sizeof(uint16_t) * (size_t)(rows * w));
+        ops_cpu()->cast(&t->ctx, out, DT_F32, bits, DT_BF16, rows * w);
+    }
+    *n = rows;
+    if (cols) *cols = w;
+    return o->sync(&t->ctx);
 }

@@ -18,6 +18,12 @@
  *   lt_plan_ex(&t, &dims, &strategy)          the same with explicit memory strategies (llava_size.h): the arenas
  *                                             are carved from the size table, item by item
  *   lt_table(&t)                              that size table (after lt_plan)
+ *   lt_peek(&t, what, out, cap, &rows, &cols) a buffer of the last forward as fp32 on the host (tests, bench):
+ *                                             "vision_features" [tiles*np, Dv], "image_rows" [image rows, D],
+ *                                             "embeddings" [ntok, D] (not with offloading or forward-only),
+ *                                             "final_hidden" [ntok, D], "logits" [target rows, V] (kept logits
+ *                                             only), "row_positions" [target rows] (the packed position each
+ *                                             target row is predicted from)
  *   lt_zero_grads(&t)
  *   lt_forward(&t, batch, &fw)                forward: packs the batch, runs vision, projector, decoder, and the
  *                                             log-prob of every target token; fills fw (rows, roles, logp)
@@ -152,6 +158,7 @@ struct ls_strategy;
 struct ls_table;
 int lt_plan_ex(llava_trainer *t, const struct ls_dims *dims, const struct ls_strategy *st);
 const struct ls_table *lt_table(const llava_trainer *t);
+int lt_peek(llava_trainer *t, const char *what, float *out, int64_t cap, int64_t *n, int64_t *cols);
 void lt_zero_grads(llava_trainer *t);
 int lt_forward(llava_trainer *t, const lt_batch *b, lt_fwd *fw);
 int lt_backward(llava_trainer *t, const float *dlogp);

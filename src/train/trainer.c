@@ -16,6 +16,7 @@
 #include "io/err.h"
 #include "io/log.h"
 #include "io/mem.h"
+#include "model/llava_size.h"
 #include "model/llava_train.h"
 #include "model/model_h5.h"
 #include "train/adamw.h"
@@ -145,7 +146,12 @@ static int setup(trainer *r) {
     /* trainer, sized once from the largest pair in data.h5 */
     if ((rc = lt_init(&r->t, &r->m, &c->spec))) return rc;
     const int64_t per_pair = r->meta.max_prefix_len + r->meta.max_n_image_tokens + 2 * r->meta.max_answer_len + 2;
-    if ((rc = lt_plan(&r->t, micro * per_pair, (int)micro * max_tiles(&r->m.cfg), micro * per_pair))) return rc;
+    ls_dims dims = {micro * per_pair, micro * per_pair, (int)micro * max_tiles(&r->m.cfg)};
+    ls_strategy st;
+    ls_strategy_default(&st, c->spec.act_dtype);
+    st.recompute = c->spec.grad_ckpt;
+    st.forward_only = r->mode == TR_EVAL; /* evaluation runs no backward */
+    if ((rc = lt_plan_ex(&r->t, &dims, &st))) return rc;
     r->lp = mem_calloc((size_t)micro, sizeof *r->lp, "trainer: micro-batch pairs");
     r->dlogp = mem_alloc(sizeof(float) * (size_t)(micro * per_pair), "trainer: log-prob gradients");
     r->gsum = mem_calloc((size_t)(r->t.nstore + 1), sizeof(float), "trainer: the step's gradient");
