@@ -148,6 +148,10 @@ static int config_from_job(run *r) {
     c->eval_every = j->eval.every_steps;
     c->eval_max_pairs = j->eval.max_pairs;
     c->eval_samples = j->eval.samples;
+    /* generation's new tokens at most, for the plan's KV cache: generate's --max-new (128 by default), the
+     * hallucination benchmark's 48 (job_generate.c); eval samples add their own (trainer.c) */
+    if (r->o->mode == JOB_RUN_GENERATE) c->gen_max_new = r->o->max_new > 0 ? (int)r->o->max_new : 128;
+    if (r->o->hallucination && c->gen_max_new < 48) c->gen_max_new = 48;
     c->job_hash = job_hash(&r->view);
     c->job_yaml = r->job_yaml;
     c->stop_requested = job_run_stop_requested;

@@ -166,6 +166,7 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
 
     /* trainable state: fp32 masters, their gradients, the step's summed gradient, AdamW's two moments */
     const int64_t n = ls_trainable_count(c, sp);
+    const int first_trainable = tab->n;
     add(tab, "trainable.params", F, n, LS_TRAINABLE, LS_DEVICE);
     add(tab, "trainable.grads", F, n, LS_TRAINABLE, LS_DEVICE);
     add(tab, "trainable.step_grads", F, n, LS_TRAINABLE, LS_DEVICE);
@@ -173,6 +174,9 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
     add(tab, "trainable.adam_v", F, n, LS_TRAINABLE, LS_DEVICE);
     if (A != F) add(tab, "trainable.params_act", A, n, LS_TRAINABLE, LS_DEVICE); /* the masters cast for the GEMMs */
     add(tab, "trainable.token_ids", I64, ls_token_rows(c, sp), LS_TRAINABLE, LS_DEVICE);
+    add(tab, "trainable.norm_sum", U8, 8, LS_TRAINABLE, LS_DEVICE); /* the gradient norm's sum of squares (double) */
+    for (int i = first_trainable; i < tab->n; i++) /* separate allocations: exact bytes */
+        tab->items[i].bytes = dtype_size(tab->items[i].dtype) * (size_t)tab->items[i].count;
 
     /* the packed micro-batch, built on the host (pack) and uploaded */
     const char *ix[] = {"ids", "pos", "seqs", "img_src", "img_pos", "nn_pos", "nn_dst", "tok_pos", "tok_slot",
@@ -261,6 +265,21 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
     const int64_t maxin = max64(max64(D, In), max64(Dv, VI));
     if (bw) add(tab, "ws.lora_t", A, lrows * r, LS_WORKSPACE, LS_DEVICE);
     if (sp->dropout > 0.0f) add(tab, "ws.lora_dropout", A, lrows * maxin, LS_WORKSPACE, LS_DEVICE);
+    /* generation: the KV cache of gen_prompts prompts (their prefixes fit max_tok) with gen_max_new new tokens
+     * each, the new tokens' queries and attention, the descriptors; the logits to pick from on the host */
+    if (d->gen_prompts > 0) {
+        const int64_t G = T + (int64_t)d->gen_prompts * d->gen_max_new, nb = d->gen_prompts;
+        add(tab, "gen.kv", A, 2 * L * G * KV, LS_MICRO, LS_DEVICE);
+        add(tab, "gen.q_att", A, 2 * G * Q, LS_MICRO, LS_DEVICE);
+        add(tab, "gen.lse", F, G * c->t_heads, LS_MICRO, LS_DEVICE);
+        add(tab, "gen.seqs", I64, WORDS(2 * nb * sizeof(seq_desc)), LS_MICRO, LS_DEVICE);
+        add(tab, "gen.rows", I64, max64(T, nb), LS_MICRO, LS_DEVICE);
+        add(tab, "host.gen_seqs", I64, WORDS(2 * nb * sizeof(seq_desc)), LS_MICRO, LS_HOST);
+        add(tab, "host.gen_rows", I64, max64(T, nb), LS_MICRO, LS_HOST);
+        add(tab, "host.gen_books", I64, 3 * nb, LS_MICRO, LS_HOST);
+        add(tab, "host.gen_logits", F, nb * V, LS_MICRO, LS_HOST);
+        if (A != F) add(tab, "host.gen_raw", A, chunk * V, LS_MICRO, LS_HOST);
+    }
     if (st->ws_cap) {
         add(tab, "ws.library", U8, (int64_t)st->ws_cap, LS_WORKSPACE, LS_DEVICE);
     }

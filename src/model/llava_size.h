@@ -43,6 +43,9 @@ typedef struct ls_dims {
     int64_t max_tok;   /* packed tokens of the largest micro-batch */
     int64_t max_rows;  /* target rows (tokens whose log-prob is needed) */
     int max_tiles;     /* image tiles (336x336 crops incl. the base image) */
+    int gen_prompts;   /* generation (eval samples, generate, the hallucination benchmark): prompts at once, at
+                        * most; 0: no generation, no KV cache */
+    int gen_max_new;   /* new tokens per prompt at most */
 } ls_dims;
 
 typedef struct ls_strategy {

@@ -126,6 +126,8 @@ struct lt_ws {
     uint32_t step;
     int eval;                         /* no LoRA dropout */
     lt_kv *kv;                        /* generation: attention reads and extends this KV cache (else NULL) */
+    lt_kv kvb;                        /* the cache's buffers, carved when the plan has generation (dims.gen_*) */
+    void *gen_kv;                     /* [2][t_layers][G rows][kv_heads * head_dim]: K then V of every layer */
     int gen;                          /* generation: pack prompts only, one logits row per prompt */
     /* vision LoRA: the adapted layers' inputs and activations */
     int64_t vtok;                     /* tokens of the vision batch */
@@ -543,6 +545,29 @@ static void carve_ws(llava_trainer *t, lt_ws *s, carver *cv) {
     s->wscr = take(cv, "ws.dequant");
     s->ldt = take(cv, "ws.lora_t");
     s->lxd = take(cv, "ws.lora_dropout");
+    if (s->dims.gen_prompts > 0) {
+        lt_kv *kv = &s->kvb;
+        s->gen_kv = take(cv, "gen.kv");
+        void *qa = take(cv, "gen.q_att");
+        const int64_t G = T + (int64_t)s->dims.gen_prompts * s->dims.gen_max_new;
+        kv->q = cut(&qa, G * Q, es);
+        kv->att = cut(&qa, G * Q, es);
+        kv->lse = take(cv, "gen.lse");
+        kv->d_seqs = take(cv, "gen.seqs");
+        kv->d_row = take(cv, "gen.rows");
+        kv->seqs = take(cv, "host.gen_seqs");
+        kv->row = take(cv, "host.gen_rows");
+        void *bk = take(cv, "host.gen_books");
+        kv->start = cut(&bk, s->dims.gen_prompts, sizeof(int64_t));
+        kv->cap = cut(&bk, s->dims.gen_prompts, sizeof(int64_t));
+        kv->len = cut(&bk, s->dims.gen_prompts, sizeof(int64_t));
+        kv->logits = take(cv, "host.gen_logits");
+        kv->raw = take(cv, "host.gen_raw");
+        for (int l = 0; s->gen_kv && l < c->t_layers; l++) {
+            kv->K[l] = AT(t, s->gen_kv, (int64_t)l * G * KV);
+            kv->V[l] = AT(t, s->gen_kv, (int64_t)(c->t_layers + l) * G * KV);
+        }
+    }
     take(cv, "ws.library");
     take(cv, "ws.context_reserve");
 }
@@ -555,12 +580,14 @@ static void free_ws(llava_trainer *t) {
     ls_free(&s->tab);
     free(s->acts);
     free(s->vacts);
+    free(s->kvb.K);
+    free(s->kvb.V);
     free(s);
     t->ws = NULL;
 }
 
 int lt_plan(llava_trainer *t, int64_t max_tok, int max_tiles, int64_t max_rows) {
-    ls_dims d = {max_tok, max_rows, max_tiles};
+    ls_dims d = {max_tok, max_rows, max_tiles, max_rows < 16 ? (int)max_rows : 16, 64}; /* generation: 16 x 64 */
     ls_strategy st;
     ls_strategy_default(&st, t->spec.act_dtype);
     st.recompute = t->spec.grad_ckpt;
@@ -587,6 +614,8 @@ int lt_plan_ex(llava_trainer *t, const ls_dims *dims, const ls_strategy *st) {
     s->acts = mem_calloc((size_t)(st->recompute || st->forward_only ? 1 : c->t_layers), sizeof *s->acts,
                          "decoder activation list");
     s->vacts = mem_calloc((size_t)(s->vis_nadapt > 0 ? s->vis_nadapt : 1), sizeof *s->vacts, "vision activation list");
+    s->kvb.K = mem_calloc((size_t)c->t_layers, sizeof(void *), "KV cache layer list");
+    s->kvb.V = mem_calloc((size_t)c->t_layers, sizeof(void *), "KV cache layer list");
     carver probe = {&s->tab, 0, {NULL, NULL}, {0, 0}, 0};
     carve_ws(t, s, &probe);
     if (probe.bad || probe.i != s->tab.n)
@@ -1244,63 +1273,18 @@ void lt_gen_opts_default(lt_gen_opts *g) {
     g->eos = -1;
 }
 
-static void kv_free(llava_trainer *t, lt_kv *kv) {
-    if (!kv) return;
-    const ops *o = t->o;
-    for (int l = 0; l < t->m->cfg.t_layers; l++) {
-        if (kv->K) o->mem_free(&t->ctx, kv->K[l], MEM_DEVICE);
-        if (kv->V) o->mem_free(&t->ctx, kv->V[l], MEM_DEVICE);
-    }
-    o->mem_free(&t->ctx, kv->q, MEM_DEVICE);
-    o->mem_free(&t->ctx, kv->att, MEM_DEVICE);
-    o->mem_free(&t->ctx, kv->lse, MEM_DEVICE);
-    o->mem_free(&t->ctx, kv->d_seqs, MEM_DEVICE);
-    o->mem_free(&t->ctx, kv->d_row, MEM_DEVICE);
-    free(kv->K);
-    free(kv->V);
-    free(kv->start);
-    free(kv->cap);
-    free(kv->len);
-    free(kv->seqs);
-    free(kv->row);
-    free(kv->logits);
-    free(kv->raw);
-    free(kv);
-}
-
-/* the cache of n prompts with room for max_new tokens each: device K, V, q, attention output; host bookkeeping */
-static lt_kv *kv_alloc(llava_trainer *t, const lt_pair *p, int n, int max_new, int64_t max_tok) {
-    const llava_config *c = &t->m->cfg;
-    const ops *o = t->o;
-    opctx *cx = &t->ctx;
-    const int64_t Q = (int64_t)c->t_heads * c->t_head_dim, KV = (int64_t)c->t_kv_heads * c->t_head_dim;
-    const size_t es = dtype_size(t->spec.act_dtype);
-    lt_kv *kv = mem_calloc(1, sizeof *kv, "KV cache");
+/* the cache of n prompts with room for max_new tokens each, laid out in the planned buffers */
+static lt_kv *kv_setup(llava_trainer *t, const lt_pair *p, int n, int max_new) {
+    lt_ws *s = t->ws;
+    lt_kv *kv = &s->kvb;
     kv->nb = n;
-    kv->start = mem_calloc((size_t)n, sizeof(int64_t), "KV cache");
-    kv->cap = mem_calloc((size_t)n, sizeof(int64_t), "KV cache");
-    kv->len = mem_calloc((size_t)n, sizeof(int64_t), "KV cache");
+    kv->rows = 0;
     for (int b = 0; b < n; b++) {
         kv->start[b] = kv->rows;
         kv->cap[b] = p[b].n_prefix + max_new;
+        kv->len[b] = 0;
         kv->rows += kv->cap[b];
     }
-    kv->K = mem_calloc((size_t)c->t_layers, sizeof(void *), "KV cache");
-    kv->V = mem_calloc((size_t)c->t_layers, sizeof(void *), "KV cache");
-    for (int l = 0; l < c->t_layers; l++) {
-        kv->K[l] = o->mem_alloc(cx, es * (size_t)(kv->rows * KV), MEM_DEVICE, "KV cache keys");
-        kv->V[l] = o->mem_alloc(cx, es * (size_t)(kv->rows * KV), MEM_DEVICE, "KV cache values");
-    }
-    kv->q = o->mem_alloc(cx, es * (size_t)(kv->rows * Q), MEM_DEVICE, "KV cache queries");
-    kv->att = o->mem_alloc(cx, es * (size_t)(kv->rows * Q), MEM_DEVICE, "KV cache attention");
-    kv->lse = o->mem_alloc(cx, sizeof(float) * (size_t)(kv->rows * c->t_heads), MEM_DEVICE, "KV cache attention");
-    const int64_t nrow = max_tok > n ? max_tok : n;
-    kv->seqs = mem_calloc((size_t)(2 * n), sizeof(seq_desc), "KV cache");
-    kv->d_seqs = o->mem_alloc(cx, sizeof(seq_desc) * (size_t)(2 * n), MEM_DEVICE, "KV cache");
-    kv->row = mem_calloc((size_t)nrow, sizeof(int64_t), "KV cache");
-    kv->d_row = o->mem_alloc(cx, sizeof(int64_t) * (size_t)nrow, MEM_DEVICE, "KV cache");
-    kv->logits = mem_alloc(sizeof(float) * (size_t)n * (size_t)c->vocab, "generation: logits");
-    kv->raw = mem_alloc(es * (size_t)t->ws->st.logits_chunk * (size_t)c->vocab, "generation: logits");
     return kv;
 }
 
@@ -1360,12 +1344,16 @@ int lt_generate(llava_trainer *t, const lt_pair *p, int n, const lt_gen_opts *g,
     const int64_t D = c->t_hidden, V = c->vocab;
     int64_t need = 0, tiles = 0;
     for (int b = 0; b < n; b++) need += p[b].n_prefix, tiles += p[b].P;
+    if (n > s->dims.gen_prompts || g->max_new > s->dims.gen_max_new)
+        return err_set(ERR_ARGS, "generation: %d prompt(s) of up to %d new tokens; the workspace was planned for %d "
+                       "prompt(s) of up to %d (tr_config gen_max_new, eval.samples)", n, g->max_new,
+                       s->dims.gen_prompts, s->dims.gen_max_new);
     if (n > s->dims.max_rows || need > s->dims.max_tok || tiles > s->dims.max_tiles)
         return err_set(ERR_ARGS, "generation: %d prompt(s) of %lld tokens and %lld image tiles in all; the workspace "
                        "was sized for %lld rows, %lld tokens and %d tiles (the largest pairs of the data set): use "
                        "a smaller image or fewer prompts at once", n, (long long)need, (long long)tiles,
                        (long long)s->dims.max_rows, (long long)s->dims.max_tok, s->dims.max_tiles);
-    lt_kv *kv = kv_alloc(t, p, n, g->max_new, s->dims.max_tok);
+    lt_kv *kv = kv_setup(t, p, n, g->max_new);
     double *prob = mem_alloc(sizeof(double) * (size_t)V, "sampling scratch");
     int32_t *order = mem_alloc(sizeof(int32_t) * (size_t)V, "sampling scratch");
     int *item = mem_alloc(sizeof(int) * (size_t)n, "generation: active prompts");
@@ -1424,7 +1412,6 @@ int lt_generate(llava_trainer *t, const lt_pair *p, int n, const lt_gen_opts *g,
     }
     s->kv = NULL;
     s->gen = 0;
-    kv_free(t, kv);
     free(prob);
     free(order);
     free(item);

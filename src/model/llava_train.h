@@ -14,6 +14,7 @@
  *                                             counter RNG, B zero), fp32 masters and gradient buffers
  *   lt_free(&t)
  *   lt_plan(&t, max_tok, max_tiles, max_rows) size and allocate the workspace once (no allocation per step), with
+ *                                             room to generate for up to 16 prompts of 64 new tokens, and
  *                                             the default strategies (recompute = spec.grad_ckpt)
  *   lt_plan_ex(&t, &dims, &strategy)          the same with explicit memory strategies (llava_size.h): the arenas
  *                                             are carved from the size table, item by item

@@ -67,6 +67,8 @@ typedef struct tr_config {
     int n_group_lr;
     int64_t ckpt_every, keep_last;        /* 0: only at the end / keep all */
     int64_t eval_every, eval_max_pairs, eval_samples;
+    int gen_max_new;          /* generation (generate, the hallucination benchmark): new tokens at most per prompt;
+                               * 0: none besides eval samples. Sizes the plan's KV cache */
     uint64_t job_hash, model_hash, data_hash; /* recorded in every checkpoint */
     const char *job_yaml;                 /* the frozen configuration, recorded in every checkpoint */
     int (*stop_requested)(void);          /* nonzero: checkpoint and stop (NULL: never) */

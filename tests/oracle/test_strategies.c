@@ -35,7 +35,7 @@ static int run(llava_model *m, const lt_spec *sp, const ls_strategy *st, result 
         rows += pairs[i].n_prefix + pairs[i].n_chosen + pairs[i].n_rejected;
         tiles += 2 * pairs[i].P;
     }
-    ls_dims d = {tok, rows, tiles};
+    ls_dims d = {tok, rows, tiles, 0, 0};
     if (!rc) rc = lt_plan_ex(&t, &d, st);
     lt_batch b = {pairs, 2, 3, 0};
     lt_fwd fw;
