@@ -53,6 +53,7 @@
  *   copy_fence / copy_wait         a point on the copy stream; the compute stream waits for it (the CPU: no-ops,
  *                                  every copy is complete when it returns)
  *   memset                         bytes of device memory
+ *   mem_stats                      live and high-water bytes of the backend's allocations at a placement
  *   sync                           wait for all work; returns the sticky error (ERR_OK when none): kernels and
  *                                  copies return nothing, a failure sets c->err / c->errmsg once (the first wins)
  */
@@ -177,6 +178,8 @@ typedef struct ops {
     void (*copy_wait)(opctx *c, uint64_t fence);
     void (*memset)(opctx *c, void *p, int value, size_t bytes);
     int (*sync)(opctx *c);
+    /* bytes of this backend's memory now allocated at a placement, and the most ever at once (the plan's check) */
+    void (*mem_stats)(opctx *c, int where, size_t *live, size_t *peak);
 } ops;
 
 /* The fp32 CPU reference (src/backend/cpu). */

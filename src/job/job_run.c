@@ -618,6 +618,10 @@ static int run_train(run *r) {
     }
     if (!rc && lead) {
         printf("\n%s: done at step %lld (%.1f s of training)\n", j->job.name, (long long)tr_step(r->t), sum.elapsed);
+        tr_memory_use mu;
+        tr_memory(r->t, &mu);
+        log_info("memory: weights %zu bytes (plan %zu); device high-water %zu bytes (plan %zu); host %zu bytes "
+                 "(plan %zu)", mu.weights, mu.plan_weights, mu.device_peak, mu.plan_device, mu.host_peak, mu.plan_host);
         if (sum.acc_before >= 0) printf("  validation accuracy before training: %.3f\n", sum.acc_before);
         if (sum.acc_after >= 0) printf("  validation accuracy after training:  %.3f\n", sum.acc_after);
         printf("  checkpoints: %s/checkpoints/\n  metrics:     %s/metrics.h5\n", r->dir, r->dir);

@@ -653,3 +653,16 @@ out:
     r->metrics = NULL;
     return rc;
 }
+
+void tr_memory(trainer *r, tr_memory_use *u) {
+    memset(u, 0, sizeof *u);
+    const ls_table *tab = lt_table(&r->t);
+    if (!tab) return;
+    u->plan_weights = ls_total(tab, LS_DEVICE, LS_WEIGHTS);
+    u->weights = sizeof(float) * r->m.arena_floats + r->m.qbytes;
+    u->plan_device = ls_total(tab, LS_DEVICE, LS_ANY) - u->plan_weights;
+    u->plan_host = ls_total(tab, LS_HOST, LS_ANY);
+    size_t live;
+    r->t.o->mem_stats(&r->t.ctx, MEM_DEVICE, &live, &u->device_peak);
+    r->t.o->mem_stats(&r->t.ctx, MEM_HOST, &live, &u->host_peak);
+}

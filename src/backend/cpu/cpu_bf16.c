@@ -375,6 +375,7 @@ static const ops g_cpu_bf16_ops = {
     .copy_wait = cpu_mem_copy_wait,
     .memset = cpu_mem_memset,
     .sync = cpu_mem_sync,
+    .mem_stats = cpu_mem_stats_of,
 };
 
 const ops *ops_cpu_bf16(void) { return &g_cpu_bf16_ops; }

@@ -28,5 +28,6 @@ int cpu_mem_sync(opctx *c);
 
 void cpu_mem_stats(int where, size_t *live, size_t *peak);
 void cpu_mem_stats_reset(void);
+void cpu_mem_stats_of(opctx *c, int where, size_t *live, size_t *peak); /* the op table's mem_stats */
 
 #endif
