@@ -74,8 +74,8 @@ static int bench_forward(int argc, char **argv) {
     if (lt_init(&t, &m, &sp) || lt_plan_ex(&t, &dims, &st)) return cli_fail();
     char desc[512];
     llava_config_describe(c, desc, sizeof desc);
-    printf("model: %s\n%s\nimage %dx%d -> %d tiles, %lld image tokens; %d text tokens; sequence %lld\n", model, desc, h, w,
-           P, (long long)nimg, ntext, (long long)(npre + 2));
+    printf("model: %s\n%s\nimage %dx%d -> %d tiles, %lld image tokens; %d text tokens; prompt %lld + answers of 1 token: "
+           "%lld packed tokens\n", model, desc, h, w, P, (long long)nimg, ntext, (long long)npre, (long long)(npre + 2));
     double best = 1e30, sum = 0;
     for (int it = 0; it <= iters; it++) { /* iteration 0 warms up */
         lt_batch bt = {&pair, 1, 0, 1};

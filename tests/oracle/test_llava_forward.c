@@ -150,7 +150,8 @@ int main(void) {
     }
 
     /* all five sequences in one forward: five pairs of one batch, packed flat */
-    float *logits = malloc(sizeof(float) * (size_t)(total * V)), *logits_fo = malloc(sizeof(float) * (size_t)(total * V));
+    float *logits = malloc(sizeof(float) * (size_t)(total * V));
+    float *logits_fo = malloc(sizeof(float) * (size_t)(total * V));
     rc = ff_logits(&t, pair_of, NCASES, logits, NULL, NULL);
     if (rc) fprintf(stderr, "%s\n", err_msg());
     CHECK_EQ_INT(rc, 0);
