@@ -8,6 +8,7 @@
  *       (--model demo: the demo model of `make demo`, demo/model)
  *       one training micro-batch (forward, backward; LoRA on every decoder linear, projector, lm_head) with the
  *       prompt+image prefix shared by both answers and with a copy per answer; prints both and the speed-up. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,10 +57,13 @@ static int bench_forward(int argc, char **argv) {
     const llava_config *c = &m.cfg;
     int P = anyres_num_patches(&c->anyres, h, w);
     int64_t nimg = anyres_num_image_tokens(&c->anyres, h, w), npre = 1 + nimg + ntext;
+    if (npre > INT32_MAX - 2)
+        return err_set(ERR_ARGS, "bench forward: a prompt of %lld tokens exceeds %d", (long long)npre, INT32_MAX - 2),
+               cli_fail();
     size_t npx = (size_t)P * 3 * (size_t)c->v_image * (size_t)c->v_image;
     float *pix = mem_alloc(sizeof(float) * npx, "bench: pixels");
     for (size_t i = 0; i < npx; i++) pix[i] = frand();
-    int32_t *pre = mem_alloc(sizeof(int32_t) * (size_t)npre, "bench: prompt tokens");
+    int32_t *pre = mem_alloc(sizeof(int32_t) * (size_t)npre, "bench: token ids");
     for (int64_t i = 0; i < npre; i++) pre[i] = i < 1 ? c->bos : (i <= nimg ? c->image_token : (int32_t)(3 + i % 50));
     const int32_t eos = c->eos;
     lt_pair pair = {pix, P, h, w, pre, (int32_t)npre, &eos, &eos, 1, 1}; /* answers of one token */
