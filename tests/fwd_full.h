@@ -53,7 +53,7 @@ static inline int ff_init(llava_trainer *t, llava_model *m, int64_t tokens, int 
     sp.targets = 0; /* the base model */
     int rc = lt_init(t, m, &sp);
     if (rc) return rc;
-    ls_dims d = {tokens + n, tokens + n, tiles}; /* + the rejected copy of each last token; rows <= tokens + 1 */
+    ls_dims d = {tokens + n, tokens + n, tiles, 0, 0}; /* + the rejected copy of each last token; rows <= tokens + 1 */
     ls_strategy st;
     ls_strategy_default(&st, sp.act_dtype);
     st.logits_keep = 1;

@@ -70,7 +70,7 @@ static int bench_forward(int argc, char **argv) {
     lt_spec sp;
     lt_spec_default(&sp);
     sp.targets = 0; /* the model's own forward */
-    ls_dims dims = {npre + 2, npre + 2, P};
+    ls_dims dims = {npre + 2, npre + 2, P, 0, 0};
     ls_strategy st;
     ls_strategy_default(&st, sp.act_dtype);
     st.forward_only = 1;
