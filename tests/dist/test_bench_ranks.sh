@@ -14,6 +14,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
        OMPI_MCA_hwloc_base_binding_policy=none
 PATH="$(dirname "$mpirun"):$PATH"   # the command finds mpirun on PATH
 export PATH
+export ORPO_LOG=info   # "this is rank 0" (ctest sets warn)
 fails=0
 bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
 tmp=$(mktemp -d /tmp/orpo-bench-ranks-XXXXXX)
