@@ -7,7 +7,8 @@
 set -uo pipefail
 bin=${ORPO_BIN:?ORPO_BIN is not set}
 mpirun=${ORPO_MPIEXEC:-$(command -v mpirun)}
-if ! ldd "$bin" 2>/dev/null | grep -q libmpi; then echo "SKIP: $bin was built without MPI"; exit 77; fi
+# grep without -q: reading all of ldd's output, no SIGPIPE for ldd, whose failure pipefail would report
+if ! ldd "$bin" 2>/dev/null | grep libmpi >/dev/null; then echo "SKIP: $bin was built without MPI"; exit 77; fi
 if [ -z "$mpirun" ] || [ ! -x "$mpirun" ]; then echo "SKIP: mpirun not found (apt-get install openmpi-bin)"; exit 77; fi
 # OpenMPI refuses root without these; two cores run three ranks only when told to oversubscribe
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
