@@ -76,7 +76,7 @@ static int bench_forward(int argc, char **argv) {
     int32_t *pre = mem_alloc(sizeof(int32_t) * (size_t)npre, "bench: token ids");
     for (int64_t i = 0; i < npre; i++) pre[i] = i < 1 ? c->bos : (i <= nimg ? c->image_token : (int32_t)(3 + i % 50));
     const int32_t eos = c->eos;
-    lt_pair pair = {pix, P, h, w, pre, (int32_t)npre, &eos, &eos, 1, 1}; /* answers of one token */
+    lt_pair pair = {pix, P, h, w, pre, (int32_t)npre, &eos, &eos, 1, 1, NULL}; /* answers of one token */
     lt_spec sp;
     lt_spec_default(&sp);
     sp.targets = 0; /* the model's own forward */
@@ -193,7 +193,7 @@ static int bench_step(int argc, char **argv) {
     ans[answer - 1] = ans[2 * answer - 1] = c->eos;
     lt_pair *pairs = mem_alloc(sizeof(lt_pair) * (size_t)npairs, "bench: pairs");
     for (int i = 0; i < npairs; i++)
-        pairs[i] = (lt_pair){pix, P, h, w, pre, (int32_t)npre, ans, ans + answer, answer, answer};
+        pairs[i] = (lt_pair){pix, P, h, w, pre, (int32_t)npre, ans, ans + answer, answer, answer, NULL};
     char desc[512];
     llava_config_describe(c, desc, sizeof desc);
     printf("model: %s\n%s\n%d pairs/micro-batch: image %dx%d (%d tiles, %lld image tokens), prompt %lld, answers %d+%d\n",
@@ -295,7 +295,7 @@ static int bench_generate(int argc, char **argv) {
     pre[0] = c->bos;
     for (int64_t i = 1; i < npre; i++) pre[i] = i <= nimg ? c->image_token : (int32_t)(3 + i % 50);
     lt_pair *pairs = mem_alloc(sizeof(lt_pair) * (size_t)batch, "bench: prompts");
-    for (int i = 0; i < batch; i++) pairs[i] = (lt_pair){pix, P, h, w, pre, (int32_t)npre, NULL, NULL, 0, 0};
+    for (int i = 0; i < batch; i++) pairs[i] = (lt_pair){pix, P, h, w, pre, (int32_t)npre, NULL, NULL, 0, 0, NULL};
     char desc[512];
     llava_config_describe(c, desc, sizeof desc);
     printf("model: %s\n%s\nimage %dx%d (%d tiles, %lld image tokens), prompt %lld tokens, %d new tokens (no EOS)\n",

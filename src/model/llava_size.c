@@ -112,6 +112,15 @@ static int add_weights(ls_table *t, const llava_config *cfg, const ls_weights *w
     return ERR_OK;
 }
 
+int ls_image_tiles(const llava_config *c) {
+    int m = 1;
+    for (int i = 0; i < c->anyres.n_pinpoints; i++) {
+        int t = 1 + (c->anyres.pinpoints[i][0] / c->anyres.tile) * (c->anyres.pinpoints[i][1] / c->anyres.tile);
+        if (t > m) m = t;
+    }
+    return m;
+}
+
 int64_t ls_token_rows(const llava_config *cfg, const lt_spec *sp) {
     if (!sp->train_token_rows) return 0;
     int64_t n = 0;
@@ -200,13 +209,14 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
 
     /* vision tower: every tile of the micro-batch at once (CLS + patches each); frozen layers with scratch
      * activations, adapted layers (vision LoRA) keep theirs */
-    if (vis_run) {
-        add(tab, "vision.pixels", F, P * 3 * c->v_image * c->v_image, LS_MICRO, LS_DEVICE);
-        add(tab, "vision.patches", A, NR * max64(pk, Dv), LS_MICRO, LS_DEVICE);
+    if (vis_run) { /* the frozen tower runs image by image: its scratch is one image's */
+        const int64_t Pi = P < ls_image_tiles(c) ? P : ls_image_tiles(c), NTi = Pi * (np + 1);
+        add(tab, "vision.pixels", F, Pi * 3 * c->v_image * c->v_image, LS_LAYER, LS_DEVICE);
+        add(tab, "vision.patches", A, Pi * np * pk, LS_LAYER, LS_DEVICE);
         add(tab, "vision.hidden", A, 2 * NT * Dv, LS_MICRO, LS_DEVICE);
-        add(tab, "vision.tmp", A, NT * max64(Dv, VI), LS_LAYER, LS_DEVICE);
-        add(tab, "vision.frozen_acts", A, NT * (7 * Dv + 2 * VI), LS_LAYER, LS_DEVICE);
-        add(tab, "vision.frozen_stats", F, NT * (4 + c->v_heads), LS_LAYER, LS_DEVICE);
+        add(tab, "vision.tmp", A, (nad ? NT : NTi) * Dv, LS_LAYER, LS_DEVICE);
+        add(tab, "vision.frozen_acts", A, NTi * (7 * Dv + 2 * VI), LS_LAYER, LS_DEVICE);
+        add(tab, "vision.frozen_stats", F, NTi * (4 + c->v_heads), LS_LAYER, LS_DEVICE);
     }
     if (nad) {
         add(tab, "vision.layer_inputs", A, (int64_t)(nad + 1) * NT * Dv, LS_MICRO, LS_DEVICE);

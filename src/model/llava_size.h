@@ -14,6 +14,7 @@
  *   ls_trainable_count(cfg, spec)         trainable values (what lt_init lays out), without a model
  *   ls_token_rows(cfg, spec)              trainable embedding rows
  *   ls_nf4_bytes(n)                       bytes of an NF4 tensor of n values as loaded
+ *   ls_image_tiles(cfg)                   the most tiles one image gets
  *
  * Lifetimes: weights (the frozen model), trainable (LoRA / projector masters, gradients, AdamW moments), micro
  * (buffers of one micro-batch kept from forward to backward), layer (one layer's working set, reused by every
@@ -97,5 +98,7 @@ void ls_free(ls_table *tab);
 int64_t ls_trainable_count(const llava_config *cfg, const lt_spec *spec);
 int64_t ls_token_rows(const llava_config *cfg, const lt_spec *spec);
 size_t ls_nf4_bytes(int64_t n);
+/* the most tiles one image gets (the largest anyres grid + the base image) */
+int ls_image_tiles(const llava_config *cfg);
 
 #endif

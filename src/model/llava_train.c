@@ -132,7 +132,9 @@ struct lt_ws {
     void *gen_kv;                     /* [2][t_layers][G rows][kv_heads * head_dim]: K then V of every layer */
     int gen;                          /* generation: pack prompts only, one logits row per prompt */
     /* vision LoRA: the adapted layers' inputs and activations */
-    int64_t vtok;                     /* tokens of the vision batch */
+    int64_t vtok;                     /* tokens of the vision batch (of one image while the frozen tower runs) */
+    const seq_desc *vseq_cur;         /* its sequences (device) */
+    int vnseq;
     void *vxin;                       /* inputs of layers vis_first.. and the output */
     vis_acts *vacts;                  /* one per adapted layer */
     void *vdX, *vdMid, *vdA, *vdQ, *vdK, *vdV, *vdAtt, *vdF, *vdG;
@@ -798,6 +800,22 @@ static void upload_index(llava_trainer *t) {
     }
 }
 
+/* the vision batch: one sequence of CLS + patches per tile; the patch rows (CLS dropped). Without vision LoRA the
+ * tower runs image by image (as a vision cache is built, so that cached features are the same bits), and each
+ * image's sequences start from its own first row */
+static void vision_index(llava_trainer *t) {
+    lt_ws *s = t->ws;
+    const llava_config *c = &t->m->cfg;
+    const int64_t np = (int64_t)(c->v_image / c->v_patch) * (c->v_image / c->v_patch);
+    for (int k = 0; k < s->ninst; k++)
+        for (int64_t tl = 0; tl < s->inst[k].P; tl++) {
+            int64_t g = s->inst[k].sel_off + tl, first = s->vis_nadapt ? g : tl;
+            s->h.vseqs[g] = (seq_desc){(int32_t)(first * (np + 1)), (int32_t)(np + 1), 0, -1};
+        }
+    for (int64_t tl = 0; tl < s->n_tiles; tl++)
+        for (int64_t i = 0; i < np; i++) s->h.vrows[tl * np + i] = tl * (np + 1) + 1 + i;
+}
+
 static int pack(llava_trainer *t, const lt_batch *b) {
     lt_ws *s = t->ws;
     const llava_config *c = &t->m->cfg;
@@ -903,11 +921,7 @@ static int pack(llava_trainer *t, const lt_batch *b) {
             }
         }
     }
-    /* the vision batch: one sequence of CLS + patches per tile; the patch rows (CLS dropped) */
-    for (int64_t tl = 0; tl < s->n_tiles; tl++) {
-        s->h.vseqs[tl] = (seq_desc){(int32_t)(tl * (np + 1)), (int32_t)(np + 1), 0, -1};
-        for (int64_t i = 0; i < np; i++) s->h.vrows[tl * np + i] = tl * (np + 1) + 1 + i;
-    }
+    vision_index(t);
     upload_index(t);
     return ERR_OK;
 }
@@ -1014,7 +1028,7 @@ static void vis_layer_fwd(llava_trainer *t, int l, const void *x, vis_acts *a, v
     lin_fwd(t, a->q, a->a1, &vl->q, &ad[V_Q], a->t[V_Q], NT);
     lin_fwd(t, a->k, a->a1, &vl->k, &ad[V_K], a->t[V_K], NT);
     lin_fwd(t, a->v, a->a1, &vl->v, &ad[V_V], a->t[V_V], NT);
-    o->attn_fwd(cx, a->att, a->lse, a->q, a->k, a->v, s->d.vseqs, (int)s->n_tiles, NT, c->v_heads, c->v_heads,
+    o->attn_fwd(cx, a->att, a->lse, a->q, a->k, a->v, s->vseq_cur, s->vnseq, NT, c->v_heads, c->v_heads,
                 (int)(Dv / c->v_heads), 0);
     lin_fwd(t, s->vtmp, a->att, &vl->o, &ad[V_OUT], a->t[V_OUT], NT);
     o->add(cx, a->h_mid, x, s->vtmp, NT * Dv);
@@ -1047,7 +1061,7 @@ static void vis_layer_bwd(llava_trainer *t, int l, const void *x, vis_acts *a, v
     o->zero(cx, s->vdK, NT * Dv);
     o->zero(cx, s->vdV, NT * Dv);
     o->attn_bwd(cx, s->vdQ, s->vdK, s->vdV, s->vdAtt, a->att, a->lse, a->q, a->k, a->v, s->d.vseqs, (int)s->n_tiles,
-                NT, c->v_heads, c->v_heads, (int)(Dv / c->v_heads), 0);
+                NT, c->v_heads, c->v_heads, (int)(Dv / c->v_heads), 0); /* vision LoRA: all tiles at once */
     o->zero(cx, s->vdA, NT * Dv);
     lin_bwd(t, s->vdA, s->vdQ, a->a1, &vl->q, &ad[V_Q], a->t[V_Q], NT);
     lin_bwd(t, s->vdA, s->vdK, a->a1, &vl->k, &ad[V_K], a->t[V_K], NT);
@@ -1056,10 +1070,10 @@ static void vis_layer_bwd(llava_trainer *t, int l, const void *x, vis_acts *a, v
     o->layernorm_bwd(cx, dX, NULL, NULL, s->vdA, x, vl->ln1_w, a->mean1, a->rstd1, NT, Dv);
 }
 
-/* every tile of the micro-batch through the tower at once: patch embedding (im2col + one GEMM with the conv weight),
- * CLS and positions, pre-LayerNorm, the frozen layers with scratch activations, the adapted layers (vision LoRA)
- * keeping theirs; the selected layer's patch rows (CLS dropped) into sel */
-static void vis_forward(llava_trainer *t, const lt_batch *b) {
+/* the frozen tower over tiles [t0, t0 + P) (their rows of vhid): patch embedding (im2col + one GEMM with the conv
+ * weight), CLS and positions, pre-LayerNorm, layers 0 .. vis_first - 1 with scratch activations; returns the buffer
+ * (of the two halves of vhid) that holds their output */
+static void *vis_frozen(llava_trainer *t, const float *pixels, int64_t t0, int64_t P) {
     lt_ws *s = t->ws;
     const llava_config *c = &t->m->cfg;
     const llava_weights *w = &t->m->w;
@@ -1067,16 +1081,16 @@ static void vis_forward(llava_trainer *t, const lt_batch *b) {
     opctx *cx = &t->ctx;
     const int g = c->v_image / c->v_patch, p = c->v_patch, T = c->v_image;
     const int64_t np = (int64_t)g * g, L = np + 1, Dv = c->v_hidden, pk = 3LL * p * p;
-    const int64_t NT = s->n_tiles * L, tile = 3LL * T * T;
+    const int64_t NTall = s->n_tiles * L, NT = P * L, tile = 3LL * T * T;
     s->vtok = NT;
-    for (int k = 0; k < s->ninst; k++)
-        o->upload(cx, s->pixels + s->inst[k].sel_off * tile, b->pairs[s->inst[k].pair].pixels,
-                  sizeof(float) * (size_t)(s->inst[k].P * tile));
-    o->im2col(cx, s->vpatch, s->pixels, (int)s->n_tiles, T, p);
+    s->vseq_cur = s->d.vseqs + t0;
+    s->vnseq = (int)P;
+    o->upload(cx, s->pixels, pixels, sizeof(float) * (size_t)(P * tile));
+    o->im2col(cx, s->vpatch, s->pixels, (int)P, T, p);
     lin_w patch = {DT_F32, w->patch_w, NULL, Dv, pk, NULL, NULL, 0.0f};
-    o->linear_fwd(cx, s->vtmp, s->vpatch, lin_weight(t, &patch), NULL, s->n_tiles * np, pk, Dv);
-    void *h = s->vhid, *h2 = AT(t, s->vhid, NT * Dv); /* ping-pong buffers for the frozen layers */
-    o->vis_embed(cx, h, s->vtmp, w->cls, w->pos, s->n_tiles, np, Dv);
+    o->linear_fwd(cx, s->vtmp, s->vpatch, lin_weight(t, &patch), NULL, P * np, pk, Dv);
+    void *h = AT(t, s->vhid, t0 * L * Dv), *h2 = AT(t, s->vhid, NTall * Dv + t0 * L * Dv); /* ping-pong */
+    o->vis_embed(cx, h, s->vtmp, w->cls, w->pos, P, np, Dv);
     o->layernorm_fwd(cx, h2, s->fz.mean1, s->fz.rstd1, h, w->pre_ln_w, w->pre_ln_b, NT, Dv, c->v_eps);
     void *cur = h2, *nxt = h;
     for (int l = 0; l < t->vis_first; l++) {
@@ -1085,7 +1099,27 @@ static void vis_forward(llava_trainer *t, const lt_batch *b) {
         cur = nxt;
         nxt = tmp;
     }
+    return cur;
+}
+
+/* the vision tower: without vision LoRA image by image (the frozen tower); with it, the frozen layers image by image
+ * and then the adapted layers over every tile of the micro-batch at once, keeping their activations; the selected
+ * layer's patch rows (CLS dropped) into sel */
+static void vis_forward(llava_trainer *t, const lt_batch *b) {
+    lt_ws *s = t->ws;
+    const llava_config *c = &t->m->cfg;
+    const ops *o = t->o;
+    opctx *cx = &t->ctx;
+    const int64_t np = (int64_t)(c->v_image / c->v_patch) * (c->v_image / c->v_patch), Dv = c->v_hidden;
+    const int64_t NT = s->n_tiles * (np + 1);
+    void *cur = NULL;
+    for (int k = 0; k < s->ninst; k++)
+        cur = vis_frozen(t, b->pairs[s->inst[k].pair].pixels, s->inst[k].sel_off, s->inst[k].P);
+    cur = (char *)cur - (size_t)(s->inst[s->ninst - 1].sel_off * (np + 1) * Dv) * (size_t)s->es; /* its half */
+    s->vtok = NT;
     if (s->vis_nadapt) {
+        s->vseq_cur = s->d.vseqs;
+        s->vnseq = (int)s->n_tiles;
         o->copy(cx, s->vxin, cur, NT * Dv);
         for (int l = t->vis_first; l < c->v_run_layers; l++) {
             int k = l - t->vis_first;
@@ -1209,7 +1243,17 @@ static int forward(llava_trainer *t, const lt_batch *b, lt_fwd *fw) {
     if (t->act_store) o->cast(cx, t->act_store, t->spec.act_dtype, t->store, DT_F32, t->nstore);
 
     /* 1. vision tower over every tile, the projector once over all their patch rows */
-    if (s->st.vision == LS_VIS_RUN) vis_forward(t, b);
+    if (s->st.vision == LS_VIS_RUN) {
+        vis_forward(t, b);
+    } else { /* the features from the cache: each instance's rows */
+        for (int k = 0; k < s->ninst; k++) {
+            const lt_pair *p = &b->pairs[s->inst[k].pair];
+            if (!p->features) return err_set(ERR_INTERNAL, "pair %d of the micro-batch: no cached vision features",
+                                             s->inst[k].pair);
+            o->upload(cx, AT(t, s->sel, s->inst[k].sel_off * np * c->v_hidden), p->features,
+                      (size_t)s->es * (size_t)(s->inst[k].P * np * c->v_hidden));
+        }
+    }
     const int64_t NR = s->n_tiles * np;
     lin_fwd(t, s->h1, s->sel, &w->proj1, &t->proj[0], s->pt1, NR);
     o->gelu_fwd(cx, s->g1, s->h1, NR * D);
@@ -1497,4 +1541,30 @@ int lt_peek(llava_trainer *t, const char *what, float *out, int64_t cap, int64_t
     *n = rows;
     if (cols) *cols = w;
     return o->sync(&t->ctx);
+}
+
+int lt_vision_features(llava_trainer *t, const float *pixels, int P, void *out) {
+    lt_ws *s = t->ws;
+    if (!s) return err_set(ERR_INTERNAL, "lt_vision_features before lt_plan");
+    if (s->st.vision != LS_VIS_RUN) return err_set(ERR_INTERNAL, "lt_vision_features: the plan does not run the tower");
+    const int room = s->dims.max_tiles < ls_image_tiles(&t->m->cfg) ? s->dims.max_tiles : ls_image_tiles(&t->m->cfg);
+    if (P < 1 || P > room) return err_set(ERR_ARGS, "vision features: %d tiles, the plan has room for %d", P, room);
+    const llava_config *c = &t->m->cfg;
+    const int64_t np = (int64_t)(c->v_image / c->v_patch) * (c->v_image / c->v_patch);
+    lt_pair p;
+    memset(&p, 0, sizeof p);
+    p.pixels = pixels;
+    p.P = P;
+    lt_batch b = {&p, 1, 0, 1};
+    s->ninst = 1;
+    s->inst[0] = (img_inst){0, P, 0, 0, 0, 0};
+    s->n_tiles = P;
+    s->eval = 1;
+    vision_index(t);
+    t->o->upload(&t->ctx, s->d.vseqs, s->h.vseqs, sizeof(seq_desc) * (size_t)P);
+    t->o->upload(&t->ctx, s->d.vrows, s->h.vrows, sizeof(int64_t) * (size_t)(P * np));
+    if (t->act_store) t->o->cast(&t->ctx, t->act_store, t->spec.act_dtype, t->store, DT_F32, t->nstore);
+    vis_forward(t, &b);
+    t->o->download(&t->ctx, out, s->sel, (size_t)s->es * (size_t)(P * np * c->v_hidden));
+    return t->o->sync(&t->ctx);
 }

@@ -19,6 +19,9 @@
  *   lt_plan_ex(&t, &dims, &strategy)          the same with explicit memory strategies (llava_size.h): the arenas
  *                                             are carved from the size table, item by item
  *   lt_table(&t)                              that size table (after lt_plan)
+ *   lt_vision_features(&t, pixels, P, out)   the vision tower alone on one image's P tiles: its selected features
+ *                                             [P * np, Dv] in the activation dtype into host memory out (what a
+ *                                             vision cache stores; needs a plan that runs the tower)
  *   lt_peek(&t, what, out, cap, &rows, &cols) a buffer of the last forward as fp32 on the host (tests, bench):
  *                                             "vision_features" [tiles*np, Dv], "image_rows" [image rows, D],
  *                                             "embeddings" [ntok, D] (not with offloading or forward-only),
@@ -86,6 +89,9 @@ typedef struct lt_pair {
     int32_t n_prefix;
     const int32_t *chosen, *rejected; /* answer ids incl. </s> */
     int32_t n_chosen, n_rejected;
+    const void *features;   /* plans with the vision features from a cache (LS_VIS_CACHE): the image's selected
+                             * features [P * np, Dv] in the activation dtype, as lt_vision_features gives them;
+                             * pixels are then not read. NULL otherwise */
 } lt_pair;
 
 typedef struct lt_batch {
@@ -160,6 +166,7 @@ struct ls_table;
 int lt_plan_ex(llava_trainer *t, const struct ls_dims *dims, const struct ls_strategy *st);
 const struct ls_table *lt_table(const llava_trainer *t);
 int lt_peek(llava_trainer *t, const char *what, float *out, int64_t cap, int64_t *n, int64_t *cols);
+int lt_vision_features(llava_trainer *t, const float *pixels, int P, void *out);
 void lt_zero_grads(llava_trainer *t);
 int lt_forward(llava_trainer *t, const lt_batch *b, lt_fwd *fw);
 int lt_backward(llava_trainer *t, const float *dlogp);

@@ -65,14 +65,7 @@ static double mem_peak_mb(void) {
 }
 
 /* largest anyres tile count of the model */
-static int max_tiles(const llava_config *c) {
-    int m = 1;
-    for (int i = 0; i < c->anyres.n_pinpoints; i++) {
-        int t = 1 + (c->anyres.pinpoints[i][0] / c->anyres.tile) * (c->anyres.pinpoints[i][1] / c->anyres.tile);
-        if (t > m) m = t;
-    }
-    return m;
-}
+static int max_tiles(const llava_config *c) { return ls_image_tiles(c); }
 
 static double lr_for_group(const tr_config *c, const char *group) {
     for (int i = 0; i < c->n_group_lr; i++)
@@ -353,7 +346,7 @@ static int nll_tokens_of(const trainer *r, const ldr_pair *p) {
 
 static void to_lt_pair(const ldr_pair *p, lt_pair *q) {
     *q = (lt_pair){p->pixels, p->n_patches, p->height, p->width, p->prefix, p->prefix_len,
-                   p->chosen, p->rejected, p->chosen_len, p->rejected_len};
+                   p->chosen, p->rejected, p->chosen_len, p->rejected_len, NULL};
 }
 
 /* the loss sums of one micro-batch, and its packed tokens, as one vector for dist_fold_f64 */

@@ -1,5 +1,6 @@
 /* Memory strategies change where buffers live and what is recomputed, never a value: on the fp32 CPU backend every
- * combination of per-layer recompute, offloaded layer inputs and recomputed (not kept) logits gives log-probs and
+ * combination of per-layer recompute, offloaded layer inputs, recomputed (not kept) logits and vision features from a
+ * cache (computed image by image, as the cache is built, instead of the micro-batch's tiles at once) gives log-probs and
  * gradients bit-identical to the plain run, on the step fixture's two pairs (tests/fixtures/step/step.h5) with the
  * tiny LLaVA-NeXT, fp32 and NF4 bases, for LoRA everywhere with dropout and trainable token rows, the projector
  * trained fully, and vision LoRA. The lm_head chunk (logits_chunk) is a small 8 rows so that several chunks run.
@@ -25,9 +26,28 @@ typedef struct result {
     int64_t nrows, n;
 } result;
 
+/* the step with the strategy st; with the vision features from a cache (LS_VIS_CACHE), the cache is each pair's
+ * features from a plan that runs the tower (lt_vision_features), as a vision cache file holds them */
 static int run(llava_model *m, const lt_spec *sp, const ls_strategy *st, result *out) {
     llava_trainer t;
     int rc = lt_init(&t, m, sp);
+    const int64_t np = (int64_t)(m->cfg.v_image / m->cfg.v_patch) * (m->cfg.v_image / m->cfg.v_patch);
+    float *feat[2] = {NULL, NULL};
+    if (!rc && st->vision == LS_VIS_CACHE) {
+        int64_t tok = 0;
+        int tiles = 0;
+        for (int i = 0; i < 2; i++) tok += pairs[i].n_prefix, tiles = pairs[i].P > tiles ? pairs[i].P : tiles;
+        ls_dims vd = {tok, tok, tiles, 0, 0};
+        ls_strategy vs;
+        ls_strategy_default(&vs, DT_F32);
+        vs.forward_only = 1;
+        rc = lt_plan_ex(&t, &vd, &vs);
+        for (int i = 0; !rc && i < 2; i++) {
+            feat[i] = malloc(sizeof(float) * (size_t)(pairs[i].P * np * m->cfg.v_hidden));
+            rc = lt_vision_features(&t, pairs[i].pixels, pairs[i].P, feat[i]);
+            pairs[i].features = feat[i];
+        }
+    }
     int64_t tok = 0, rows = 0;
     int tiles = 0;
     for (int i = 0; i < 2; i++) {
@@ -57,6 +77,10 @@ static int run(llava_model *m, const lt_spec *sp, const ls_strategy *st, result 
     }
     if (rc) fprintf(stderr, "%s\n", err_msg());
     lt_free(&t);
+    for (int i = 0; i < 2; i++) {
+        free(feat[i]);
+        pairs[i].features = NULL;
+    }
     return rc;
 }
 
@@ -66,21 +90,25 @@ static void variant(llava_model *m, const char *name, const lt_spec *sp) {
     plain.logits_chunk = 8;
     result ref;
     CHECK_EQ_INT(run(m, sp, &plain, &ref), 0);
-    /* recompute, offload (needs recompute), logits recomputed: every combination */
-    const int combos[][3] = {{1, 0, 1}, {1, 1, 1}, {0, 0, 0}, {1, 0, 0}, {1, 1, 0}};
+    /* recompute, offload (needs recompute), logits recomputed, vision features from a cache (not with vision LoRA):
+     * every combination */
+    const int combos[][4] = {{1, 0, 1, 0}, {1, 1, 1, 0}, {0, 0, 0, 0}, {1, 0, 0, 0}, {1, 1, 0, 0},
+                             {0, 0, 1, 1}, {1, 0, 1, 1}, {1, 1, 1, 1}, {0, 0, 0, 1}, {1, 0, 0, 1}, {1, 1, 0, 1}};
     for (size_t k = 0; k < sizeof combos / sizeof combos[0]; k++) {
         ls_strategy st = plain;
         st.recompute = combos[k][0];
         st.offload = combos[k][1];
         st.logits_keep = combos[k][2];
+        st.vision = combos[k][3] ? LS_VIS_CACHE : LS_VIS_RUN;
+        if (st.vision == LS_VIS_CACHE && sp->vision_targets) continue;
         result r;
         memset(&r, 0, sizeof r);
         CHECK_EQ_INT(run(m, sp, &st, &r), 0);
         int same = r.nrows == ref.nrows && r.n == ref.n && r.logp && r.grads &&
                    !memcmp(r.logp, ref.logp, sizeof(float) * (size_t)ref.nrows) &&
                    !memcmp(r.grads, ref.grads, sizeof(float) * (size_t)ref.n);
-        printf("  %-22s recompute=%d offload=%d logits_keep=%d: %s\n", name, st.recompute, st.offload,
-               st.logits_keep, same ? "bit-identical" : "DIFFERENT");
+        printf("  %-22s recompute=%d offload=%d logits_keep=%d vision_cache=%d: %s\n", name, st.recompute,
+               st.offload, st.logits_keep, st.vision == LS_VIS_CACHE, same ? "bit-identical" : "DIFFERENT");
         CHECK(same);
         free(r.logp);
         free(r.grads);
