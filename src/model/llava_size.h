@@ -11,6 +11,9 @@
  *                                         (LS_ANY for all)
  *   ls_find(&tab, name)                   an item by name, or NULL
  *   ls_free(&tab)
+ *   ls_trainable_count(cfg, spec)         trainable values (what lt_init lays out), without a model
+ *   ls_token_rows(cfg, spec)              trainable embedding rows
+ *   ls_nf4_bytes(n)                       bytes of an NF4 tensor of n values as loaded
  *
  * Lifetimes: weights (the frozen model), trainable (LoRA / projector masters, gradients, AdamW moments), micro
  * (buffers of one micro-batch kept from forward to backward), layer (one layer's working set, reused by every
@@ -83,5 +86,10 @@ int ls_build(const llava_config *cfg, const lt_spec *spec, const ls_weights *wts
 size_t ls_total(const ls_table *tab, int place, int life);
 const ls_item *ls_find(const ls_table *tab, const char *name);
 void ls_free(ls_table *tab);
+/* trainable values of a spec (the sum over lt_init's tensors), the trainable embedding rows, NF4 bytes of n values
+ * as model.h5's loader lays them out (packed nibbles, 8-bit absmax, fp32 absmax2; each 64-byte aligned) */
+int64_t ls_trainable_count(const llava_config *cfg, const lt_spec *spec);
+int64_t ls_token_rows(const llava_config *cfg, const lt_spec *spec);
+size_t ls_nf4_bytes(int64_t n);
 
 #endif
