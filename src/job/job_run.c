@@ -21,6 +21,7 @@
 #include "io/log.h"
 #include "io/mem.h"
 #include "job/job_pairs.h"
+#include "job/job_plan.h"
 #include "model/llava_train.h"
 #include "train/ckpt.h"
 #include "train/metrics.h"
@@ -552,6 +553,7 @@ static int run_train(run *r) {
     if (!rc && lead && !restart) rc = compare_frozen(r);
     rc = dist_status(r->d, rc, "the start");
     if (!rc) rc = input_hashes(r);
+    if (!rc && lead) jp_log_start(j); /* the plan's summary (orpo-hpc plan): a log line, never an error */
     if (!rc) rc = tr_open(&r->c, TR_TRAIN, &r->t);
     char path[4200] = "";
     int64_t step = -1;
