@@ -1,12 +1,14 @@
 /* orpo-hpc bench: timings of whole pieces, printed for docs/performance.md (never asserted by tests).
  *
  *   bench forward --model DIR|model.h5 [--image HxW] [--text N] [--iters N]
- *       CPU forward of one image + N text tokens: vision tower, projector, pack, decoder, lm_head on the
- *       text positions. Prints ms per forward, tokens/s (sequence tokens) and images/s.
+ *       the trainer's forward (lt_forward, evaluation, a forward-only plan; the base model) of one pair: BOS, the
+ *       image tokens and N text tokens as the prompt, answers of one token: vision tower, projector, pack,
+ *       decoder, lm_head on the text positions. Prints ms per forward, tokens/s (packed tokens) and images/s.
  *   bench step --model DIR|model.h5 [--image HxW] [--pairs N] [--prompt N] [--answer N] [--iters N]
  *       (--model demo: the demo model of `make demo`, demo/model)
  *       one training micro-batch (forward, backward; LoRA on every decoder linear, projector, lm_head) with the
  *       prompt+image prefix shared by both answers and with a copy per answer; prints both and the speed-up. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@
 #include "io/fsutil.h"
 #include "io/log.h"
 #include "io/mem.h"
+#include "model/llava_size.h"
 #include "model/llava_train.h"
 #include "model/model_h5.h"
 
@@ -52,51 +55,46 @@ static int bench_forward(int argc, char **argv) {
     llava_model m;
     if (load_model(model, &m)) return cli_fail();
     const llava_config *c = &m.cfg;
-    const int64_t np = (int64_t)(c->v_image / c->v_patch) * (c->v_image / c->v_patch), D = c->t_hidden;
     int P = anyres_num_patches(&c->anyres, h, w);
-    int64_t nimg = anyres_num_image_tokens(&c->anyres, h, w), L = nimg + ntext;
-    float *pix = mem_alloc(sizeof(float) * (size_t)P * 3 * (size_t)c->v_image * (size_t)c->v_image, "bench: pixels");
-    for (size_t i = 0; i < (size_t)P * 3 * (size_t)c->v_image * (size_t)c->v_image; i++) pix[i] = frand();
-    int32_t *ids = mem_alloc(sizeof(int32_t) * (size_t)L, "bench: token ids");
-    int32_t *pos = mem_alloc(sizeof(int32_t) * (size_t)L, "bench: positions");
-    int64_t *rows = mem_alloc(sizeof(int64_t) * (size_t)ntext, "bench: logit rows");
-    for (int64_t i = 0; i < L; i++) {
-        ids[i] = i < 1 ? c->bos : (i <= nimg ? c->image_token : (int32_t)(3 + i % 50));
-        pos[i] = (int32_t)i;
-    }
-    ids[L - 1] = c->eos;
-    for (int i = 0; i < ntext; i++) rows[i] = nimg + i;
-    void *ws = mem_alloc(llava_ws_size(c, L, P), "bench: forward workspace");
-    float *sel = mem_alloc(sizeof(float) * (size_t)(P * np * c->v_hidden), "bench: vision features");
-    float *proj = mem_alloc(sizeof(float) * (size_t)(P * np * D), "bench: projected features");
-    float *feat = mem_alloc(sizeof(float) * (size_t)(nimg * D), "bench: image features");
-    float *x = mem_alloc(sizeof(float) * (size_t)(L * D), "bench: hidden states");
-    float *logits = mem_alloc(sizeof(float) * (size_t)ntext * (size_t)c->vocab, "bench: logits");
-    const ops *o = ops_cpu();
-    opctx ctx;
-    memset(&ctx, 0, sizeof ctx);
+    int64_t nimg = anyres_num_image_tokens(&c->anyres, h, w), npre = 1 + nimg + ntext;
+    if (npre > INT32_MAX - 2)
+        return err_set(ERR_ARGS, "bench forward: a prompt of %lld tokens exceeds %d", (long long)npre, INT32_MAX - 2),
+               cli_fail();
+    size_t npx = (size_t)P * 3 * (size_t)c->v_image * (size_t)c->v_image;
+    float *pix = mem_alloc(sizeof(float) * npx, "bench: pixels");
+    for (size_t i = 0; i < npx; i++) pix[i] = frand();
+    int32_t *pre = mem_alloc(sizeof(int32_t) * (size_t)npre, "bench: token ids");
+    for (int64_t i = 0; i < npre; i++) pre[i] = i < 1 ? c->bos : (i <= nimg ? c->image_token : (int32_t)(3 + i % 50));
+    const int32_t eos = c->eos;
+    lt_pair pair = {pix, P, h, w, pre, (int32_t)npre, &eos, &eos, 1, 1}; /* answers of one token */
+    lt_spec sp;
+    lt_spec_default(&sp);
+    sp.targets = 0; /* the model's own forward */
+    ls_dims dims = {npre + 2, npre + 2, P, 0, 0};
+    ls_strategy st;
+    ls_strategy_default(&st, sp.act_dtype);
+    st.forward_only = 1;
+    llava_trainer t;
+    if (lt_init(&t, &m, &sp) || lt_plan_ex(&t, &dims, &st)) return cli_fail();
     char desc[512];
     llava_config_describe(c, desc, sizeof desc);
-    printf("model: %s\n%s\nimage %dx%d -> %d tiles, %lld image tokens; %d text tokens; sequence %lld\n", model, desc, h, w,
-           P, (long long)nimg, ntext, (long long)L);
+    printf("model: %s\n%s\nimage %dx%d -> %d tiles, %lld image tokens; %d text tokens; prompt %lld + answers of 1 token: "
+           "%lld packed tokens\n", model, desc, h, w, P, (long long)nimg, ntext, (long long)npre, (long long)(npre + 2));
     double best = 1e30, sum = 0;
     for (int it = 0; it <= iters; it++) { /* iteration 0 warms up */
+        lt_batch bt = {&pair, 1, 0, 1};
+        lt_fwd fw;
         double t0 = log_now();
-        llava_vision_forward(o, &ctx, c, &m.w, pix, P, sel, ws);
-        llava_project(o, &ctx, c, &m.w, sel, P * np, proj, ws);
-        llava_pack_image(c, &m.w, proj, P, h, w, feat);
-        seq_desc sd = {0, (int32_t)L, 0, -1};
-        if (llava_embed(o, &ctx, c, &m.w, ids, L, feat, nimg, x)) return cli_fail();
-        llava_decoder_forward(o, &ctx, c, &m.w, x, pos, &sd, 1, L, ws);
-        llava_lm_head(o, &ctx, c, &m.w, x, rows, ntext, logits, ws);
+        if (lt_forward(&t, &bt, &fw)) return cli_fail();
         double dt = log_now() - t0;
         if (it == 0) continue;
         sum += dt;
         if (dt < best) best = dt;
     }
     printf("forward: best %.2f ms, mean %.2f ms over %d runs; %.0f tokens/s, %.2f images/s (best)\n", 1e3 * best,
-           1e3 * sum / iters, iters, (double)L / best, 1.0 / best);
-    free(pix); free(ids); free(pos); free(rows); free(ws); free(sel); free(proj); free(feat); free(x); free(logits);
+           1e3 * sum / iters, iters, (double)(npre + 2) / best, 1.0 / best);
+    free(pix); free(pre);
+    lt_free(&t);
     llava_model_free(&m);
     return 0;
 }

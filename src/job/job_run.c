@@ -149,6 +149,10 @@ static int config_from_job(run *r) {
     c->eval_every = j->eval.every_steps;
     c->eval_max_pairs = j->eval.max_pairs;
     c->eval_samples = j->eval.samples;
+    /* generation's new tokens at most, for the plan's KV cache: generate's --max-new (128 by default), the
+     * hallucination benchmark's 48 (job_generate.c); eval samples add their own (trainer.c) */
+    if (r->o->mode == JOB_RUN_GENERATE) c->gen_max_new = r->o->max_new > 0 ? (int)r->o->max_new : 128;
+    if (r->o->hallucination && c->gen_max_new < 48) c->gen_max_new = 48;
     c->job_hash = job_hash(&r->view);
     c->job_yaml = r->job_yaml;
     c->stop_requested = job_run_stop_requested;
@@ -616,6 +620,10 @@ static int run_train(run *r) {
     }
     if (!rc && lead) {
         printf("\n%s: done at step %lld (%.1f s of training)\n", j->job.name, (long long)tr_step(r->t), sum.elapsed);
+        tr_memory_use mu;
+        tr_memory(r->t, &mu);
+        log_info("memory: weights %zu bytes (plan %zu); device high-water %zu bytes (plan %zu); host %zu bytes "
+                 "(plan %zu)", mu.weights, mu.plan_weights, mu.device_peak, mu.plan_device, mu.host_peak, mu.plan_host);
         if (sum.acc_before >= 0) printf("  validation accuracy before training: %.3f\n", sum.acc_before);
         if (sum.acc_after >= 0) printf("  validation accuracy after training:  %.3f\n", sum.acc_after);
         printf("  checkpoints: %s/checkpoints/\n  metrics:     %s/metrics.h5\n", r->dir, r->dir);

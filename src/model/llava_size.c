@@ -16,6 +16,7 @@ void ls_strategy_default(ls_strategy *s, int act_dtype) {
     memset(s, 0, sizeof *s);
     s->act_dtype = act_dtype;
     s->logits_keep = 1;
+    s->logits_chunk = LS_LOGITS_CHUNK;
     s->vision = LS_VIS_RUN;
 }
 
@@ -165,6 +166,7 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
 
     /* trainable state: fp32 masters, their gradients, the step's summed gradient, AdamW's two moments */
     const int64_t n = ls_trainable_count(c, sp);
+    const int first_trainable = tab->n;
     add(tab, "trainable.params", F, n, LS_TRAINABLE, LS_DEVICE);
     add(tab, "trainable.grads", F, n, LS_TRAINABLE, LS_DEVICE);
     add(tab, "trainable.step_grads", F, n, LS_TRAINABLE, LS_DEVICE);
@@ -172,12 +174,16 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
     add(tab, "trainable.adam_v", F, n, LS_TRAINABLE, LS_DEVICE);
     if (A != F) add(tab, "trainable.params_act", A, n, LS_TRAINABLE, LS_DEVICE); /* the masters cast for the GEMMs */
     add(tab, "trainable.token_ids", I64, ls_token_rows(c, sp), LS_TRAINABLE, LS_DEVICE);
+    add(tab, "trainable.norm_sum", U8, 8, LS_TRAINABLE, LS_DEVICE); /* the gradient norm's sum of squares (double) */
+    for (int i = first_trainable; i < tab->n; i++) /* separate allocations: exact bytes */
+        tab->items[i].bytes = dtype_size(tab->items[i].dtype) * (size_t)tab->items[i].count;
 
     /* the packed micro-batch, built on the host (pack) and uploaded */
     const char *ix[] = {"ids", "pos", "seqs", "img_src", "img_pos", "nn_pos", "nn_dst", "tok_pos", "tok_slot",
-                        "row_h", "row_label", "vseqs"};
-    const int ixt[] = {I32, I32, I64, I64, I64, I64, I64, I64, I64, I64, I32, I64};
-    const int64_t ixn[] = {T, T, WORDS(3 * T * sizeof(seq_desc)), T, T, T, T, T, T, R, R, WORDS(P * sizeof(seq_desc))};
+                        "row_h", "row_label", "vseqs", "vrows"};
+    const int ixt[] = {I32, I32, I64, I64, I64, I64, I64, I64, I64, I64, I32, I64, I64};
+    const int64_t ixn[] = {T, T, WORDS(3 * T * sizeof(seq_desc)), T, T, T, T, T, T, R, R, WORDS(P * sizeof(seq_desc)),
+                           NR};
     char name[48];
     for (int place = LS_HOST; place >= LS_DEVICE; place--)
         for (size_t i = 0; i < sizeof ixn / sizeof ixn[0]; i++) {
@@ -189,7 +195,8 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
     add(tab, "host.row_pair", I32, R, LS_MICRO, LS_HOST);
     add(tab, "host.row_role", U8, R, LS_MICRO, LS_HOST);
     add(tab, "host.logp", F, R, LS_MICRO, LS_HOST);
-    add(tab, "batch.dlogp", F, R, LS_MICRO, LS_DEVICE);
+    const int fo = st->forward_only, bw = !fo; /* backward buffers */
+    if (bw) add(tab, "batch.dlogp", F, R, LS_MICRO, LS_DEVICE);
 
     /* vision tower: every tile of the micro-batch at once (CLS + patches each); frozen layers with scratch
      * activations, adapted layers (vision LoRA) keep theirs */
@@ -205,8 +212,8 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
         add(tab, "vision.layer_inputs", A, (int64_t)(nad + 1) * NT * Dv, LS_MICRO, LS_DEVICE);
         add(tab, "vision.acts", A, (int64_t)nad * NT * (7 * Dv + 2 * VI + LT_VIS_MODULES * r), LS_MICRO, LS_DEVICE);
         add(tab, "vision.act_stats", F, (int64_t)nad * NT * (4 + c->v_heads), LS_MICRO, LS_DEVICE);
-        add(tab, "vision.grads", A, NT * (7 * Dv + 2 * VI + max64(Dv, VI)), LS_LAYER, LS_DEVICE);
-        add(tab, "vision.dsel", A, NR * Dv, LS_MICRO, LS_DEVICE);
+        if (bw) add(tab, "vision.grads", A, NT * (7 * Dv + 2 * VI), LS_LAYER, LS_DEVICE);
+        if (bw) add(tab, "vision.dsel", A, NR * Dv, LS_MICRO, LS_DEVICE);
     }
     /* projector (2 linears with GELU) over every tile's patch features, then anyres packing */
     add(tab, "proj.features", A, NR * Dv, LS_MICRO, LS_DEVICE);
@@ -215,30 +222,37 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
     add(tab, "proj.out", A, NR * D, LS_MICRO, LS_DEVICE);
     add(tab, "proj.lora_t", A, 2 * NR * r, LS_MICRO, LS_DEVICE);
     add(tab, "proj.image_rows", A, T * D, LS_MICRO, LS_DEVICE);
+    add(tab, "proj.newline", A, D, LS_MICRO, LS_DEVICE); /* image_newline in the activation dtype */
     /* decoder: the input of every layer (the checkpoints; host memory when offloaded, with two device buffers) and
      * the saved activations of every layer, or of one when recomputed */
-    if (st->offload) {
+    if (fo) {
+        add(tab, "dec.layer_input_bufs", A, 2 * T * D, LS_MICRO, LS_DEVICE);
+    } else if (st->offload) {
         add(tab, "dec.layer_inputs", A, (L + 1) * T * D, LS_MICRO, LS_HOST);
         add(tab, "dec.layer_input_bufs", A, 2 * T * D, LS_MICRO, LS_DEVICE);
     } else {
         add(tab, "dec.layer_inputs", A, (L + 1) * T * D, LS_MICRO, LS_DEVICE);
     }
-    const int64_t na = st->recompute ? 1 : L;
-    const int alife = st->recompute ? LS_LAYER : LS_MICRO;
-    add(tab, "dec.acts", A, na * T * (4 * D + 2 * Q + 2 * KV + 3 * In + LT_DEC_MODULES * r), alife, LS_DEVICE);
+    const int64_t na = st->recompute || fo ? 1 : L;
+    const int alife = st->recompute || fo ? LS_LAYER : LS_MICRO;
+    add(tab, "dec.acts", A, na * T * (3 * D + 2 * Q + 2 * KV + 3 * In + LT_DEC_MODULES * r), alife, LS_DEVICE);
     add(tab, "dec.act_stats", F, na * T * (2 + c->t_heads), alife, LS_DEVICE);
     add(tab, "dec.final_rstd", F, T, LS_MICRO, LS_DEVICE);
     add(tab, "dec.final_hidden", A, T * D, LS_MICRO, LS_DEVICE);
     /* lm_head on the target rows only, LS_LOGITS_CHUNK rows at a time */
     add(tab, "head.rows", A, R * D, LS_MICRO, LS_DEVICE);
-    add(tab, "head.logits", A, (st->logits_keep ? R : (R < LS_LOGITS_CHUNK ? R : LS_LOGITS_CHUNK)) * V,
-        st->logits_keep ? LS_MICRO : LS_LAYER, LS_DEVICE);
+    const int64_t chunk = st->logits_chunk > 0 ? st->logits_chunk : LS_LOGITS_CHUNK;
+    add(tab, "head.logits", A, (st->logits_keep ? R : (R < chunk ? R : chunk)) * V,
+        st->logits_keep ? LS_MICRO : LS_LAYER, LS_DEVICE); /* forward-only runs keep them too: eval reads them */
     add(tab, "head.lse_logp", F, 2 * R, LS_MICRO, LS_DEVICE);
     add(tab, "head.lora_t", A, R * r, LS_MICRO, LS_DEVICE);
     /* backward: one layer's gradients, reused by every layer; the projector's */
-    add(tab, "bwd.layer", A, T * (3 * D + 2 * Q + 2 * KV + 3 * In), LS_LAYER, LS_DEVICE);
-    add(tab, "bwd.head_rows", A, R * D, LS_LAYER, LS_DEVICE);
-    add(tab, "bwd.proj", A, 3 * NR * D, LS_LAYER, LS_DEVICE);
+    if (bw) {
+        add(tab, "bwd.layer", A, T * (3 * D + 2 * Q + 2 * KV + 3 * In), LS_LAYER, LS_DEVICE);
+        add(tab, "bwd.head_rows", A, R * D, LS_LAYER, LS_DEVICE);
+        if (A != F && sp->train_token_rows) add(tab, "bwd.token_rows_f32", F, T * D, LS_LAYER, LS_DEVICE);
+        add(tab, "bwd.proj", A, 3 * NR * D, LS_LAYER, LS_DEVICE);
+    }
     /* workspace: one dequantised weight (the largest linear), LoRA scratch, a row buffer */
     const int64_t big = max64(T, NR);
     add(tab, "ws.tmp", A, big * max64(D, In), LS_WORKSPACE, LS_DEVICE);
@@ -249,8 +263,23 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
     add(tab, "ws.dequant", A, wmax, LS_WORKSPACE, LS_DEVICE);
     const int64_t lrows = max64(max64(big, R), NT);
     const int64_t maxin = max64(max64(D, In), max64(Dv, VI));
-    add(tab, "ws.lora_t", A, lrows * r, LS_WORKSPACE, LS_DEVICE);
+    if (bw) add(tab, "ws.lora_t", A, lrows * r, LS_WORKSPACE, LS_DEVICE);
     if (sp->dropout > 0.0f) add(tab, "ws.lora_dropout", A, lrows * maxin, LS_WORKSPACE, LS_DEVICE);
+    /* generation: the KV cache of gen_prompts prompts (their prefixes fit max_tok) with gen_max_new new tokens
+     * each, the new tokens' queries and attention, the descriptors; the logits to pick from on the host */
+    if (d->gen_prompts > 0) {
+        const int64_t G = T + (int64_t)d->gen_prompts * d->gen_max_new, nb = d->gen_prompts;
+        add(tab, "gen.kv", A, 2 * L * G * KV, LS_MICRO, LS_DEVICE);
+        add(tab, "gen.q_att", A, 2 * G * Q, LS_MICRO, LS_DEVICE);
+        add(tab, "gen.lse", F, G * c->t_heads, LS_MICRO, LS_DEVICE);
+        add(tab, "gen.seqs", I64, WORDS(2 * nb * sizeof(seq_desc)), LS_MICRO, LS_DEVICE);
+        add(tab, "gen.rows", I64, max64(T, nb), LS_MICRO, LS_DEVICE);
+        add(tab, "host.gen_seqs", I64, WORDS(2 * nb * sizeof(seq_desc)), LS_MICRO, LS_HOST);
+        add(tab, "host.gen_rows", I64, max64(T, nb), LS_MICRO, LS_HOST);
+        add(tab, "host.gen_books", I64, 3 * nb, LS_MICRO, LS_HOST);
+        add(tab, "host.gen_logits", F, nb * V, LS_MICRO, LS_HOST);
+        if (A != F) add(tab, "host.gen_raw", A, chunk * V, LS_MICRO, LS_HOST);
+    }
     if (st->ws_cap) {
         add(tab, "ws.library", U8, (int64_t)st->ws_cap, LS_WORKSPACE, LS_DEVICE);
     }

@@ -36,14 +36,16 @@ enum { LS_DEVICE = 0, LS_HOST = 1 };
 /* the vision features: computed by the tower each step, or read from an on-disk cache (runtime.vision_cache) */
 enum { LS_VIS_RUN = 0, LS_VIS_CACHE = 1 };
 
-/* rows of lm_head computed at once (forward and backward alike, so that keeping or recomputing the logits gives
- * bit-identical gradients) */
+/* rows of lm_head computed at once by default (ls_strategy.logits_chunk) */
 #define LS_LOGITS_CHUNK 256
 
 typedef struct ls_dims {
     int64_t max_tok;   /* packed tokens of the largest micro-batch */
     int64_t max_rows;  /* target rows (tokens whose log-prob is needed) */
     int max_tiles;     /* image tiles (336x336 crops incl. the base image) */
+    int gen_prompts;   /* generation (eval samples, generate, the hallucination benchmark): prompts at once, at
+                        * most; 0: no generation, no KV cache */
+    int gen_max_new;   /* new tokens per prompt at most */
 } ls_dims;
 
 typedef struct ls_strategy {
@@ -51,9 +53,13 @@ typedef struct ls_strategy {
     int recompute;       /* per-layer recompute: only each decoder layer's input is kept; the layer runs again in
                           * backward */
     int offload;         /* the kept layer inputs live in host memory; two device buffers, the next prefetched */
-    int logits_keep;     /* 1: every target row's logits kept for backward; 0: one chunk of LS_LOGITS_CHUNK rows,
-                          * recomputed in backward */
+    int logits_keep;     /* 1: every target row's logits kept for backward; 0: one chunk, recomputed in backward */
+    int logits_chunk;    /* rows of lm_head at once, forward and backward alike, whether the logits are kept or not
+                          * (so both give bit-identical gradients): part of a run's numerics, like its BLAS; 0 means
+                          * LS_LOGITS_CHUNK */
     int vision;          /* LS_VIS_RUN or LS_VIS_CACHE */
+    int forward_only;    /* evaluation, generation, bench: no backward buffers; the layer inputs in two device
+                          * buffers used in turn (nothing kept for a backward) */
     size_t ws_cap;       /* library (cuBLASLt / cuDNN) workspace cap, bytes; 0 on the CPU */
     size_t ctx_reserve;  /* CUDA context and driver reserve, bytes; 0 on the CPU */
 } ls_strategy;

@@ -9,12 +9,14 @@
 #include <sys/resource.h>
 
 #include "backend/device.h"
+#include "backend/tensor.h"
 #include "data/import.h"
 #include "data/loader.h"
 #include "data/tok.h"
 #include "io/err.h"
 #include "io/log.h"
 #include "io/mem.h"
+#include "model/llava_size.h"
 #include "model/llava_train.h"
 #include "model/model_h5.h"
 #include "train/adamw.h"
@@ -144,10 +146,30 @@ static int setup(trainer *r) {
     /* trainer, sized once from the largest pair in data.h5 */
     if ((rc = lt_init(&r->t, &r->m, &c->spec))) return rc;
     const int64_t per_pair = r->meta.max_prefix_len + r->meta.max_n_image_tokens + 2 * r->meta.max_answer_len + 2;
-    if ((rc = lt_plan(&r->t, micro * per_pair, (int)micro * max_tiles(&r->m.cfg), micro * per_pair))) return rc;
+    ls_dims dims = {micro * per_pair, micro * per_pair, (int)micro * max_tiles(&r->m.cfg), 0, 0};
+    /* generation: eval samples get as many new tokens as the longest answer (at most 256: log_samples) */
+    int gen_new = c->gen_max_new;
+    if (c->eval_samples > 0) {
+        int sm = r->meta.max_answer_len > 0 && r->meta.max_answer_len < 256 ? (int)r->meta.max_answer_len : 256;
+        if (sm > gen_new) gen_new = sm;
+    }
+    dims.gen_prompts = gen_new > 0 ? (int)micro : 0;
+    dims.gen_max_new = gen_new;
+    ls_strategy st;
+    ls_strategy_default(&st, c->spec.act_dtype);
+    st.recompute = c->spec.grad_ckpt;
+    st.forward_only = r->mode == TR_EVAL; /* evaluation runs no backward */
+    if ((rc = lt_plan_ex(&r->t, &dims, &st))) return rc;
     r->lp = mem_calloc((size_t)micro, sizeof *r->lp, "trainer: micro-batch pairs");
     r->dlogp = mem_alloc(sizeof(float) * (size_t)(micro * per_pair), "trainer: log-prob gradients");
-    r->gsum = mem_calloc((size_t)(r->t.nstore + 1), sizeof(float), "trainer: the step's gradient");
+    /* the step's gradient and AdamW's moments on the trainer's device (the size table's trainable.step_grads,
+     * .adam_m, .adam_v), fp32 */
+    const ops *fo = ops_for(r->t.ctx.device, DT_F32);
+    if (!fo) return err_set(ERR_INTERNAL, "trainer: this binary has no fp32 table for device %d", r->t.ctx.device);
+    const size_t gbytes = sizeof(float) * (size_t)(r->t.nstore ? r->t.nstore : 1);
+    r->gsum = fo->mem_alloc(&r->t.ctx, gbytes, MEM_DEVICE, "trainer: the step's gradient");
+    r->mom = fo->mem_alloc(&r->t.ctx, 2 * gbytes, MEM_DEVICE, "optimiser: AdamW moments");
+    if ((rc = fo->sync(&r->t.ctx))) return rc;
     r->vp = mem_calloc((size_t)(r->n_val > 0 ? r->n_val : 1), sizeof *r->vp, "validation: per-pair sums");
     r->vidx = mem_calloc((size_t)(r->n_val > 0 ? r->n_val : 1), sizeof *r->vidx, "validation: pair indices");
     r->oc.beta = c->orpo_beta;
@@ -155,10 +177,13 @@ static int setup(trainer *r) {
     /* optimiser: one group per tensor group, with its learning rate */
     int nt = lt_tensor_count(&r->t);
     r->at = mem_calloc((size_t)(nt ? nt : 1), sizeof *r->at, "optimiser: tensor list");
-    r->mom = mem_calloc((size_t)(2 * r->t.nstore + 1), sizeof(float), "optimiser: AdamW moments");
     r->ck = mem_calloc((size_t)(3 * nt + 1), sizeof *r->ck, "checkpoint: tensor views");
     r->ck_names = mem_calloc((size_t)(nt + 1), sizeof *r->ck_names, "checkpoint: tensor names");
     adamw_init(&r->opt);
+    /* the optimiser runs on the trainer's device, in fp32 (masters, gradients and moments are fp32) */
+    const ops *opt_ops = ops_for(r->t.ctx.device, DT_F32);
+    if (!opt_ops) return err_set(ERR_INTERNAL, "optimiser: this binary has no fp32 table for device %d", r->t.ctx.device);
+    if ((rc = adamw_bind(&r->opt, opt_ops, &r->t.ctx))) return rc;
     int64_t off = 0;
     for (int i = 0; i < nt; i++) {
         const lt_tensor_info *ti = lt_tensor(&r->t, i);
@@ -209,16 +234,20 @@ void tr_close(trainer *r) {
     if (!r) return;
     ldr_close(r->train);
     ldr_close(r->val);
+    adamw_release(&r->opt);
+    const ops *fo = ops_for(r->t.ctx.device, DT_F32);
+    if (fo && r->t.o) {
+        fo->mem_free(&r->t.ctx, r->mom, MEM_DEVICE);
+        fo->mem_free(&r->t.ctx, r->gsum, MEM_DEVICE);
+    }
     lt_free(&r->t);
     llava_model_free(&r->m);
     tok_free(r->tk);
     free(r->at);
-    free(r->mom);
     free(r->ck);
     free(r->ck_names);
     free(r->lp);
     free(r->dlogp);
-    free(r->gsum);
     free(r->vp);
     free(r->vidx);
     free(r);
@@ -344,7 +373,7 @@ static int train_step(trainer *r, met_train *row) {
     for (int i = 0; i < b->n; i++) norm.nll_tokens += nll_tokens_of(r, &b->pairs[i]);
     const int micro = (int)c->micro_batch_pairs, nmb = (b->n + micro - 1) / micro;
     double sums[NSUMS] = {0};
-    memset(r->gsum, 0, sizeof(float) * (size_t)r->t.nstore);
+    r->t.of->memset(&r->t.ctx, r->gsum, 0, sizeof(float) * (size_t)r->t.nstore);
     for (int round = 0; round * r->world < nmb; round++) {
         int k = round * r->world + r->rank, has = k < nmb;
         double mine[NSUMS] = {0};
@@ -368,13 +397,13 @@ static int train_step(trainer *r, met_train *row) {
         if ((rc = dist_fold_f32(c->dist, r->gsum, r->t.gstore, r->t.nstore, has, what))) return rc;
         if ((rc = dist_fold_f64(c->dist, sums, mine, NSUMS, has, what))) return rc;
     }
-    memcpy(r->t.gstore, r->gsum, sizeof(float) * (size_t)r->t.nstore); /* the optimiser reads the tensors' grads */
+    r->t.of->copy(&r->t.ctx, r->t.gstore, r->gsum, r->t.nstore); /* the optimiser reads the tensors' grads */
     orpo_accum acc;
     memcpy(&acc, sums, sizeof acc);
     int64_t toks = (int64_t)sums[SUM_TOKENS];
     orpo_metrics m;
     if ((rc = orpo_finish(&acc, &norm, &m))) return rc;
-    double gnorm = adamw_clip(r->groups, r->ng, c->max_grad_norm);
+    double gnorm = adamw_clip(&r->opt, r->groups, r->ng, c->max_grad_norm);
     double factor = sched_factor(c->cosine ? SCHED_COSINE : SCHED_CONSTANT, r->step, c->warmup_steps, r->total_steps);
     if ((rc = adamw_step(&r->opt, r->groups, r->ng, factor))) return rc;
     r->step++;
@@ -623,4 +652,17 @@ out:
     sum->elapsed = r->elapsed;
     r->metrics = NULL;
     return rc;
+}
+
+void tr_memory(trainer *r, tr_memory_use *u) {
+    memset(u, 0, sizeof *u);
+    const ls_table *tab = lt_table(&r->t);
+    if (!tab) return;
+    u->plan_weights = ls_total(tab, LS_DEVICE, LS_WEIGHTS);
+    u->weights = sizeof(float) * r->m.arena_floats + r->m.qbytes;
+    u->plan_device = ls_total(tab, LS_DEVICE, LS_ANY) - u->plan_weights;
+    u->plan_host = ls_total(tab, LS_HOST, LS_ANY);
+    size_t live;
+    r->t.o->mem_stats(&r->t.ctx, MEM_DEVICE, &live, &u->device_peak);
+    r->t.o->mem_stats(&r->t.ctx, MEM_HOST, &live, &u->host_peak);
 }

@@ -67,6 +67,8 @@ typedef struct tr_config {
     int n_group_lr;
     int64_t ckpt_every, keep_last;        /* 0: only at the end / keep all */
     int64_t eval_every, eval_max_pairs, eval_samples;
+    int gen_max_new;          /* generation (generate, the hallucination benchmark): new tokens at most per prompt;
+                               * 0: none besides eval samples. Sizes the plan's KV cache */
     uint64_t job_hash, model_hash, data_hash; /* recorded in every checkpoint */
     const char *job_yaml;                 /* the frozen configuration, recorded in every checkpoint */
     int (*stop_requested)(void);          /* nonzero: checkpoint and stop (NULL: never) */
@@ -99,6 +101,14 @@ typedef struct trainer trainer;
 int tr_open(const tr_config *c, int mode, trainer **out);
 int tr_restore(trainer *t, const char *path, int check_job, tr_restored *info);
 int tr_train(trainer *t, met_log *m, tr_summary *sum);
+
+/* memory of the run: what the size table planned (llava_size.h) and what the backend measured */
+typedef struct tr_memory_use {
+    size_t plan_weights, weights;         /* frozen weights: planned, loaded */
+    size_t plan_device, device_peak;      /* everything else on the device: planned, high-water of the backend */
+    size_t plan_host, host_peak;          /* host arenas (packed batch, offloaded layer inputs) */
+} tr_memory_use;
+void tr_memory(trainer *t, tr_memory_use *u);
 int tr_evaluate(trainer *t, met_val *row, int64_t *pairs, int (*on_pair)(void *ctx, const tr_pair_result *p),
                 void *ctx);
 int64_t tr_step(const trainer *t);

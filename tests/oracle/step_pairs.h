@@ -3,12 +3,14 @@
  *
  *   step_pairs_load(F, pairs)   pair0/, pair1/: pixel_values (56x56 tiles), image_size, prefix, chosen, rejected
  *   step_pairs_free(pairs)      the arrays step_pairs_load allocated
+ *   step_set_init(F, t, grp)    every trainable tensor of t from grp/init/<name> (the oracle's initial values)
  */
 #ifndef ORPO_STEP_PAIRS_H
 #define ORPO_STEP_PAIRS_H
 
 #include "fixture_h5.h"
 #include "model/llava_train.h"
+#include "test.h"
 
 static inline void step_pairs_load(hid_t F, lt_pair pairs[2]) {
     for (int i = 0; i < 2; i++) {
@@ -40,6 +42,19 @@ static inline void step_pairs_free(lt_pair pairs[2]) {
         free((void *)pairs[i].prefix);
         free((void *)pairs[i].chosen);
         free((void *)pairs[i].rejected);
+    }
+}
+
+static inline void step_set_init(hid_t F, llava_trainer *t, const char *grp) {
+    for (int i = 0; i < lt_tensor_count(t); i++) {
+        const lt_tensor_info *ti = lt_tensor(t, i);
+        char p[300];
+        size_t n;
+        snprintf(p, sizeof p, "%s/init/%s", grp, ti->name);
+        float *v = fx_f32(F, p, &n);
+        CHECK_EQ_INT(n, ti->numel);
+        memcpy(ti->data, v, sizeof(float) * n);
+        free(v);
     }
 }
 

@@ -72,18 +72,7 @@ static int step_grads(llava_trainer *t, uint32_t step, orpo_metrics *m) {
     return rc;
 }
 
-static void set_init(llava_trainer *t, const char *grp) {
-    for (int i = 0; i < lt_tensor_count(t); i++) {
-        const lt_tensor_info *ti = lt_tensor(t, i);
-        char p[300];
-        size_t n;
-        snprintf(p, sizeof p, "%s/init/%s", grp, ti->name);
-        float *v = fx_f32(F, p, &n);
-        CHECK_EQ_INT(n, ti->numel);
-        memcpy(ti->data, v, sizeof(float) * n);
-        free(v);
-    }
-}
+static void set_init(llava_trainer *t, const char *grp) { step_set_init(F, t, grp); }
 
 static double max_grad_err(llava_trainer *t, const char *grp, const char *what) {
     double worst = 0;
@@ -283,7 +272,7 @@ static void check_adamw(llava_trainer *t, const char *grp) {
             kt = fmax(kt, gamma_n((double)ti->numel) / 2);
         }
         kt += gamma_n(nt) / 2 + 2 * AB_U;
-        double norm = adamw_clip(&g, 1, clip);
+        double norm = adamw_clip(&opt, &g, 1, clip);
         double c = norm > 0 && clip / (norm + 1e-6) < 1 ? clip / (norm + 1e-6) : 1;
         double k = norm > 0 ? sqrt(ss) / norm + kt : 0;
         CHECK(k < 0.5);

@@ -1,6 +1,8 @@
 /* cpu_ops — the op table of the fp32 CPU reference. */
 #include "backend/cpu/cpu_ops.h"
 
+#include "backend/cpu/cpu_mem.h"
+
 static const ops g_cpu_ops = {
     .name = "cpu",
     .linear_fwd = cpu_linear_fwd,
@@ -31,6 +33,25 @@ static const ops g_cpu_ops = {
     .dropout = cpu_dropout,
     .gather_rows = cpu_gather_rows,
     .scatter_add_rows = cpu_scatter_add_rows,
+    .gather_rows_fill = cpu_gather_rows_fill,
+    .scatter_rows = cpu_scatter_rows,
+    .add = cpu_add,
+    .nf4_dequant = cpu_nf4_dequant,
+    .im2col = cpu_im2col,
+    .vis_embed = cpu_vis_embed,
+    .cast = cpu_cast,
+    .sumsq = cpu_sumsq,
+    .adamw = cpu_adamw,
+    .mem_alloc = cpu_mem_alloc,
+    .mem_free = cpu_mem_free,
+    .upload = cpu_mem_upload,
+    .download = cpu_mem_download,
+    .copy_async = cpu_mem_copy_async,
+    .copy_fence = cpu_mem_copy_fence,
+    .copy_wait = cpu_mem_copy_wait,
+    .memset = cpu_mem_memset,
+    .sync = cpu_mem_sync,
+    .mem_stats = cpu_mem_stats_of,
 };
 
 const ops *ops_cpu(void) { return &g_cpu_ops; }
