@@ -114,6 +114,7 @@ void jp_opts_default(jp_opts *o) { memset(o, 0, sizeof *o); }
 void jp_dims_for(int64_t prefix_ids, int64_t image_tokens, int64_t answer_ids, int64_t pairs, int tiles_per_pair,
                  ls_dims *d) {
     const int64_t per_pair = prefix_ids + image_tokens + 2 * answer_ids + 2;
+    memset(d, 0, sizeof *d);
     d->max_tok = pairs * per_pair;
     d->max_rows = pairs * per_pair;
     d->max_tiles = (int)pairs * tiles_per_pair;
@@ -350,6 +351,14 @@ static void allreduce(jp_plan *p, int ranks) {
     e->ar_pairs_per_s = ranks * (double)p->pairs * accum / (accum * e->time_s + e->ar_time_s);
 }
 
+/* generation during training (eval.samples answers at each validation): the KV cache of one micro-batch of
+ * prompts, as many new tokens as the longest answer, at most 256 (the trainer's sizing, src/train/trainer.c) */
+static void gen_dims(const jp_plan *p, int64_t pairs, ls_dims *d) {
+    if (p->job->eval.samples <= 0) return;
+    d->gen_prompts = (int)pairs;
+    d->gen_max_new = p->answer_ids > 0 && p->answer_ids < 256 ? (int)p->answer_ids : 256;
+}
+
 /* ---- suggestions when nothing fits ------------------------------------------------------------------------------ */
 
 static void human(double b, char *buf, size_t n) {
@@ -375,6 +384,7 @@ static int suggest(jp_plan *p, size_t min_peak) {
     /* fewer pairs per micro-batch (more accumulation keeps the pairs of a step) */
     for (int64_t m = p->pairs - 1; m >= 1; m--) {
         jp_dims_for(p->prefix_ids, p->image_tokens, p->answer_ids, m, p->tiles_per_pair, &d);
+        gen_dims(p, m, &d);
         int rc = search(p, &d, &s, &pk, &ms, &mp);
         if (rc > 0) return rc;
         if (rc < 0 && m == 1) {
@@ -406,6 +416,7 @@ static int suggest(jp_plan *p, size_t min_peak) {
             int tiles = anyres_num_patches(&p->cfg.anyres, h, w);
             if (toks >= p->image_tokens || toks < 0 || tiles < 0) continue;
             jp_dims_for(p->prefix_ids, toks, p->answer_ids, p->pairs, tiles, &d);
+            gen_dims(p, p->pairs, &d);
             int rc = search(p, &d, &s, &pk, &ms, &mp);
             if (rc > 0) return rc;
             if (rc == 0) {
@@ -423,6 +434,19 @@ static int suggest(jp_plan *p, size_t min_peak) {
             }
         }
     }
+    /* no answers generated at validation: no KV cache */
+    if (p->dims.gen_prompts > 0) {
+        d = p->dims;
+        d.gen_prompts = d.gen_max_new = 0;
+        int rc = search(p, &d, &s, &pk, &ms, &mp);
+        if (rc > 0) return rc;
+        if (rc == 0) {
+            human((double)pk, hb, sizeof hb);
+            strat_list(s, sl, sizeof sl);
+            snprintf(p->suggest[p->nsuggest++], sizeof p->suggest[0],
+                     "no answers generated at validation: eval.samples: 0 (no KV cache; device peak %s with %s)", hb, sl);
+        }
+    }
     /* a larger GPU */
     if (p->device == DEVICE_CUDA) {
         const jp_gpu *best = NULL;
@@ -436,7 +460,7 @@ static int suggest(jp_plan *p, size_t min_peak) {
     }
     int real = 0;
     for (int i = 0; i < p->nsuggest; i++) real += p->suggest[i][0] != '(';
-    if (!real && p->nsuggest < 4)
+    if (!real && p->nsuggest < JP_MAX_SUGGEST)
         snprintf(p->suggest[p->nsuggest++], sizeof p->suggest[0], "nothing in reach of the job's options: even one "
                  "pair per micro-batch with every strategy exceeds the budget");
     return ERR_OK;
@@ -485,6 +509,7 @@ static int micro_batch(jp_plan *p, const job_config *j, const jp_opts *o) {
                  (long long)p->answer_ids, o->prompt || o->answer ? "" : " (RLAIF-V-like)");
     }
     jp_dims_for(p->prefix_ids, p->image_tokens, p->answer_ids, p->pairs, p->tiles_per_pair, &p->dims);
+    gen_dims(p, p->pairs, &p->dims);
     return ERR_OK;
 }
 

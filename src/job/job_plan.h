@@ -35,6 +35,7 @@
 /* the memory strategies the planner chooses, cheapest first */
 enum { JP_LOGITS_CHUNK = 1, JP_RECOMPUTE = 2, JP_OFFLOAD = 4, JP_VISION_CACHE = 8 };
 #define JP_NSTRAT 4
+#define JP_MAX_SUGGEST 6
 
 /* assumed text lengths of a pair when the job names no data set (RLAIF-V-like: a short question in the chat
  * template, detailed answers); docs/plan.md says where they come from */
@@ -108,7 +109,7 @@ typedef struct jp_plan {
     jp_estimate est;
     /* when nothing fits: what would */
     int nsuggest;
-    char suggest[4][512];
+    char suggest[JP_MAX_SUGGEST][512];
 } jp_plan;
 
 void jp_opts_default(jp_opts *o);

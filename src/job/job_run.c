@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend/tensor.h"
 #include "data/dataset.h"
 #include "dist/dist.h"
 #include "io/atomic.h"
@@ -70,6 +71,8 @@ int job_run_spec(const job_config *j, lt_spec *s) {
     s->grad_ckpt = j->train.gradient_checkpointing;
     s->nll_prompt = j->train.nll == JOB_NLL_ALL;
     s->seed = (uint64_t)j->train.seed;
+    s->act_dtype = j->runtime.precision == JOB_PREC_BF16 ? DT_BF16 : DT_F32; /* auto: fp32, the CPU's (the only
+                                                                              * training device today) */
     s->targets = 0;
     static const char *dec[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "mm_projector",
                                 "lm_head"};

@@ -76,9 +76,12 @@ static void test_dims(void) {
     CHECK_EQ_INT(d.max_tiles, 10);
 }
 
-/* 8 GiB (the job's runtime.gpu_memory_gb): 672x672, 2 pairs; every item; the first combination that fits */
+/* 8 GiB (the job's runtime.gpu_memory_gb): 672x672, 2 pairs; every item; the first combination that fits.
+ * eval.samples: 0 (no answers generated at validation, so no KV cache: see test_samples) */
+static const job_override NOSAMPLES = {"eval.samples", "0"};
+
 static void test_8gb(void) {
-    CHECK_EQ_INT(load_job(NULL, 0), ERR_OK);
+    CHECK_EQ_INT(load_job(&NOSAMPLES, 1), ERR_OK);
     jp_plan p;
     if (make(0, &p)) return;
     CHECK_EQ_INT(p.device, DEVICE_CUDA);
@@ -207,11 +210,38 @@ static void test_4gb(void) {
     CHECK_EQ_INT(gpu, 1);
     /* at 7 GiB one pair per micro-batch fits: the suggestion names it */
     jp_free(&p);
+    CHECK_EQ_INT(load_job(&NOSAMPLES, 1), ERR_OK);
     if (make(7, &p)) return;
     if (!p.fits) {
         int pairs = 0;
         for (int i = 0; i < p.nsuggest; i++) pairs += strstr(p.suggest[i], "train.micro_batch_pairs: 1 ") != NULL;
         CHECK_EQ_INT(pairs, 1);
+    }
+    jp_free(&p);
+}
+
+/* eval.samples > 0: the trainer sizes a KV cache for one micro-batch of prompts (longest answer, at most 256 new
+ * tokens); the plan has it, and when it is what breaks the budget, says that eval.samples: 0 would fit */
+static void test_samples(void) {
+    CHECK_EQ_INT(load_job(NULL, 0), ERR_OK);
+    CHECK_EQ_INT(J.eval.samples, 2);
+    jp_plan p, q;
+    if (make(0, &p)) return;
+    CHECK_EQ_INT(p.dims.gen_prompts, 2);
+    CHECK_EQ_INT(p.dims.gen_max_new, 256);
+    CHECK(ls_find(&p.tab, "gen.kv") != NULL);
+    CHECK_EQ_INT(load_job(&NOSAMPLES, 1), ERR_OK);
+    if (!make(0, &q)) {
+        CHECK(ls_find(&q.tab, "gen.kv") == NULL);
+        CHECK(q.fits);
+        if (!p.fits) {
+            int s = 0;
+            for (int i = 0; i < p.nsuggest; i++) s += strstr(p.suggest[i], "eval.samples: 0 (no KV cache") != NULL;
+            CHECK_EQ_INT(s, 1);
+        }
+        fprintf(stderr, "note: 7B at 8 GiB with eval.samples 2: device peak %.3f GiB (%s); with 0: %.3f GiB\n",
+                (double)p.peak / GIB, p.fits ? "fits" : "does not fit", (double)q.peak / GIB);
+        jp_free(&q);
     }
     jp_free(&p);
 }
@@ -284,6 +314,7 @@ int main(void) {
     test_8gb();
     test_80gb();
     test_4gb();
+    test_samples();
     test_keys();
     job_free(&J);
     TEST_MAIN_END();

@@ -25,6 +25,13 @@ trap 'rm -rf "$tmp"' EXIT
 job=$src/jobs/llava16-mistral7b-8gb.yaml
 cfg=(--set "model.path=$fx/llava16_mistral7b/config.json")
 
+# as shipped (eval.samples 2: a KV cache for the answers generated at validation) the job does not fit 8 GiB
+# today; the plan says that eval.samples: 0 would (docs/plan.md)
+expect_rc 3 "$bin" plan "$job" "${cfg[@]}"
+has "gen.kv" "$out"
+has "no answers generated at validation: eval.samples: 0 (no KV cache; device peak" "$out"
+cfg+=(--set eval.samples=0)
+
 # 8 GiB (the job's runtime.gpu_memory_gb), 672x672, 2 pairs (no data set: the assumed pair)
 expect_rc 0 "$bin" plan "$job" "${cfg[@]}"
 text=$out
@@ -57,7 +64,7 @@ peak=$(sed -n 's/.*"device_peak_bytes":	\([0-9]*\),*$/\1/p' <<<"$json")
   echo "note: device peak $peak bytes > 7.0 GiB (issue 11 target not met by the size table)"
 
 # an HF directory is read like its config.json
-expect_rc 0 "$bin" plan "$job" --set "model.path=$fx/llava16_mistral7b" --json
+expect_rc 0 "$bin" plan "$job" --set "model.path=$fx/llava16_mistral7b" --set eval.samples=0 --json
 has "\"device_peak_bytes\":	$peak," "$out"
 has '"model_from":	"HF directory' "$out"
 
