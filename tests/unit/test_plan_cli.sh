@@ -144,8 +144,15 @@ has "decoder linears f32, other weights f32 (model.h5's quantization attributes)
 hasnot "weights.nf4_linears" "$out"
 export ORPO_LOG=info # the summary is an info line
 expect_rc 0 "$bin" train "$tmp/job.yaml"
-export ORPO_LOG=warn
 has "plan: device peak .* (cpu), host .*; strategies: none; micro-batch [0-9]* tokens" "$err"
+loss32=$(grep -o "step 1/1 .* loss [0-9.]*" <<<"$err" | sed 's/.* loss //')
+# runtime.precision: bf16 reaches the trainer (the CPU bf16 mode: another rounding, another loss)
+expect_rc 0 "$bin" train "$tmp/job.yaml" --set runtime.precision=bf16 --set "job.output_dir=$tmp/run16"
+has "plan: device peak" "$err"
+loss16=$(grep -o "step 1/1 .* loss [0-9.]*" <<<"$err" | sed 's/.* loss //')
+[ -n "$loss32" ] && [ -n "$loss16" ] && [ "$loss32" != "$loss16" ] && ok ||
+  bad "runtime.precision bf16 gave loss '$loss16', fp32 '$loss32' (expected both, different)"
+export ORPO_LOG=warn
 
 # runtime.precision and runtime.vision_cache: validated, written, read back
 expect_rc 0 "$bin" validate --print-config "$tmp/job.yaml"
