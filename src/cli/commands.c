@@ -84,9 +84,13 @@ const cli_command cli_commands[] = {
     {"bench", cmd_bench, "benchmarks: forward, step, generate",
      "orpo-hpc bench forward --model DIR|model.h5 [--image HxW] [--text N] [--iters N]\n"
      "       orpo-hpc bench step --model DIR|model.h5 [--image HxW] [--pairs N] [--prompt N] [--answer N] [--iters N]\n"
+     "                           [--ranks N [--values N]]\n"
      "       orpo-hpc bench generate --model DIR|model.h5 [--image HxW] [--prompt N] [--new N] [--batch N] [--iters N]\n"
      "  forward: CPU forward of one image + text; step: one ORPO micro-batch (forward + backward) with and\n"
-     "  without prefix sharing. Record results in docs/performance.md with the machine."},
+     "  without prefix sharing; --ranks N: N MPI ranks (mpirun -np N, started by the command when no launcher\n"
+     "  did), each one micro-batch, then the gradient sum of data parallelism: bytes summed, its time and share of\n"
+     "  the step (docs/parallel.md); --values N: sum N values instead of the model's trainable ones. Record\n"
+     "  results in docs/performance.md with the machine."},
     {"device", cmd_device, "show the compute devices this binary can use",
      "orpo-hpc device [--selftest] [--want auto|cpu|cuda]\n"
      "  Lists whether CUDA is built in and which GPUs the driver reports; --selftest runs a\n"

@@ -235,7 +235,11 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
     }
     const int64_t na = st->recompute || fo ? 1 : L;
     const int alife = st->recompute || fo ? LS_LAYER : LS_MICRO;
-    add(tab, "dec.acts", A, na * T * (3 * D + 2 * Q + 2 * KV + 3 * In + LT_DEC_MODULES * r), alife, LS_DEVICE);
+    /* the MLP's product h = silu(gate) up feeds down_proj only; without LoRA on down_proj its backward does not read
+     * it, so a training plan puts it in the layer's backward buffers (the MLP gradients' place) instead of keeping it */
+    const int keep_h = fo || (sp->targets & LT_DOWN);
+    add(tab, "dec.acts", A, na * T * (3 * D + 2 * Q + 2 * KV + (keep_h ? 3 : 2) * In + LT_DEC_MODULES * r), alife,
+        LS_DEVICE);
     add(tab, "dec.act_stats", F, na * T * (2 + c->t_heads), alife, LS_DEVICE);
     add(tab, "dec.final_rstd", F, T, LS_MICRO, LS_DEVICE);
     add(tab, "dec.final_hidden", A, T * D, LS_MICRO, LS_DEVICE);
@@ -248,21 +252,35 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
     add(tab, "head.lora_t", A, R * r, LS_MICRO, LS_DEVICE);
     /* backward: one layer's gradients, reused by every layer; the projector's */
     if (bw) {
-        add(tab, "bwd.layer", A, T * (3 * D + 2 * Q + 2 * KV + 3 * In), LS_LAYER, LS_DEVICE);
+        /* dX, dMid, dA; then the attention's gradients and the MLP's in the same place (one phase, then the other) */
+        add(tab, "bwd.layer", A, T * (3 * D + max64(2 * Q + 2 * KV, 3 * In)), LS_LAYER, LS_DEVICE);
         add(tab, "bwd.head_rows", A, R * D, LS_LAYER, LS_DEVICE);
         if (A != F && sp->train_token_rows) add(tab, "bwd.token_rows_f32", F, T * D, LS_LAYER, LS_DEVICE);
         add(tab, "bwd.proj", A, 3 * NR * D, LS_LAYER, LS_DEVICE);
     }
     /* workspace: one dequantised weight (the largest linear), LoRA scratch, a row buffer */
     const int64_t big = max64(T, NR);
-    add(tab, "ws.tmp", A, big * max64(D, In), LS_WORKSPACE, LS_DEVICE);
-    int64_t wmax = D * max64(In, Q);
-    wmax = max64(wmax, V * D);
-    wmax = max64(wmax, Dv * D);
-    wmax = max64(wmax, Dv * max64(VI, pk));
+    add(tab, "ws.tmp", A, T * D, LS_WORKSPACE, LS_DEVICE); /* a projection's output before its residual add */
+    /* the weight a GEMM reads when it is not stored in the activation dtype: NF4 dequantised, or cast (the largest
+     * such linear; llava_train.c lin_weight) */
+    const int vis_dt = wt->quant_all ? wt->linear_dtype : wt->dtype;
+    const int proj_dt = sp->full_projector ? F : vis_dt;
+    int64_t wmax = 0;
+    if (wt->linear_dtype == DT_NF4 || wt->linear_dtype != A) wmax = max64(wmax, D * max64(In, Q));
+    if (vis_run && (vis_dt == DT_NF4 || vis_dt != A)) wmax = max64(wmax, Dv * max64(VI, Dv));
+    if (vis_run && wt->dtype != A) wmax = max64(wmax, Dv * pk); /* the patch embedding */
+    if (proj_dt == DT_NF4 || proj_dt != A) wmax = max64(wmax, D * max64(Dv, D));
+    if (wt->dtype != A) wmax = max64(wmax, V * D); /* lm_head */
     add(tab, "ws.dequant", A, wmax, LS_WORKSPACE, LS_DEVICE);
     const int64_t lrows = max64(max64(big, R), NT);
-    const int64_t maxin = max64(max64(D, In), max64(Dv, VI));
+    /* LoRA's dropout scratch: the widest input of an adapted linear */
+    const int64_t dec_in[LT_DEC_MODULES] = {D, D, D, Q, D, D, In};
+    int64_t maxin = 0;
+    for (int m = 0; m < LT_DEC_MODULES; m++)
+        if (sp->targets & (1u << m)) maxin = max64(maxin, dec_in[m]);
+    if (sp->targets & LT_LM_HEAD) maxin = max64(maxin, D);
+    if ((sp->targets & LT_PROJ) && !sp->full_projector) maxin = max64(maxin, max64(Dv, D));
+    if (sp->vision_targets) maxin = max64(maxin, (sp->vision_targets & LTV_FC2) ? max64(Dv, VI) : Dv);
     if (bw) add(tab, "ws.lora_t", A, lrows * r, LS_WORKSPACE, LS_DEVICE);
     if (sp->dropout > 0.0f) add(tab, "ws.lora_dropout", A, lrows * maxin, LS_WORKSPACE, LS_DEVICE);
     /* generation: the KV cache of gen_prompts prompts (their prefixes fit max_tok) with gen_max_new new tokens

@@ -90,6 +90,8 @@ struct lt_ws {
     char *dev, *host;                 /* the two arenas (ops mem_alloc), carved from the size table */
     size_t dev_bytes, host_bytes;
     int es;                           /* bytes per activation element */
+    int keep_h;                       /* the MLP product h is kept in the layer's activations (else in dH) */
+    int64_t wscr_n;                   /* elements of the dequant / cast buffer */
     int vis_nadapt;                   /* adapted vision layers (vision LoRA) */
     lt_index h, d;                    /* host and device copies */
     int nseq;
@@ -508,7 +510,7 @@ static void carve_ws(llava_trainer *t, lt_ws *s, carver *cv) {
         a->a2 = cut(&p, T * D, es);
         a->g = cut(&p, T * I, es);
         a->u = cut(&p, T * I, es);
-        a->h = cut(&p, T * I, es);
+        a->h = s->keep_h ? cut(&p, T * I, es) : NULL; /* else in the backward buffers, below */
         for (int mi = 0; mi < LT_DEC_MODULES; mi++) a->t[mi] = cut(&p, T * r, es);
         a->rstd1 = cut(&q, T, f4);
         a->lse = cut(&q, T * c->t_heads, f4);
@@ -527,13 +529,16 @@ static void carve_ws(llava_trainer *t, lt_ws *s, carver *cv) {
     p = take(cv, "bwd.layer");
     void **bl[] = {&s->dX, &s->dMid, &s->dA};
     for (size_t i = 0; i < 3; i++) *bl[i] = cut(&p, T * D, es);
+    void *ph = p; /* the attention's gradients, then the MLP's in the same place */
     s->dQ = cut(&p, T * Q, es);
     s->dAtt = cut(&p, T * Q, es);
     s->dK = cut(&p, T * KV, es);
     s->dV = cut(&p, T * KV, es);
-    s->dG = cut(&p, T * I, es);
-    s->dU = cut(&p, T * I, es);
-    s->dH = cut(&p, T * I, es);
+    s->dG = cut(&ph, T * I, es);
+    s->dU = cut(&ph, T * I, es);
+    s->dH = cut(&ph, T * I, es);
+    if (!s->keep_h)
+        for (int l = 0; l < na; l++) s->acts[l].h = s->dH; /* h is not read by backward (no LoRA on down_proj) */
     s->dsel = take(cv, "bwd.head_rows");
     s->tok_rows_f32 = take(cv, "bwd.token_rows_f32");
     p = take(cv, "bwd.proj");
@@ -543,6 +548,8 @@ static void carve_ws(llava_trainer *t, lt_ws *s, carver *cv) {
     /* workspace */
     s->tmp = take(cv, "ws.tmp");
     s->wscr = take(cv, "ws.dequant");
+    const ls_item *dq = ls_find(&s->tab, "ws.dequant");
+    s->wscr_n = dq ? dq->count : 0;
     s->ldt = take(cv, "ws.lora_t");
     s->lxd = take(cv, "ws.lora_dropout");
     if (s->dims.gen_prompts > 0) {
@@ -586,6 +593,40 @@ static void free_ws(llava_trainer *t) {
     t->ws = NULL;
 }
 
+/* what the loaded model's weights are (the size table's ls_weights): on the CPU everything not NF4 is fp32 */
+static void weights_of(const llava_trainer *t, ls_weights *wt) {
+    const llava_weights *w = &t->m->w;
+    ls_weights_default(wt, DEVICE_CPU);
+    wt->linear_dtype = t->m->cfg.t_layers > 0 ? w->dec[0].q.dtype : DT_F32;
+    wt->quant_all = w->proj1.dtype == DT_NF4;
+}
+
+/* every linear whose GEMM reads the dequant / cast buffer (lin_weight) fits it: the size table's rule */
+static int check_weight_buffer(llava_trainer *t) {
+    const llava_config *c = &t->m->cfg;
+    const llava_weights *w = &t->m->w;
+    const int cast = t->spec.act_dtype != DT_F32;
+    const lin_w *big = NULL;
+    for (int l = 0; l < c->t_layers; l++) {
+        const lin_w *d[] = {&w->dec[l].q, &w->dec[l].k, &w->dec[l].v, &w->dec[l].o, &w->dec[l].gate, &w->dec[l].up,
+                            &w->dec[l].down};
+        for (int i = 0; i < 7; i++)
+            if ((d[i]->dtype == DT_NF4 || cast) && (!big || d[i]->out * d[i]->in > big->out * big->in)) big = d[i];
+    }
+    for (int l = 0; t->ws->st.vision == LS_VIS_RUN && l < c->v_run_layers; l++) {
+        const lin_w *v[] = {&w->vis[l].q, &w->vis[l].k, &w->vis[l].v, &w->vis[l].o, &w->vis[l].fc1, &w->vis[l].fc2};
+        for (int i = 0; i < 6; i++)
+            if ((v[i]->dtype == DT_NF4 || cast) && (!big || v[i]->out * v[i]->in > big->out * big->in)) big = v[i];
+    }
+    const lin_w *o[] = {&w->proj1, &w->proj2, &w->lm_head};
+    for (int i = 0; i < 3; i++)
+        if ((o[i]->dtype == DT_NF4 || cast) && (!big || o[i]->out * o[i]->in > big->out * big->in)) big = o[i];
+    if (big && big->out * big->in > t->ws->wscr_n)
+        return err_set(ERR_INTERNAL, "training workspace: a linear of %lld x %lld values needs the weight buffer, the "
+                       "size table gave it %lld", (long long)big->out, (long long)big->in, (long long)t->ws->wscr_n);
+    return ERR_OK;
+}
+
 int lt_plan(llava_trainer *t, int64_t max_tok, int max_tiles, int64_t max_rows) {
     ls_dims d = {max_tok, max_rows, max_tiles, max_rows < 16 ? (int)max_rows : 16, 64}; /* generation: 16 x 64 */
     ls_strategy st;
@@ -606,9 +647,10 @@ int lt_plan_ex(llava_trainer *t, const ls_dims *dims, const ls_strategy *st) {
     s->st = *st;
     if (s->st.logits_chunk <= 0) s->st.logits_chunk = LS_LOGITS_CHUNK;
     s->es = (int)dtype_size(st->act_dtype);
+    s->keep_h = st->forward_only || (t->spec.targets & LT_DOWN);
     s->vis_nadapt = c->v_run_layers - t->vis_first;
     ls_weights wt;
-    ls_weights_default(&wt, DEVICE_CPU);
+    weights_of(t, &wt);
     int rc = ls_build(c, &t->spec, &wt, dims, st, &s->tab);
     if (rc) return rc;
     s->acts = mem_calloc((size_t)(st->recompute || st->forward_only ? 1 : c->t_layers), sizeof *s->acts,
@@ -628,6 +670,7 @@ int lt_plan_ex(llava_trainer *t, const ls_dims *dims, const ls_strategy *st) {
     if ((rc = t->o->sync(&t->ctx))) return rc;
     carver real = {&s->tab, 0, {s->dev, s->host}, {0, 0}, 0};
     carve_ws(t, s, &real);
+    if ((rc = check_weight_buffer(t))) return rc;
     /* image_newline in the activation dtype, once */
     if (st->act_dtype == DT_F32)
         t->of->copy(&t->ctx, s->newline, t->m->w.newline, c->t_hidden);
