@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend/tensor.h"
 #include "data/dataset.h"
 #include "dist/dist.h"
 #include "io/atomic.h"
@@ -21,6 +22,7 @@
 #include "io/log.h"
 #include "io/mem.h"
 #include "job/job_pairs.h"
+#include "job/job_plan.h"
 #include "model/llava_train.h"
 #include "train/ckpt.h"
 #include "train/metrics.h"
@@ -69,6 +71,8 @@ int job_run_spec(const job_config *j, lt_spec *s) {
     s->grad_ckpt = j->train.gradient_checkpointing;
     s->nll_prompt = j->train.nll == JOB_NLL_ALL;
     s->seed = (uint64_t)j->train.seed;
+    s->act_dtype = j->runtime.precision == JOB_PREC_BF16 ? DT_BF16 : DT_F32; /* auto: fp32, the CPU's (the only
+                                                                              * training device today) */
     s->targets = 0;
     static const char *dec[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "mm_projector",
                                 "lm_head"};
@@ -556,6 +560,7 @@ static int run_train(run *r) {
     if (!rc && lead && !restart) rc = compare_frozen(r);
     rc = dist_status(r->d, rc, "the start");
     if (!rc) rc = input_hashes(r);
+    if (!rc && lead) jp_log_start(j); /* the plan's summary (orpo-hpc plan): a log line, never an error */
     if (!rc) rc = tr_open(&r->c, TR_TRAIN, &r->t);
     char path[4200] = "";
     int64_t step = -1;
