@@ -677,8 +677,9 @@ void jp_print(const jp_plan *p, FILE *fp) {
     for (int i = 0; i < p->tab.n; i++) {
         const ls_item *it = &p->tab.items[i];
         human((double)it->bytes, hb, sizeof hb);
-        fprintf(fp, "  %-28s %-5s %14lld %12s  %-6s %s\n", it->name, dtype_label(it->dtype), (long long)it->count, hb,
-                it->place == LS_DEVICE ? "device" : "host", life_name(it->life));
+        fprintf(fp, "  %-28s %-5s %14lld %12s  %-6s %s%s\n", it->name, dtype_label(it->dtype), (long long)it->count, hb,
+                it->place == LS_DEVICE ? "device" : "host", life_name(it->life),
+                it->shared ? " (in the backward buffers' place: not counted again)" : "");
     }
     fprintf(fp, "\nstrategies (tried from the cheapest; the first combination that fits is used)\n");
     for (int k = 0; k < JP_NSTRAT; k++) {
@@ -749,20 +750,23 @@ void jp_summary(const jp_plan *p, char *buf, size_t n) {
         snprintf(buf + o, n - o, "; estimate %.3f s per micro-batch, %.2f pairs/s", p->est.time_s, p->est.pairs_per_s);
 }
 
-void jp_log_start(const job_config *j) {
+void jp_log_start(const job_config *j, int log, ls_strategy *st, int *have) {
     jp_opts o;
     jp_opts_default(&o);
     jp_plan p;
+    *have = 0;
     if (jp_make(j, &o, &p)) {
-        log_warn("plan: %s (orpo-hpc plan %s)", err_msg(), j->file ? j->file : "JOB.yaml");
+        if (log) log_warn("plan: %s (orpo-hpc plan %s)", err_msg(), j->file ? j->file : "JOB.yaml");
         err_clear();
         jp_free(&p);
         return;
     }
     char line[1024];
     jp_summary(&p, line, sizeof line);
-    if (p.fits) log_info("%s", line);
-    else log_warn("%s (orpo-hpc plan %s says what would fit)", line, j->file ? j->file : "JOB.yaml");
+    if (log && p.fits) log_info("%s", line);
+    else if (log) log_warn("%s (orpo-hpc plan %s says what would fit)", line, j->file ? j->file : "JOB.yaml");
+    *st = p.st; /* when nothing fits: the smallest configuration's, every strategy the job allows */
+    *have = 1;
     jp_free(&p);
 }
 
@@ -807,6 +811,7 @@ int jp_print_json(const jp_plan *p, FILE *fp) {
         num(x, "bytes", (double)it->bytes);
         cJSON_AddStringToObject(x, "place", it->place == LS_DEVICE ? "device" : "host");
         cJSON_AddStringToObject(x, "lifetime", life_name(it->life));
+        cJSON_AddBoolToObject(x, "shared", it->shared);
         cJSON_AddItemToArray(items, x);
     }
     cJSON *sts = cJSON_AddArrayToObject(o, "strategies");

@@ -117,7 +117,7 @@ int jp_make(const job_config *j, const jp_opts *o, jp_plan *p);
 void jp_print(const jp_plan *p, FILE *fp);
 int jp_print_json(const jp_plan *p, FILE *fp);
 void jp_summary(const jp_plan *p, char *buf, size_t n);
-void jp_log_start(const job_config *j);
+void jp_log_start(const job_config *j, int log, ls_strategy *st, int *have);
 void jp_free(jp_plan *p);
 const jp_gpu *jp_gpus(int *n);
 const jp_gpu *jp_gpu_find(const char *name);

@@ -560,7 +560,8 @@ static int run_train(run *r) {
     if (!rc && lead && !restart) rc = compare_frozen(r);
     rc = dist_status(r->d, rc, "the start");
     if (!rc) rc = input_hashes(r);
-    if (!rc && lead) jp_log_start(j); /* the plan's summary (orpo-hpc plan): a log line, never an error */
+    /* the plan (orpo-hpc plan): its summary logged, its memory strategies the trainer's; never an error */
+    if (!rc) jp_log_start(j, lead, &r->c.strategy, &r->c.have_strategy);
     if (!rc) rc = tr_open(&r->c, TR_TRAIN, &r->t);
     char path[4200] = "";
     int64_t step = -1;

@@ -45,6 +45,7 @@ static void add(ls_table *t, const char *name, int dtype, int64_t count, int lif
         t->items = mem_realloc(t->items, sizeof *t->items * (size_t)t->cap, "size table");
     }
     ls_item *it = &t->items[t->n++];
+    memset(it, 0, sizeof *it);
     snprintf(it->name, sizeof it->name, "%s", name);
     it->dtype = dtype;
     it->count = count;
@@ -268,6 +269,18 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
         if (A != F && sp->train_token_rows) add(tab, "bwd.token_rows_f32", F, T * D, LS_LAYER, LS_DEVICE);
         add(tab, "bwd.proj", A, 3 * NR * D, LS_LAYER, LS_DEVICE);
     }
+    /* generation's device buffers, sized here, take the backward buffers' place in a training plan */
+    const int64_t G = T + (int64_t)d->gen_prompts * d->gen_max_new, nb = d->gen_prompts;
+    const int64_t gen_bytes = d->gen_prompts <= 0 ? 0 : (int64_t)(item_bytes(A, 2 * L * G * KV) + item_bytes(A, 2 * G * Q) +
+                              item_bytes(F, G * c->t_heads) + item_bytes(I64, WORDS(2 * nb * sizeof(seq_desc))) +
+                              item_bytes(I64, max64(T, nb)));
+    const int share_gen = bw && d->gen_prompts > 0;
+    if (share_gen) {
+        int64_t region = 0;
+        for (int i = 0; i < tab->n; i++)
+            if (!strncmp(tab->items[i].name, "bwd.", 4)) region += (int64_t)tab->items[i].bytes;
+        if (gen_bytes > region) add(tab, "bwd.generation_extra", U8, gen_bytes - region, LS_LAYER, LS_DEVICE);
+    }
     /* workspace: one dequantised weight (the largest linear), LoRA scratch, a row buffer */
     const int64_t big = max64(T, NR);
     add(tab, "ws.tmp", A, T * D, LS_WORKSPACE, LS_DEVICE); /* a projection's output before its residual add */
@@ -296,12 +309,13 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
     /* generation: the KV cache of gen_prompts prompts (their prefixes fit max_tok) with gen_max_new new tokens
      * each, the new tokens' queries and attention, the descriptors; the logits to pick from on the host */
     if (d->gen_prompts > 0) {
-        const int64_t G = T + (int64_t)d->gen_prompts * d->gen_max_new, nb = d->gen_prompts;
+        const int first_gen = tab->n;
         add(tab, "gen.kv", A, 2 * L * G * KV, LS_MICRO, LS_DEVICE);
         add(tab, "gen.q_att", A, 2 * G * Q, LS_MICRO, LS_DEVICE);
         add(tab, "gen.lse", F, G * c->t_heads, LS_MICRO, LS_DEVICE);
         add(tab, "gen.seqs", I64, WORDS(2 * nb * sizeof(seq_desc)), LS_MICRO, LS_DEVICE);
         add(tab, "gen.rows", I64, max64(T, nb), LS_MICRO, LS_DEVICE);
+        for (int i = first_gen; share_gen && i < tab->n; i++) tab->items[i].shared = 1;
         add(tab, "host.gen_seqs", I64, WORDS(2 * nb * sizeof(seq_desc)), LS_MICRO, LS_HOST);
         add(tab, "host.gen_rows", I64, max64(T, nb), LS_MICRO, LS_HOST);
         add(tab, "host.gen_books", I64, 3 * nb, LS_MICRO, LS_HOST);
@@ -318,7 +332,8 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
 size_t ls_total(const ls_table *t, int place, int life) {
     size_t s = 0;
     for (int i = 0; i < t->n; i++)
-        if ((place == LS_ANY || t->items[i].place == place) && (life == LS_ANY || t->items[i].life == life))
+        if (!t->items[i].shared && (place == LS_ANY || t->items[i].place == place) &&
+            (life == LS_ANY || t->items[i].life == life))
             s += t->items[i].bytes;
     return s;
 }

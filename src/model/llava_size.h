@@ -20,6 +20,8 @@
  * (buffers of one micro-batch kept from forward to backward), layer (one layer's working set, reused by every
  * layer), workspace (scratch of single ops: dequant buffer, library workspaces, context reserve).
  * Every buffer of the trainer is one item; arrays of per-layer buffers are one item with count = layers * size.
+ * In a training plan, generation's device buffers (gen.*) are `shared`: they take the place of the backward buffers
+ * (bwd.*, and bwd.generation_extra when they need more), since generation never runs during a backward.
  */
 #ifndef ORPO_LLAVA_SIZE_H
 #define ORPO_LLAVA_SIZE_H
@@ -79,6 +81,8 @@ typedef struct ls_item {
     size_t bytes;
     int life;            /* LS_WEIGHTS ... LS_WORKSPACE */
     int place;           /* LS_DEVICE or LS_HOST */
+    int shared;          /* 1: lives in the backward buffers' place (generation's KV cache in a training plan:
+                          * generation never runs during a backward); not counted again by ls_total */
 } ls_item;
 
 typedef struct ls_table {

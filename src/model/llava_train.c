@@ -384,6 +384,8 @@ typedef struct carver {
     char *base[2];
     size_t used[2];
     int bad;
+    size_t shared_at;   /* device offset of the backward buffers: where shared items go, in turn */
+    int have_shared;
 } carver;
 
 static void *take(carver *cv, const char *name) {
@@ -396,6 +398,15 @@ static void *take(carver *cv, const char *name) {
         return NULL;
     }
     const ls_item *it = &tab->items[cv->i++];
+    if (!strncmp(it->name, "bwd.", 4) && !cv->have_shared) { /* the first backward buffer: the shared place */
+        cv->shared_at = cv->used[LS_DEVICE];
+        cv->have_shared = 1;
+    }
+    if (it->shared) { /* in the backward buffers' place */
+        void *p = cv->base[LS_DEVICE] ? cv->base[LS_DEVICE] + cv->shared_at : NULL;
+        cv->shared_at += it->bytes;
+        return p;
+    }
     void *p = cv->base[it->place] ? cv->base[it->place] + cv->used[it->place] : NULL;
     cv->used[it->place] += it->bytes;
     return p;
@@ -547,6 +558,7 @@ static void carve_ws(llava_trainer *t, lt_ws *s, carver *cv) {
     s->dP = cut(&p, NR * D, es);
     s->dG1 = cut(&p, NR * D, es);
     s->dH1 = cut(&p, NR * D, es);
+    take(cv, "bwd.generation_extra");
     /* workspace */
     s->tmp = take(cv, "ws.tmp");
     s->wscr = take(cv, "ws.dequant");
@@ -660,7 +672,7 @@ int lt_plan_ex(llava_trainer *t, const ls_dims *dims, const ls_strategy *st) {
     s->vacts = mem_calloc((size_t)(s->vis_nadapt > 0 ? s->vis_nadapt : 1), sizeof *s->vacts, "vision activation list");
     s->kvb.K = mem_calloc((size_t)c->t_layers, sizeof(void *), "KV cache layer list");
     s->kvb.V = mem_calloc((size_t)c->t_layers, sizeof(void *), "KV cache layer list");
-    carver probe = {&s->tab, 0, {NULL, NULL}, {0, 0}, 0};
+    carver probe = {&s->tab, 0, {NULL, NULL}, {0, 0}, 0, 0, 0};
     carve_ws(t, s, &probe);
     if (probe.bad || probe.i != s->tab.n)
         return err_set(ERR_INTERNAL, "training workspace: the size table and the trainer's buffers disagree at item %d "
@@ -670,7 +682,7 @@ int lt_plan_ex(llava_trainer *t, const ls_dims *dims, const ls_strategy *st) {
     s->dev = t->o->mem_alloc(&t->ctx, s->dev_bytes ? s->dev_bytes : 64, MEM_DEVICE, "training workspace");
     s->host = t->o->mem_alloc(&t->ctx, s->host_bytes ? s->host_bytes : 64, MEM_HOST, "training workspace (host)");
     if ((rc = t->o->sync(&t->ctx))) return rc;
-    carver real = {&s->tab, 0, {s->dev, s->host}, {0, 0}, 0};
+    carver real = {&s->tab, 0, {s->dev, s->host}, {0, 0}, 0, 0, 0};
     carve_ws(t, s, &real);
     if ((rc = check_weight_buffer(t))) return rc;
     /* image_newline in the activation dtype, once */

@@ -151,6 +151,10 @@ static int setup(trainer *r) {
     ls_strategy st;
     ls_strategy_default(&st, c->spec.act_dtype);
     st.recompute = c->spec.grad_ckpt;
+    if (c->have_strategy) {
+        st = c->strategy;
+        st.act_dtype = c->spec.act_dtype;
+    }
     st.forward_only = r->mode == TR_EVAL; /* evaluation runs no backward */
     if ((rc = lt_plan_ex(&r->t, &dims, &st))) return rc;
     r->lp = mem_calloc((size_t)micro, sizeof *r->lp, "trainer: micro-batch pairs");

@@ -38,6 +38,7 @@
 
 #include "data/dataset.h"
 #include "dist/dist.h"
+#include "model/llava_size.h"
 #include "model/llava_train.h"
 #include "train/metrics.h"
 
@@ -67,6 +68,9 @@ typedef struct tr_config {
     int n_group_lr;
     int64_t ckpt_every, keep_last;        /* 0: only at the end / keep all */
     int64_t eval_every, eval_max_pairs, eval_samples;
+    ls_strategy strategy;     /* the memory strategies of the plan (job_plan.c), when have_strategy; else none,
+                               * with recompute as spec.grad_ckpt */
+    int have_strategy;
     int gen_max_new;          /* generation (generate, the hallucination benchmark): new tokens at most per prompt;
                                * 0: none besides eval samples. Sizes the plan's KV cache */
     uint64_t job_hash, model_hash, data_hash; /* recorded in every checkpoint */

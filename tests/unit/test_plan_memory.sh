@@ -3,9 +3,11 @@
 # The trainer carves every buffer from the size table (llava_size.c), and the backend counts what it hands out
 # (ops mem_stats); a training run logs both when it ends:
 #   memory: weights W (plan W); device high-water D (plan D); host H (plan H)
-# Checked for the demo job as `make demo` runs it (jobs/demo.yaml, eval samples on so generation's KV cache is in
-# both), with gradient checkpointing off and on. A buffer allocated outside the table, or a table item the trainer
-# does not carve, shows as a difference here.
+# and `orpo-hpc plan JOB.yaml --json` prints the same plan before the run: device_peak_bytes = W + D and
+# host_bytes = H. Checked for the demo job as `make demo` runs it (jobs/demo.yaml, eval samples on so generation's
+# KV cache is in both), with the planner free to recompute or not and with budgets that make it choose recompute,
+# offload and chunked logits. A buffer allocated outside the table, or a table item the trainer does not carve, or a
+# plan whose strategies or sizes are not the run's, shows as a difference here.
 set -uo pipefail
 bin=${ORPO_BIN:?}
 src=${ORPO_SOURCE_DIR:?}
@@ -24,7 +26,8 @@ cp "$src/jobs/demo.yaml" "$tmp/jobs/demo.yaml"
 check() { # $1: what, rest: --set arguments
     local what=$1
     shift
-    local out line
+    local out line json
+    json=$("$bin" plan "$tmp/jobs/demo.yaml" --json --set eval.every_steps=2 --set eval.samples=2 "$@" 2>&1)
     out=$("$bin" train --restart "$tmp/jobs/demo.yaml" --set train.max_steps=2 --set eval.every_steps=2 \
           --set eval.samples=2 "$@" 2>&1)
     line=$(grep -o 'memory: weights .*' <<<"$out")
@@ -39,8 +42,22 @@ check() { # $1: what, rest: --set arguments
             echo "FAIL: $what: measured $got bytes, plan $plan"; fails=$((fails + 1))
         fi
     done <<<"$pairs"
+    # the plan printed before the run: device peak = weights + the rest, host = host
+    local w d h pd ph
+    read -r w d h <<<"$(grep -oE '[0-9]+ bytes \(plan' <<<"$line" | grep -oE '^[0-9]+' | tr '\n' ' ')"
+    pd=$(grep -oE '"device_peak_bytes":[[:space:]]*[0-9]+' <<<"$json" | grep -oE '[0-9]+$')
+    ph=$(grep -oE '"host_bytes":[[:space:]]*[0-9]+' <<<"$json" | grep -oE '[0-9]+$')
+    echo "$what: plan --json device_peak_bytes $pd host_bytes $ph; strategies: $(grep -o 'strategies: [^;]*' <<<"$out")"
+    if [ -z "$pd" ] || [ "$pd" != $((w + d)) ] || [ "$ph" != "$h" ]; then
+        echo "FAIL: $what: plan --json says device $pd, host $ph; the run measured $((w + d)), $h"; fails=$((fails + 1))
+    fi
 }
 check "demo job" --set train.gradient_checkpointing=false
-check "demo job, recompute" --set train.gradient_checkpointing=true
+check "demo job, recompute allowed" --set train.gradient_checkpointing=true
+# budgets below the plain plan's peak: the planner picks strategies, the run uses them (device sizes in GB)
+check "demo job, 0.035 GB" --set train.gradient_checkpointing=true --set runtime.gpu_memory_gb=0.035
+check "demo job, 0.03 GB" --set train.gradient_checkpointing=true --set runtime.gpu_memory_gb=0.03
+check "demo job, 0.028 GB" --set train.gradient_checkpointing=true --set runtime.gpu_memory_gb=0.028
+check "demo job, 0.027 GB" --set train.gradient_checkpointing=true --set runtime.gpu_memory_gb=0.027
 
 if [ $fails -eq 0 ]; then echo "test_plan_memory: all checks passed"; else echo "test_plan_memory: $fails failed"; exit 1; fi
