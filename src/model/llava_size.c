@@ -192,8 +192,8 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
     const char *ix[] = {"ids", "pos", "seqs", "img_src", "img_pos", "nn_pos", "nn_dst", "tok_pos", "tok_slot",
                         "row_h", "row_label", "vseqs", "vrows"};
     const int ixt[] = {I32, I32, I64, I64, I64, I64, I64, I64, I64, I64, I32, I64, I64};
-    const int64_t ixn[] = {T, T, WORDS(3 * T * sizeof(seq_desc)), T, T, T, T, T, T, R, R, WORDS(P * sizeof(seq_desc)),
-                           NR};
+    const int64_t ixn[] = {T, T, WORDS(3 * T * sizeof(seq_desc)), T, T, T, T, T, T, R, R,
+                           WORDS(2 * P * sizeof(seq_desc)) /* per image, then over all tiles */, NR};
     char name[48];
     for (int place = LS_HOST; place >= LS_DEVICE; place--)
         for (size_t i = 0; i < sizeof ixn / sizeof ixn[0]; i++) {

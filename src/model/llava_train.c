@@ -384,6 +384,7 @@ typedef struct carver {
     char *base[2];
     size_t used[2];
     int bad;
+    const char *bad_name; /* the item whose buffers do not fit it */
     size_t shared_at;   /* device offset of the backward buffers: where shared items go, in turn */
     int have_shared;
 } carver;
@@ -412,11 +413,49 @@ static void *take(carver *cv, const char *name) {
     return p;
 }
 
-/* count elements of `size` bytes from a piece of an item */
-static void *cut(void **p, int64_t count, size_t size) {
-    void *r = *p;
-    if (r) *p = (char *)r + (size_t)count * size;
+/* an item cut into several buffers: cut checks that they stay inside it (else the walk is bad: lt_plan_ex refuses
+ * a size table and a carve that disagree) */
+typedef struct piece {
+    char *p;
+    size_t left;
+    carver *cv;
+    const char *name;
+    int absent;         /* the plan has no such item (e.g. backward buffers in a forward-only plan): nothing to cut */
+} piece;
+
+static piece take_piece(carver *cv, const char *name) {
+    int i = cv->i;
+    void *p = take(cv, name);
+    while (i < cv->tab->n && cv->tab->items[i].life <= LS_TRAINABLE) i++;
+    size_t bytes = cv->i > i ? cv->tab->items[i].bytes : 0;
+    return (piece){p, bytes, cv, name, cv->i == i};
+}
+
+static void *cut(piece *pc, int64_t count, size_t size) {
+    const size_t n = (size_t)count * size;
+    void *r = pc->p;
+    if (n > pc->left && !pc->absent && !pc->cv->bad) {
+        pc->cv->bad = 1;
+        pc->cv->bad_name = pc->name;
+    }
+    pc->left = n > pc->left ? 0 : pc->left - n;
+    if (r) pc->p += n;
     return r;
+}
+
+/* a vision layer's activations (t: LoRA saves, or NULL) and statistics for n tokens */
+static void cut_vis_acts(vis_acts *a, piece *p, piece *q, int64_t n, int64_t Dv, int64_t VI, int heads, int64_t r,
+                         int with_t, size_t es) {
+    void **big[] = {&a->a1, &a->q, &a->k, &a->v, &a->att, &a->h_mid, &a->a2};
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) *big[i] = cut(p, n * Dv, es);
+    a->f1 = cut(p, n * VI, es);
+    a->g = cut(p, n * VI, es);
+    for (int mi = 0; with_t && mi < LT_VIS_MODULES; mi++) a->t[mi] = cut(p, n * r, es);
+    a->mean1 = cut(q, n, sizeof(float));
+    a->rstd1 = cut(q, n, sizeof(float));
+    a->mean2 = cut(q, n, sizeof(float));
+    a->rstd2 = cut(q, n, sizeof(float));
+    a->lse = cut(q, n * heads, sizeof(float));
 }
 
 static void carve_ws(llava_trainer *t, lt_ws *s, carver *cv) {
@@ -459,37 +498,17 @@ static void carve_ws(llava_trainer *t, lt_ws *s, carver *cv) {
         s->vpatch = take(cv, "vision.patches");
         s->vhid = take(cv, "vision.hidden");
         s->vtmp = take(cv, "vision.tmp");
-        void *p = take(cv, "vision.frozen_acts");
-        vis_acts *z = &s->fz;
-        void **big[] = {&z->a1, &z->q, &z->k, &z->v, &z->att, &z->h_mid, &z->a2};
-        for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) *big[i] = cut(&p, NT * Dv, es);
-        z->f1 = cut(&p, NT * VI, es);
-        z->g = cut(&p, NT * VI, es);
-        void *q = take(cv, "vision.frozen_stats");
-        z->mean1 = cut(&q, NT, f4);
-        z->rstd1 = cut(&q, NT, f4);
-        z->mean2 = cut(&q, NT, f4);
-        z->rstd2 = cut(&q, NT, f4);
-        z->lse = cut(&q, NT * c->v_heads, f4);
+        /* the frozen tower runs image by image: one image's tiles */
+        const int64_t NTi = (P < ls_image_tiles(c) ? P : ls_image_tiles(c)) * (np + 1);
+        piece p = take_piece(cv, "vision.frozen_acts"), q = take_piece(cv, "vision.frozen_stats");
+        cut_vis_acts(&s->fz, &p, &q, NTi, Dv, VI, c->v_heads, r, 0, es);
     }
     const int nad = s->vis_nadapt;
     if (nad) {
         s->vxin = take(cv, "vision.layer_inputs");
-        void *p = take(cv, "vision.acts"), *q = take(cv, "vision.act_stats");
-        for (int l = 0; l < nad; l++) {
-            vis_acts *a = &s->vacts[l];
-            void **big[] = {&a->a1, &a->q, &a->k, &a->v, &a->att, &a->h_mid, &a->a2};
-            for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) *big[i] = cut(&p, NT * Dv, es);
-            a->f1 = cut(&p, NT * VI, es);
-            a->g = cut(&p, NT * VI, es);
-            for (int mi = 0; mi < LT_VIS_MODULES; mi++) a->t[mi] = cut(&p, NT * r, es);
-            a->mean1 = cut(&q, NT, f4);
-            a->rstd1 = cut(&q, NT, f4);
-            a->mean2 = cut(&q, NT, f4);
-            a->rstd2 = cut(&q, NT, f4);
-            a->lse = cut(&q, NT * c->v_heads, f4);
-        }
-        p = take(cv, "vision.grads");
+        piece p = take_piece(cv, "vision.acts"), q = take_piece(cv, "vision.act_stats");
+        for (int l = 0; l < nad; l++) cut_vis_acts(&s->vacts[l], &p, &q, NT, Dv, VI, c->v_heads, r, 1, es);
+        p = take_piece(cv, "vision.grads");
         void **g[] = {&s->vdX, &s->vdMid, &s->vdA, &s->vdQ, &s->vdK, &s->vdV, &s->vdAtt};
         for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) *g[i] = cut(&p, NT * Dv, es);
         s->vdF = cut(&p, NT * VI, es);
@@ -501,7 +520,7 @@ static void carve_ws(llava_trainer *t, lt_ws *s, carver *cv) {
     s->h1 = take(cv, "proj.h1");
     s->g1 = take(cv, "proj.g1");
     s->pout = take(cv, "proj.out");
-    void *p = take(cv, "proj.lora_t");
+    piece p = take_piece(cv, "proj.lora_t");
     s->pt1 = cut(&p, NR * r, es);
     s->pt2 = cut(&p, NR * r, es);
     s->img_rows = take(cv, "proj.image_rows");
@@ -510,8 +529,8 @@ static void carve_ws(llava_trainer *t, lt_ws *s, carver *cv) {
     s->xin = take(cv, "dec.layer_inputs");
     s->xbuf = take(cv, "dec.layer_input_bufs");
     const int na = s->st.recompute || s->st.forward_only ? 1 : c->t_layers;
-    p = take(cv, "dec.acts");
-    void *q = take(cv, "dec.act_stats");
+    p = take_piece(cv, "dec.acts");
+    piece q = take_piece(cv, "dec.act_stats");
     for (int l = 0; l < na; l++) {
         dec_acts *a = &s->acts[l];
         a->a1 = cut(&p, T * D, es);
@@ -534,15 +553,15 @@ static void carve_ws(llava_trainer *t, lt_ws *s, carver *cv) {
     /* head */
     s->rsel = take(cv, "head.rows");
     s->logits = take(cv, "head.logits");
-    q = take(cv, "head.lse_logp");
+    q = take_piece(cv, "head.lse_logp");
     s->lse = cut(&q, R, f4);
     s->logp = cut(&q, R, f4);
     s->thead = take(cv, "head.lora_t");
     /* backward */
-    p = take(cv, "bwd.layer");
+    p = take_piece(cv, "bwd.layer");
     void **bl[] = {&s->dX, &s->dMid, &s->dA};
     for (size_t i = 0; i < 3; i++) *bl[i] = cut(&p, T * D, es);
-    void *ph = p; /* the attention's gradients, then the MLP's in the same place */
+    piece ph = p; /* the attention's gradients, then the MLP's in the same place */
     s->dQ = cut(&p, T * Q, es);
     s->dAtt = cut(&p, T * Q, es);
     s->dK = cut(&p, T * KV, es);
@@ -554,7 +573,7 @@ static void carve_ws(llava_trainer *t, lt_ws *s, carver *cv) {
         for (int l = 0; l < na; l++) s->acts[l].h = s->dH; /* h is not read by backward (no LoRA on down_proj) */
     s->dsel = take(cv, "bwd.head_rows");
     s->tok_rows_f32 = take(cv, "bwd.token_rows_f32");
-    p = take(cv, "bwd.proj");
+    p = take_piece(cv, "bwd.proj");
     s->dP = cut(&p, NR * D, es);
     s->dG1 = cut(&p, NR * D, es);
     s->dH1 = cut(&p, NR * D, es);
@@ -569,7 +588,7 @@ static void carve_ws(llava_trainer *t, lt_ws *s, carver *cv) {
     if (s->dims.gen_prompts > 0) {
         lt_kv *kv = &s->kvb;
         s->gen_kv = take(cv, "gen.kv");
-        void *qa = take(cv, "gen.q_att");
+        piece qa = take_piece(cv, "gen.q_att");
         const int64_t G = T + (int64_t)s->dims.gen_prompts * s->dims.gen_max_new;
         kv->q = cut(&qa, G * Q, es);
         kv->att = cut(&qa, G * Q, es);
@@ -578,7 +597,7 @@ static void carve_ws(llava_trainer *t, lt_ws *s, carver *cv) {
         kv->d_row = take(cv, "gen.rows");
         kv->seqs = take(cv, "host.gen_seqs");
         kv->row = take(cv, "host.gen_rows");
-        void *bk = take(cv, "host.gen_books");
+        piece bk = take_piece(cv, "host.gen_books");
         kv->start = cut(&bk, s->dims.gen_prompts, sizeof(int64_t));
         kv->cap = cut(&bk, s->dims.gen_prompts, sizeof(int64_t));
         kv->len = cut(&bk, s->dims.gen_prompts, sizeof(int64_t));
@@ -672,17 +691,18 @@ int lt_plan_ex(llava_trainer *t, const ls_dims *dims, const ls_strategy *st) {
     s->vacts = mem_calloc((size_t)(s->vis_nadapt > 0 ? s->vis_nadapt : 1), sizeof *s->vacts, "vision activation list");
     s->kvb.K = mem_calloc((size_t)c->t_layers, sizeof(void *), "KV cache layer list");
     s->kvb.V = mem_calloc((size_t)c->t_layers, sizeof(void *), "KV cache layer list");
-    carver probe = {&s->tab, 0, {NULL, NULL}, {0, 0}, 0, 0, 0};
+    carver probe = {&s->tab, 0, {NULL, NULL}, {0, 0}, 0, NULL, 0, 0};
     carve_ws(t, s, &probe);
     if (probe.bad || probe.i != s->tab.n)
         return err_set(ERR_INTERNAL, "training workspace: the size table and the trainer's buffers disagree at item %d "
-                       "(%s)", probe.i, probe.i < s->tab.n ? s->tab.items[probe.i].name : "end");
+                       "(%s)", probe.i, probe.bad_name ? probe.bad_name : probe.i < s->tab.n ? s->tab.items[probe.i].name
+                                                                                              : "end");
     s->dev_bytes = probe.used[LS_DEVICE];
     s->host_bytes = probe.used[LS_HOST];
     s->dev = t->o->mem_alloc(&t->ctx, s->dev_bytes ? s->dev_bytes : 64, MEM_DEVICE, "training workspace");
     s->host = t->o->mem_alloc(&t->ctx, s->host_bytes ? s->host_bytes : 64, MEM_HOST, "training workspace (host)");
     if ((rc = t->o->sync(&t->ctx))) return rc;
-    carver real = {&s->tab, 0, {s->dev, s->host}, {0, 0}, 0, 0, 0};
+    carver real = {&s->tab, 0, {s->dev, s->host}, {0, 0}, 0, NULL, 0, 0};
     carve_ws(t, s, &real);
     if ((rc = check_weight_buffer(t))) return rc;
     /* image_newline in the activation dtype, once */
@@ -808,21 +828,25 @@ static void upload_index(llava_trainer *t) {
     o->upload(cx, s->d.row_label, s->h.row_label, sizeof(int32_t) * (size_t)s->nrows);
     if (s->vis_nadapt || s->st.vision == LS_VIS_RUN) {
         o->upload(cx, s->d.vseqs, s->h.vseqs, sizeof(seq_desc) * (size_t)s->n_tiles);
+        o->upload(cx, s->d.vseqs + s->dims.max_tiles, s->h.vseqs + s->dims.max_tiles,
+                  sizeof(seq_desc) * (size_t)s->n_tiles);
         o->upload(cx, s->d.vrows, s->h.vrows, sizeof(int64_t) * (size_t)(s->n_tiles * np));
     }
 }
 
 /* the vision batch: one sequence of CLS + patches per tile; the patch rows (CLS dropped). Without vision LoRA the
- * tower runs image by image (as a vision cache is built, so that cached features are the same bits), and each
- * image's sequences start from its own first row */
+ * tower runs image by image (as a vision cache is built, so that cached features are the same bits): vseqs[g]
+ * starts from its image's first row, vseqs[max_tiles + g] from the first row of all tiles (vision LoRA's adapted
+ * layers run over every tile at once) */
 static void vision_index(llava_trainer *t) {
     lt_ws *s = t->ws;
     const llava_config *c = &t->m->cfg;
     const int64_t np = (int64_t)(c->v_image / c->v_patch) * (c->v_image / c->v_patch);
     for (int k = 0; k < s->ninst; k++)
         for (int64_t tl = 0; tl < s->inst[k].P; tl++) {
-            int64_t g = s->inst[k].sel_off + tl, first = s->vis_nadapt ? g : tl;
-            s->h.vseqs[g] = (seq_desc){(int32_t)(first * (np + 1)), (int32_t)(np + 1), 0, -1};
+            int64_t g = s->inst[k].sel_off + tl;
+            s->h.vseqs[g] = (seq_desc){(int32_t)(tl * (np + 1)), (int32_t)(np + 1), 0, -1}; /* in its image */
+            s->h.vseqs[s->dims.max_tiles + g] = (seq_desc){(int32_t)(g * (np + 1)), (int32_t)(np + 1), 0, -1};
         }
     for (int64_t tl = 0; tl < s->n_tiles; tl++)
         for (int64_t i = 0; i < np; i++) s->h.vrows[tl * np + i] = tl * (np + 1) + 1 + i;
@@ -1072,7 +1096,8 @@ static void vis_layer_bwd(llava_trainer *t, int l, const void *x, vis_acts *a, v
     o->zero(cx, s->vdQ, NT * Dv);
     o->zero(cx, s->vdK, NT * Dv);
     o->zero(cx, s->vdV, NT * Dv);
-    o->attn_bwd(cx, s->vdQ, s->vdK, s->vdV, s->vdAtt, a->att, a->lse, a->q, a->k, a->v, s->d.vseqs, (int)s->n_tiles,
+    o->attn_bwd(cx, s->vdQ, s->vdK, s->vdV, s->vdAtt, a->att, a->lse, a->q, a->k, a->v, s->d.vseqs + s->dims.max_tiles,
+                (int)s->n_tiles,
                 NT, c->v_heads, c->v_heads, (int)(Dv / c->v_heads), 0); /* vision LoRA: all tiles at once */
     o->zero(cx, s->vdA, NT * Dv);
     lin_bwd(t, s->vdA, s->vdQ, a->a1, &vl->q, &ad[V_Q], a->t[V_Q], NT);
@@ -1130,7 +1155,7 @@ static void vis_forward(llava_trainer *t, const lt_batch *b) {
     cur = (char *)cur - (size_t)(s->inst[s->ninst - 1].sel_off * (np + 1) * Dv) * (size_t)s->es; /* its half */
     s->vtok = NT;
     if (s->vis_nadapt) {
-        s->vseq_cur = s->d.vseqs;
+        s->vseq_cur = s->d.vseqs + s->dims.max_tiles;
         s->vnseq = (int)s->n_tiles;
         o->copy(cx, s->vxin, cur, NT * Dv);
         for (int l = t->vis_first; l < c->v_run_layers; l++) {
