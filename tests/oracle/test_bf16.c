@@ -43,26 +43,9 @@ static void step(llava_model *m, const lt_spec *sp0, int act, const char *grp, d
     CHECK_EQ_INT(lt_init(&t, m, &sp), 0);
     CHECK_EQ_INT(lt_plan(&t, 512, 16, 512), 0);
     step_set_init(F, &t, grp);
-    lt_batch b = {pairs, 2, 1, 0};
-    lt_fwd fw;
-    lt_zero_grads(&t);
-    int rc = lt_forward(&t, &b, &fw);
     orpo_metrics mt;
     memset(&mt, 0, sizeof mt);
-    if (!rc) {
-        int64_t nll = 0;
-        for (int64_t i = 0; i < fw.nrows; i++) nll += (fw.role[i] & ORPO_TOK_NLL) != 0;
-        orpo_config oc = {0.1, ORPO_NLL_ALL};
-        orpo_norm norm = {2, nll};
-        orpo_batch ob = {fw.nrows, fw.logp, fw.role, fw.pair, 2};
-        orpo_accum acc;
-        orpo_accum_init(&acc);
-        float *dlogp = malloc(sizeof(float) * (size_t)fw.nrows);
-        rc = orpo_tokens(&oc, &ob, &norm, &acc, dlogp);
-        if (!rc) rc = orpo_finish(&acc, &norm, &mt);
-        if (!rc) rc = lt_backward(&t, dlogp);
-        free(dlogp);
-    }
+    int rc = step_grads(&t, pairs, 1, &mt);
     if (rc) fprintf(stderr, "%s\n", err_msg());
     CHECK_EQ_INT(rc, 0);
     double ref = fx_attr_d(F, grp, "loss");
