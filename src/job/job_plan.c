@@ -552,6 +552,13 @@ static int device_budget(jp_plan *p, const job_config *j, const jp_opts *o) {
         p->budget = pages > 0 && psz > 0 ? (double)pages * (double)psz : 1e18;
         snprintf(p->budget_from, sizeof p->budget_from, "this machine's memory (CPU run)");
     }
+    /* a GPU keeps 1/8 of its memory free: the display and other processes on a workstation or laptop GPU, the
+     * driver's allocations beyond the context reserve, the allocator's alignment (8 GB -> the 7.0 GiB plan) */
+    if (cuda) {
+        p->budget *= 7.0 / 8.0;
+        size_t l = strlen(p->budget_from);
+        snprintf(p->budget_from + l, sizeof p->budget_from - l, ", 1/8 kept free");
+    }
     int prec = j->runtime.precision;
     if (prec == JOB_PREC_AUTO) prec = cuda ? JOB_PREC_BF16 : JOB_PREC_FP32;
     p->act_dtype = prec == JOB_PREC_BF16 ? DT_BF16 : DT_F32;
