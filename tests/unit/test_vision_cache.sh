@@ -3,7 +3,8 @@
 # 3 steps (validation with generated samples at steps 0 and 3):
 #  - the first run builds the cache (the log says so), a second run reuses it (the log says so);
 #  - both runs' train metrics and checkpoints (parameters, AdamW moments) are bit-identical to a run that runs the
-#    vision tower (the features are computed image by image either way), and so are their validation lines;
+#    vision tower (the features are computed image by image either way), and so are their validation lines; the
+#    same in bf16 (the cache then holds bf16 features);
 #  - a cache built for other data or another activation dtype is refused (exit 3, the file, the attribute and both
 #    values named, "delete"), and left as it was;
 #  - a plan that needs the cache (a small runtime.gpu_memory_gb) without runtime.vision_cache: exit 3 with the fix;
@@ -19,6 +20,7 @@ bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
 has() { grep -qF -- "$2" <<<"$1" || { bad "expected '$2' in:"; echo "$1" | tail -15; }; }
 code() { [ "$1" = "$2" ] || bad "$3: exit $1, expected $2"; }
 export ORPO_LOG=info
+for t in h5dump h5diff; do command -v $t >/dev/null || { echo "FAIL: $t (hdf5-tools) is needed to compare the runs"; exit 1; }; done
 
 mkdir -p "$tmp/jobs"
 cp "$src/jobs/demo.yaml" "$tmp/jobs/demo.yaml"
@@ -69,6 +71,13 @@ same_run "$tmp/run_a" "$tmp/run_c" "building run vs tower run"
 same_run "$tmp/run_b" "$tmp/run_c" "cached run vs tower run"
 va=$(vallines "$out_a"); vb=$(vallines "$out_b"); vc=$(vallines "$out_c")
 [ "$(wc -l <<<"$vc")" = 2 ] && [ "$va" = "$vc" ] && [ "$vb" = "$vc" ] || bad "validation lines differ: $va / $vb / $vc"
+# bf16 activations: the features stored as bf16 (another file), the same bits as the bf16 tower run
+out=$(train "$tmp/run_bc" --set runtime.precision=bf16 --set "runtime.vision_cache=$tmp/vc_bf16.h5")
+code $? 0 "bf16 with a new cache"
+has "$out" "vision cache $tmp/vc_bf16.h5: built, 40 pairs"
+out=$(train "$tmp/run_bt" --set runtime.precision=bf16); code $? 0 "bf16 running the tower"
+same_run "$tmp/run_bc" "$tmp/run_bt" "bf16: cached run vs tower run"
+has "$(h5dump -H -d /features/0 "$tmp/vc_bf16.h5" 2>&1)" '"/types/bfloat16"'
 # the file's format (docs/formats.md)
 info=$("$bin" inspect "$tmp/vc.h5" --attrs 2>&1)
 for k in 'format = "orpo-hpc/vision-cache"' "format_version = 1" "act_dtype" "model_hash" "data_hash" "np = " "dv = "; do
