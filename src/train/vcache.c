@@ -85,6 +85,8 @@ static int build_split(hid_t f, build *b, int split, int64_t n, void *buf, size_
         for (int i = 0; !rc && i < bt->n && seen < n; i++, seen++) {
             const ldr_pair *p = &bt->pairs[i];
             if (b->src->stop_requested && b->src->stop_requested()) {
+                log_warn("vision cache %s: stopped by a signal at pair %lld of %lld; nothing written (the next run "
+                         "builds it)", b->path, (long long)b->done, (long long)b->total);
                 rc = err_set(ERR_INTERRUPTED, "%s: the build of the vision cache was stopped at pair %lld of %lld "
                              "(nothing written)", b->path, (long long)b->done, (long long)b->total);
                 break;

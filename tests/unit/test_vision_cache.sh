@@ -8,8 +8,9 @@
 #  - a cache built for other data or another activation dtype is refused (exit 3, the file, the attribute and both
 #    values named, "delete"), and left as it was;
 #  - a plan that needs the cache (a small runtime.gpu_memory_gb) without runtime.vision_cache: exit 3 with the fix;
-#  - an interrupted build leaves no file: a file-size limit (exit 4, no cache, no temporary), and a kill -9 during
-#    the build (no cache; the next run removes the temporary, says so, and builds it).
+#  - an interrupted build leaves no file: a file-size limit (exit 4, no cache, no temporary), SIGTERM during the
+#    build (exit 75, nothing left), and a kill -9 during the build (no cache; the next run removes the temporary,
+#    says so, and builds it).
 set -uo pipefail
 bin=${ORPO_BIN:?}
 src=${ORPO_SOURCE_DIR:?}
@@ -107,17 +108,37 @@ code $? 4 "a build under ulimit -f 64"
 has "$out" "$tmp/lim/vc.h5"
 [ -e "$tmp/lim/vc.h5" ] && bad "a failed build left $tmp/lim/vc.h5"
 ls -A "$tmp/lim" | grep -q '\.tmp\.' && bad "a failed build left a temporary: $(ls -A "$tmp/lim")"
+# SIGTERM once the build's temporary exists (waiting up to 60 s for it is no timing assertion): exit 75, nothing left
+wait_temp() { # $1: dir, $2: pid
+    local i
+    for i in $(seq 1200); do
+        if ls -A "$1" | grep -q '\.tmp\.'; then return 0; fi
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+mkdir "$tmp/t"
+"$bin" train --restart "$job" --set train.max_steps=1 --set "job.output_dir=$tmp/run_t" --set "data.path=$tmp/demo/data2.h5" \
+    --set "runtime.vision_cache=$tmp/t/vc.h5" >"$tmp/t.log" 2>&1 &
+pid=$!
+if wait_temp "$tmp/t" $pid; then
+    kill -TERM $pid
+    wait $pid; rc=$?
+    code $rc 75 "SIGTERM during the build"
+    has "$(cat "$tmp/t.log")" "vision cache $tmp/t/vc.h5: stopped by a signal"
+    [ -z "$(ls -A "$tmp/t")" ] || bad "SIGTERM during the build left: $(ls -A "$tmp/t")"
+else
+    wait $pid
+    bad "the build's temporary never appeared (log: $(tail -3 "$tmp/t.log"))"
+fi
 # kill -9 once the build's temporary exists (waiting up to 60 s for it is no timing assertion)
 mkdir "$tmp/k"
 "$bin" train --restart "$job" --set train.max_steps=1 --set "job.output_dir=$tmp/run_k" --set "data.path=$tmp/demo/data2.h5" \
     --set "runtime.vision_cache=$tmp/k/vc.h5" >"$tmp/k.log" 2>&1 &
 pid=$!
 seen=0
-for _ in $(seq 1200); do
-    if ls -A "$tmp/k" | grep -q '\.tmp\.'; then seen=1; break; fi
-    kill -0 $pid 2>/dev/null || break
-    sleep 0.05
-done
+wait_temp "$tmp/k" $pid && seen=1
 kill -9 $pid 2>/dev/null
 wait $pid 2>/dev/null
 if [ $seen = 1 ]; then
