@@ -129,8 +129,10 @@ static const job_key KEYS[] = {
    "activations and dequantized weights: fp32, or bf16 (fp32 accumulation; LoRA masters, gradients and AdamW "
    "moments stay fp32); auto = fp32 on the CPU, bf16 on CUDA"},
   {"runtime.vision_cache", JOB_T_PATH, 0, NULL, 0, 0, NULL, NULL, NULL, OFF(runtime.vision_cache),
-   "file of the frozen vision tower's features of every image, built once and then read instead of running the "
-   "tower; not set = run the tower each step"},
+   "HDF5 file of the frozen vision tower's features of every pair of data.h5 (docs/formats.md), built by the first "
+   "train that names a missing file, then read instead of running the tower (same result); refused when built "
+   "for another model, data or runtime.precision; eval and generate run the tower; not set = run the tower "
+   "each step"},
   {"runtime.threads", JOB_T_INT, MIN | MAX, "0", 0, 4096, NULL, NULL, NULL, OFF(runtime.threads),
    "CPU threads for compute and data loading; 0 = all cores available to the process"},
   {"runtime.data_parallel", JOB_T_ENUM, 0, "auto", 0, 0, v_dp, NULL, NULL, OFF(runtime.data_parallel),

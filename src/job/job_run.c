@@ -160,6 +160,7 @@ static int config_from_job(run *r) {
     c->job_yaml = r->job_yaml;
     c->stop_requested = job_run_stop_requested;
     c->log_every_s = j->runtime.log_every_s;
+    c->vision_cache = j->runtime.vision_cache; /* used when training (evaluation and generation run the tower) */
     return ERR_OK;
 }
 

@@ -326,6 +326,9 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
         add(tab, "ws.library", U8, (int64_t)st->ws_cap, LS_WORKSPACE, LS_DEVICE);
     }
     if (st->ctx_reserve) add(tab, "ws.context_reserve", U8, (int64_t)st->ctx_reserve, LS_WORKSPACE, LS_DEVICE);
+    /* the vision features read from the cache for one micro-batch, uploaded to proj.features (last: the trainer
+     * fills it, llava_train.c only carves it; lt_feature_buffer) */
+    if (st->vision == LS_VIS_CACHE) add(tab, "host.vision_features", A, NR * Dv, LS_MICRO, LS_HOST);
     return ERR_OK;
 }
 

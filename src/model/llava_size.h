@@ -36,7 +36,9 @@ enum { LS_WEIGHTS = 0, LS_TRAINABLE, LS_MICRO, LS_LAYER, LS_WORKSPACE, LS_NLIFE 
 enum { LS_DEVICE = 0, LS_HOST = 1 };
 #define LS_ANY (-1)
 
-/* the vision features: computed by the tower each step, or read from an on-disk cache (runtime.vision_cache) */
+/* the vision features: computed by the tower each step, or read from an on-disk cache (runtime.vision_cache). With
+ * the cache the table has no vision-tower item; its last item, host.vision_features, holds one micro-batch's
+ * features, which the trainer fills from the cache (llava_train.h lt_feature_buffer) */
 enum { LS_VIS_RUN = 0, LS_VIS_CACHE = 1 };
 
 /* rows of lm_head computed at once by default (ls_strategy.logits_chunk) */

@@ -139,6 +139,7 @@ struct lt_ws {
     vis_acts *vacts;                  /* one per adapted layer */
     void *vdX, *vdMid, *vdA, *vdQ, *vdK, *vdV, *vdAtt, *vdF, *vdG;
     void *dvsel;                      /* d loss / d selected vision features */
+    void *vfeat;                      /* host.vision_features (LS_VIS_CACHE): lt_feature_buffer */
 };
 
 /* ---- init ------------------------------------------------------------------------------------ */
@@ -610,6 +611,7 @@ static void carve_ws(llava_trainer *t, lt_ws *s, carver *cv) {
     }
     take(cv, "ws.library");
     take(cv, "ws.context_reserve");
+    s->vfeat = take(cv, "host.vision_features");
 }
 
 static void free_ws(llava_trainer *t) {
@@ -714,6 +716,12 @@ int lt_plan_ex(llava_trainer *t, const ls_dims *dims, const ls_strategy *st) {
 }
 
 const ls_table *lt_table(const llava_trainer *t) { return t->ws ? &t->ws->tab : NULL; }
+
+void *lt_feature_buffer(llava_trainer *t, size_t *bytes) {
+    const ls_item *it = t->ws ? ls_find(&t->ws->tab, "host.vision_features") : NULL;
+    *bytes = it && t->ws->vfeat ? it->bytes : 0;
+    return *bytes ? t->ws->vfeat : NULL;
+}
 
 void lt_free(llava_trainer *t) {
     if (t->proj_orig[0]) {

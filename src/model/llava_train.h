@@ -19,6 +19,10 @@
  *   lt_plan_ex(&t, &dims, &strategy)          the same with explicit memory strategies (llava_size.h): the arenas
  *                                             are carved from the size table, item by item
  *   lt_table(&t)                              that size table (after lt_plan)
+ *   lt_feature_buffer(&t, &bytes)             plans with the vision features from a cache: the host buffer (size
+ *                                             table item host.vision_features, carved from the host arena) the
+ *                                             caller fills with a micro-batch's cached features (lt_pair.features
+ *                                             point into it); NULL, 0 otherwise
  *   lt_vision_features(&t, pixels, P, out)   the vision tower alone on one image's P tiles: its selected features
  *                                             [P * np, Dv] in the activation dtype into host memory out (what a
  *                                             vision cache stores; needs a plan that runs the tower)
@@ -47,6 +51,7 @@
 #ifndef ORPO_LLAVA_TRAIN_H
 #define ORPO_LLAVA_TRAIN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "model/llava_params.h"
@@ -167,6 +172,7 @@ int lt_plan_ex(llava_trainer *t, const struct ls_dims *dims, const struct ls_str
 const struct ls_table *lt_table(const llava_trainer *t);
 int lt_peek(llava_trainer *t, const char *what, float *out, int64_t cap, int64_t *n, int64_t *cols);
 int lt_vision_features(llava_trainer *t, const float *pixels, int P, void *out);
+void *lt_feature_buffer(llava_trainer *t, size_t *bytes);
 void lt_zero_grads(llava_trainer *t);
 int lt_forward(llava_trainer *t, const lt_batch *b, lt_fwd *fw);
 int lt_backward(llava_trainer *t, const float *dlogp);

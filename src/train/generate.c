@@ -49,7 +49,8 @@ int gen_pairs(trainer *t, const ldr_pair *pairs, int n, const lt_gen_opts *g, ch
         lp[i] = (lt_pair){p->pixels, p->n_patches, p->height, p->width, p->prefix, p->prefix_len, NULL, NULL, 0, 0, NULL};
         streams[i] = (uint32_t)p->index;
     }
-    int rc = run(t, lp, n, streams, g, answers, ntok);
+    int rc = tr_pair_features(t, pairs, n, lp); /* a plan with the vision features from a cache */
+    if (!rc) rc = run(t, lp, n, streams, g, answers, ntok);
     free(lp);
     free(streams);
     return rc;

@@ -24,6 +24,7 @@
 #include "train/ckpt.h"
 #include "train/orpo.h"
 #include "train/sched.h"
+#include "train/vcache.h"
 
 #define MAX_GROUPS 8
 
@@ -56,6 +57,9 @@ struct trainer {
     ldr_cursor cursor;
     orpo_config oc;
     met_log *metrics;
+    vc_file *vc;              /* the vision cache (plans with LS_VIS_CACHE), else NULL */
+    void *vfeat;              /* lt_feature_buffer: one micro-batch's cached features */
+    size_t vfeat_bytes;
 };
 
 static double mem_peak_mb(void) {
@@ -156,7 +160,23 @@ static int setup(trainer *r) {
         st.act_dtype = c->spec.act_dtype;
     }
     st.forward_only = r->mode == TR_EVAL; /* evaluation runs no backward */
+    /* the vision features: from the cache when training with runtime.vision_cache (or a plan that needs it);
+     * evaluation and generation run the tower */
+    if (r->mode == TR_TRAIN && c->vision_cache) st.vision = LS_VIS_CACHE;
+    if (r->mode == TR_EVAL) st.vision = LS_VIS_RUN;
+    if (st.vision == LS_VIS_CACHE) {
+        if (!c->vision_cache)
+            return err_set(ERR_DATA, "the plan of %s needs the vision features from a cache (the vision tower does "
+                           "not fit runtime.gpu_memory_gb): set runtime.vision_cache: PATH (built once at the "
+                           "start, then read instead of running the tower)", c->name ? c->name : "the job");
+        /* data parallel: rank 0 builds it when missing, the others open it once it is there */
+        vc_source vs = {c->data_path, &r->ref, c->model_hash, c->data_hash, c->stop_requested};
+        if (r->rank == 0) rc = vc_open(c->vision_cache, &r->t, &vs, &r->vc); /* may plan lt to build it */
+        if ((rc = dist_status(c->dist, rc, "the vision cache"))) return rc;
+        if (r->rank != 0 && (rc = vc_open(c->vision_cache, &r->t, &vs, &r->vc))) return rc;
+    }
     if ((rc = lt_plan_ex(&r->t, &dims, &st))) return rc;
+    r->vfeat = lt_feature_buffer(&r->t, &r->vfeat_bytes);
     r->lp = mem_calloc((size_t)micro, sizeof *r->lp, "trainer: micro-batch pairs");
     r->dlogp = mem_alloc(sizeof(float) * (size_t)(micro * per_pair), "trainer: log-prob gradients");
     /* the step's gradient and AdamW's moments on the trainer's device (the size table's trainable.step_grads,
@@ -231,6 +251,7 @@ void tr_close(trainer *r) {
     if (!r) return;
     ldr_close(r->train);
     ldr_close(r->val);
+    vc_close(r->vc);
     adamw_release(&r->opt);
     const ops *fo = ops_for(r->t.ctx.device, DT_F32);
     if (fo && r->t.o) {
@@ -353,6 +374,24 @@ static void to_lt_pair(const ldr_pair *p, lt_pair *q) {
                    p->chosen, p->rejected, p->chosen_len, p->rejected_len, NULL};
 }
 
+int tr_pair_features(trainer *r, const ldr_pair *pairs, int n, lt_pair *lp) {
+    if (!r->vc) return ERR_OK;
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        const size_t bytes = (size_t)pairs[i].n_patches * (size_t)(r->t.m->cfg.v_image / r->t.m->cfg.v_patch) *
+                             (size_t)(r->t.m->cfg.v_image / r->t.m->cfg.v_patch) * (size_t)r->t.m->cfg.v_hidden *
+                             dtype_size(r->c.spec.act_dtype);
+        if (off + bytes > r->vfeat_bytes)
+            return err_set(ERR_INTERNAL, "vision cache: the micro-batch's features need more than the planned %zu "
+                           "bytes", r->vfeat_bytes);
+        int rc = vc_read(r->vc, pairs[i].index, pairs[i].n_patches, (char *)r->vfeat + off, r->vfeat_bytes - off);
+        if (rc) return rc;
+        lp[i].features = (char *)r->vfeat + off;
+        off += bytes;
+    }
+    return ERR_OK;
+}
+
 /* the loss sums of one micro-batch, and its packed tokens, as one vector for dist_fold_f64 */
 enum { SUM_TOKENS = ORPO_ACCUM_N, NSUMS };
 _Static_assert(sizeof(orpo_accum) == ORPO_ACCUM_N * sizeof(double), "orpo_accum is ORPO_ACCUM_N doubles");
@@ -377,6 +416,7 @@ static int train_step(trainer *r, met_train *row) {
         if (has) {
             int off = k * micro, n = b->n - off < micro ? b->n - off : micro;
             for (int i = 0; i < n; i++) to_lt_pair(&b->pairs[off + i], &r->lp[i]);
+            if ((rc = tr_pair_features(r, &b->pairs[off], n, r->lp))) return rc;
             lt_zero_grads(&r->t);
             lt_batch lb = {r->lp, n, (uint32_t)r->step, 0};
             lt_fwd fw;
@@ -454,6 +494,7 @@ int tr_evaluate(trainer *r, met_val *row, int64_t *pairs, int (*on_pair)(void *c
             to_lt_pair(&b->pairs[i], &r->lp[i]);
             r->vidx[done + i] = b->pairs[i].index;
         }
+        if ((rc = tr_pair_features(r, b->pairs, n, r->lp))) return rc;
         lt_batch lb = {r->lp, n, (uint32_t)r->step, 1};
         lt_fwd fw;
         if ((rc = lt_forward(&r->t, &lb, &fw))) return rc;
@@ -651,12 +692,36 @@ out:
     return rc;
 }
 
+/* bytes of the loaded model's vision tower (fp32, its linears NF4 when the model stores them so) */
+static size_t tower_bytes(const llava_model *m) {
+    const llava_config *cfg = &m->cfg;
+    llava_weights w;
+    memset(&w, 0, sizeof w);
+    w.vis = mem_calloc((size_t)(cfg->v_run_layers > 0 ? cfg->v_run_layers : 1), sizeof *w.vis, "tower size");
+    w.dec = mem_calloc((size_t)(cfg->t_layers > 0 ? cfg->t_layers : 1), sizeof *w.dec, "tower size");
+    llava_param *ps = NULL;
+    int np = 0;
+    size_t n = 0;
+    const int nf4 = cfg->v_run_layers > 0 && m->w.vis[0].q.dtype == DT_NF4;
+    if (llava_params_build(cfg, &w, &ps, &np) == ERR_OK)
+        for (int i = 0; i < np; i++)
+            if (!strncmp(ps[i].name, "vision_tower.", 13))
+                n += ps[i].is_linear && nf4 ? ls_nf4_bytes(ps[i].numel) : sizeof(float) * (size_t)ps[i].numel;
+    free(ps);
+    free(w.vis);
+    free(w.dec);
+    return n;
+}
+
 void tr_memory(trainer *r, tr_memory_use *u) {
     memset(u, 0, sizeof *u);
     const ls_table *tab = lt_table(&r->t);
     if (!tab) return;
     u->plan_weights = ls_total(tab, LS_DEVICE, LS_WEIGHTS);
     u->weights = sizeof(float) * r->m.arena_floats + r->m.qbytes;
+    /* with the vision features from a cache the CPU model still holds the tower (it may have built the cache), but
+     * the run never reads it: it is not part of the run's weights (a GPU backend leaves it on the host) */
+    if (r->vc) u->weights -= tower_bytes(&r->m);
     u->plan_device = ls_total(tab, LS_DEVICE, LS_ANY) - u->plan_weights;
     u->plan_host = ls_total(tab, LS_HOST, LS_ANY);
     size_t live;

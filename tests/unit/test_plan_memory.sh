@@ -6,8 +6,9 @@
 # and `orpo-hpc plan JOB.yaml --json` prints the same plan before the run: device_peak_bytes = W + D and
 # host_bytes = H. Checked for the demo job as `make demo` runs it (jobs/demo.yaml, eval samples on so generation's
 # KV cache is in both), with the planner free to recompute or not and with budgets that make it choose recompute,
-# offload and chunked logits. A buffer allocated outside the table, or a table item the trainer does not carve, or a
-# plan whose strategies or sizes are not the run's, shows as a difference here.
+# offload and chunked logits, and the vision features from a cache (runtime.vision_cache). A buffer allocated
+# outside the table, or a table item the trainer does not carve, or a plan whose strategies or sizes are not the
+# run's, shows as a difference here.
 set -uo pipefail
 bin=${ORPO_BIN:?}
 src=${ORPO_SOURCE_DIR:?}
@@ -59,5 +60,9 @@ check "demo job, 0.035 GB" --set train.gradient_checkpointing=true --set runtime
 check "demo job, 0.03 GB" --set train.gradient_checkpointing=true --set runtime.gpu_memory_gb=0.03
 check "demo job, 0.028 GB" --set train.gradient_checkpointing=true --set runtime.gpu_memory_gb=0.028
 check "demo job, 0.027 GB" --set train.gradient_checkpointing=true --set runtime.gpu_memory_gb=0.027
+# the vision features from a cache (built by this run, then read): no tower on the device, one micro-batch's
+# features in host memory (host.vision_features)
+check "demo job, 0.024 GB, vision cache" --set train.gradient_checkpointing=true --set runtime.gpu_memory_gb=0.024 \
+    --set "runtime.vision_cache=$tmp/vision.h5"
 
 if [ $fails -eq 0 ]; then echo "test_plan_memory: all checks passed"; else echo "test_plan_memory: $fails failed"; exit 1; fi
