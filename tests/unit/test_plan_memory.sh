@@ -8,7 +8,9 @@
 # KV cache is in both), with the planner free to recompute or not and with budgets that make it choose recompute,
 # offload and chunked logits, and the vision features from a cache (runtime.vision_cache). A buffer allocated
 # outside the table, or a table item the trainer does not carve, or a plan whose strategies or sizes are not the
-# run's, shows as a difference here.
+# run's, shows as a difference here. Every run trains 20 steps: their train metrics and final checkpoints
+# (parameters, AdamW moments) must be identical bit for bit to the first run's, whatever strategies the planner
+# chose (issue 11: strategies never change fp32 results; every combination at step level: test_strategies.c).
 set -uo pipefail
 bin=${ORPO_BIN:?}
 src=${ORPO_SOURCE_DIR:?}
@@ -16,6 +18,9 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/orpo-planmem-XXXXXX")
 fails=0
 trap 'if [ $fails -eq 0 ]; then rm -rf "$tmp"; else echo "kept $tmp"; fi' EXIT
 export ORPO_LOG=info
+bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+for t in h5dump h5diff; do command -v $t >/dev/null || { echo "FAIL: $t (hdf5-tools) is needed to compare the runs"; exit 1; }; done
+. "$src/tests/unit/run_compare.sh"
 
 mkdir -p "$tmp/jobs"
 cp "$src/jobs/demo.yaml" "$tmp/jobs/demo.yaml"
@@ -24,13 +29,16 @@ cp "$src/jobs/demo.yaml" "$tmp/jobs/demo.yaml"
 "$bin" import-data --parquet "$tmp/demo/data/rlaif-v-demo.parquet" --model "$tmp/demo/model.h5" \
     --out "$tmp/demo/data.h5" --val-fraction 0.25 --seed 1 >/dev/null 2>&1 || { echo "FAIL: import-data"; exit 1; }
 
+nrun=0
 check() { # $1: what, rest: --set arguments
     local what=$1
     shift
     local out line json
-    json=$("$bin" plan "$tmp/jobs/demo.yaml" --json --set eval.every_steps=2 --set eval.samples=2 "$@" 2>&1)
-    out=$("$bin" train --restart "$tmp/jobs/demo.yaml" --set train.max_steps=2 --set eval.every_steps=2 \
-          --set eval.samples=2 "$@" 2>&1)
+    json=$("$bin" plan "$tmp/jobs/demo.yaml" --json --set eval.every_steps=10 --set eval.samples=2 "$@" 2>&1)
+    local dir=$tmp/run$((++nrun))
+    out=$("$bin" train --restart "$tmp/jobs/demo.yaml" --set train.epochs=5 --set train.max_steps=20 --set eval.every_steps=10 \
+          --set eval.samples=2 --set "job.output_dir=$dir" "$@" 2>&1)
+    if [ $nrun -gt 1 ]; then same_run "$tmp/run1" "$dir" "$what: results vs the first run" 20; fi
     line=$(grep -o 'memory: weights .*' <<<"$out")
     if [ -z "$line" ]; then echo "FAIL: $what: no memory line in:"; echo "$out" | tail -20; fails=$((fails + 1)); return; fi
     echo "$what: $line"

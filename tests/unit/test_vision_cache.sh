@@ -40,20 +40,8 @@ train() { # $1: output dir, rest: --set arguments
     shift
     "$bin" train --restart "$job" --set train.max_steps=3 --set eval.samples=2 --set "job.output_dir=$dir" "$@" 2>&1
 }
-# the deterministic fields of the train metrics (step ... grad_norm: the first 14 of each row) as exact hex floats
-train_rows() { h5dump -m %a -d /train "$1/metrics.h5" | awk '/^   \([0-9]+\): \{/ {k = 0; next} /^ *[-0-9x]/ {k++; if (k <= 14) print}'; }
-vallines() { grep -oE 'validation at step [0-9]+: .*rejected [-0-9.]+' <<<"$1"; }
-same_run() { # $1 $2: run dirs, $3: what
-    local a b
-    a=$(train_rows "$1"); b=$(train_rows "$2")
-    [ -n "$a" ] && [ "$(wc -l <<<"$a")" = 42 ] || bad "$3: train metrics of $1: $(wc -l <<<"$a") values, expected 3 x 14"
-    [ "$a" = "$b" ] || { bad "$3: train metrics differ"; diff <(echo "$a") <(echo "$b") | head; }
-    local ca cb
-    ca=$(ls "$1"/checkpoints/step-*.h5 | tail -1); cb=$(ls "$2"/checkpoints/step-*.h5 | tail -1)
-    for g in params adam_m adam_v; do
-        h5diff -q "$ca" "$cb" "/$g" "/$g" >/dev/null 2>&1 || bad "$3: checkpoint /$g differs ($ca, $cb)"
-    done
-}
+# shared with test_plan_memory.sh: train_rows, same_run
+. "$src/tests/unit/run_compare.sh"
 
 # ---- built once, reused, the same bits as running the tower ----
 out_a=$(train "$tmp/run_a" --set "runtime.vision_cache=$tmp/vc.h5"); code $? 0 "train with a new cache"
