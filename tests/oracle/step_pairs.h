@@ -4,6 +4,8 @@
  *   step_pairs_load(F, pairs)   pair0/, pair1/: pixel_values (56x56 tiles), image_size, prefix, chosen, rejected
  *   step_pairs_free(pairs)      the arrays step_pairs_load allocated
  *   step_set_init(F, t, grp)    every trainable tensor of t from grp/init/<name> (the oracle's initial values)
+ *   step_models(fp32, nf4)      the tiny model (tests/fixtures/llava_tiny) imported as fp32 and as NF4 (CPU flavour)
+ *                               into the test's temporary directory; their paths (1024 bytes each)
  *   step_grads(t, pairs, step, &m)  one micro-batch of the two pairs: forward, ORPO (beta 0.1, NLL over prompt and
  *                               answer, as the fixture), backward into t's gradients (zeroed first); the metrics
  */
@@ -12,6 +14,8 @@
 
 #include "fixture_h5.h"
 #include "model/llava_train.h"
+#include "model/model_h5.h"
+#include "model/nf4.h"
 #include "test.h"
 #include "train/orpo.h"
 
@@ -59,6 +63,19 @@ static inline void step_set_init(hid_t F, llava_trainer *t, const char *grp) {
         memcpy(ti->data, v, sizeof(float) * n);
         free(v);
     }
+}
+
+static inline void step_models(char fp32[1024], char nf4[1024]) {
+    const char *tmp = test_tmpdir();
+    snprintf(fp32, 1024, "%s/fp32.h5", tmp);
+    snprintf(nf4, 1024, "%s/nf4.h5", tmp);
+    mh5_opts o;
+    mh5_opts_default(&o);
+    o.quant = MH5_QUANT_FP32;
+    CHECK_EQ_INT(mh5_import(test_fixture("llava_tiny/model"), fp32, &o), 0);
+    mh5_opts_default(&o);
+    o.nf4_flavor = NF4_FLAVOR_CPU;
+    CHECK_EQ_INT(mh5_import(test_fixture("llava_tiny/model"), nf4, &o), 0);
 }
 
 static inline int step_grads(llava_trainer *t, const lt_pair *pairs, uint32_t step, orpo_metrics *m) {

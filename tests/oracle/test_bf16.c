@@ -91,17 +91,8 @@ static void variant(llava_model *m, const char *variant, const char *base) {
 int main(void) {
     F = fx_open(test_fixture("step/step.h5"));
     step_pairs_load(F, pairs);
-    const char *tmp = test_tmpdir();
     char fp32[1024], nf4[1024];
-    snprintf(fp32, sizeof fp32, "%s/fp32.h5", tmp);
-    snprintf(nf4, sizeof nf4, "%s/nf4.h5", tmp);
-    mh5_opts o;
-    mh5_opts_default(&o);
-    o.quant = MH5_QUANT_FP32;
-    CHECK_EQ_INT(mh5_import(test_fixture("llava_tiny/model"), fp32, &o), 0);
-    mh5_opts_default(&o);
-    o.nf4_flavor = NF4_FLAVOR_CPU;
-    CHECK_EQ_INT(mh5_import(test_fixture("llava_tiny/model"), nf4, &o), 0);
+    step_models(fp32, nf4);
     llava_model m;
     CHECK_EQ_INT(mh5_load(fp32, &m), 0);
     variant(&m, "lora", "fp32");

@@ -120,17 +120,8 @@ static void variant(llava_model *m, const char *name, const lt_spec *sp) {
 int main(void) {
     hid_t F = fx_open(test_fixture("step/step.h5"));
     step_pairs_load(F, pairs);
-    const char *tmp = test_tmpdir();
     char paths[2][1024];
-    snprintf(paths[0], sizeof paths[0], "%s/fp32.h5", tmp);
-    snprintf(paths[1], sizeof paths[1], "%s/nf4.h5", tmp);
-    mh5_opts o;
-    mh5_opts_default(&o);
-    o.quant = MH5_QUANT_FP32;
-    CHECK_EQ_INT(mh5_import(test_fixture("llava_tiny/model"), paths[0], &o), 0);
-    mh5_opts_default(&o);
-    o.nf4_flavor = NF4_FLAVOR_CPU;
-    CHECK_EQ_INT(mh5_import(test_fixture("llava_tiny/model"), paths[1], &o), 0);
+    step_models(paths[0], paths[1]);
     for (int b = 0; b < 2; b++) {
         llava_model m;
         CHECK_EQ_INT(mh5_load(paths[b], &m), 0);

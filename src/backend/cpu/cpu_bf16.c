@@ -366,16 +366,7 @@ static const ops g_cpu_bf16_ops = {
     .cast = cpu_cast,
     .sumsq = cpu_sumsq,
     .adamw = cpu_adamw,
-    .mem_alloc = cpu_mem_alloc,
-    .mem_free = cpu_mem_free,
-    .upload = cpu_mem_upload,
-    .download = cpu_mem_download,
-    .copy_async = cpu_mem_copy_async,
-    .copy_fence = cpu_mem_copy_fence,
-    .copy_wait = cpu_mem_copy_wait,
-    .memset = cpu_mem_memset,
-    .sync = cpu_mem_sync,
-    .mem_stats = cpu_mem_stats_of,
+    CPU_MEM_OPS,
 };
 
 const ops *ops_cpu_bf16(void) { return &g_cpu_bf16_ops; }

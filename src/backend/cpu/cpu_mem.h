@@ -30,4 +30,10 @@ void cpu_mem_stats(int where, size_t *live, size_t *peak);
 void cpu_mem_stats_reset(void);
 void cpu_mem_stats_of(opctx *c, int where, size_t *live, size_t *peak); /* the op table's mem_stats */
 
+/* the memory part of both CPU op tables (fp32 and bf16) */
+#define CPU_MEM_OPS                                                                                               \
+    .mem_alloc = cpu_mem_alloc, .mem_free = cpu_mem_free, .upload = cpu_mem_upload, .download = cpu_mem_download, \
+    .copy_async = cpu_mem_copy_async, .copy_fence = cpu_mem_copy_fence, .copy_wait = cpu_mem_copy_wait,          \
+    .memset = cpu_mem_memset, .sync = cpu_mem_sync, .mem_stats = cpu_mem_stats_of
+
 #endif
