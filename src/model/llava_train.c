@@ -738,6 +738,7 @@ void lt_free(llava_trainer *t) {
         t->o->mem_free(&t->ctx, t->act_store, MEM_DEVICE);
         t->o->mem_free(&t->ctx, t->tok_ids_dev, MEM_DEVICE);
     }
+    opctx_release(&t->ctx); /* the backend's scratch (the CPU bf16 mode's widened operands) */
     free(t->dec);
     free(t->vis);
     free(t->stage);
