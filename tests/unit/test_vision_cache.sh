@@ -42,6 +42,7 @@ train() { # $1: output dir, rest: --set arguments
 }
 # shared with test_plan_memory.sh: train_rows, same_run
 . "$src/tests/unit/run_compare.sh"
+vallines() { grep -oE 'validation at step [0-9]+: .*rejected [-0-9.]+' <<<"$1"; }
 
 # ---- built once, reused, the same bits as running the tower ----
 out_a=$(train "$tmp/run_a" --set "runtime.vision_cache=$tmp/vc.h5"); code $? 0 "train with a new cache"
