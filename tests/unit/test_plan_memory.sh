@@ -24,10 +24,8 @@ for t in h5dump h5diff; do command -v $t >/dev/null || { echo "FAIL: $t (hdf5-to
 
 mkdir -p "$tmp/jobs"
 cp "$src/jobs/demo.yaml" "$tmp/jobs/demo.yaml"
-"$bin" make-demo --out "$tmp/demo" --pairs 40 >/dev/null 2>&1 || { echo "FAIL: make-demo"; exit 1; }
-"$bin" import-model --from "$tmp/demo/model" --out "$tmp/demo/model.h5" >/dev/null 2>&1 || { echo "FAIL: import-model"; exit 1; }
-"$bin" import-data --parquet "$tmp/demo/data/rlaif-v-demo.parquet" --model "$tmp/demo/model.h5" \
-    --out "$tmp/demo/data.h5" --val-fraction 0.25 --seed 1 >/dev/null 2>&1 || { echo "FAIL: import-data"; exit 1; }
+. "$src/tests/demo_inputs.sh"
+demo_inputs "$tmp/demo"
 
 nrun=0
 check() { # $1: what, rest: --set arguments
