@@ -113,11 +113,7 @@ void jp_opts_default(jp_opts *o) { memset(o, 0, sizeof *o); }
  * longest answer, target rows bounded by the tokens (the trainer's sizing, src/train/trainer.c setup) */
 void jp_dims_for(int64_t prefix_ids, int64_t image_tokens, int64_t answer_ids, int64_t pairs, int tiles_per_pair,
                  ls_dims *d) {
-    const int64_t per_pair = prefix_ids + image_tokens + 2 * answer_ids + 2;
-    memset(d, 0, sizeof *d);
-    d->max_tok = pairs * per_pair;
-    d->max_rows = pairs * per_pair;
-    d->max_tiles = (int)pairs * tiles_per_pair;
+    ls_dims_pairs(prefix_ids, image_tokens, answer_ids, pairs, tiles_per_pair, d);
 }
 
 /* ---- the model --------------------------------------------------------------------------------------------- */

@@ -122,6 +122,15 @@ int ls_image_tiles(const llava_config *c) {
     return m;
 }
 
+void ls_dims_pairs(int64_t prefix_ids, int64_t image_tokens, int64_t answer_ids, int64_t pairs, int tiles_per_pair,
+                   ls_dims *d) {
+    const int64_t per_pair = prefix_ids + image_tokens + 2 * answer_ids + 2;
+    memset(d, 0, sizeof *d);
+    d->max_tok = pairs * per_pair;
+    d->max_rows = pairs * per_pair;
+    d->max_tiles = (int)pairs * tiles_per_pair;
+}
+
 int64_t ls_token_rows(const llava_config *cfg, const lt_spec *sp) {
     if (!sp->train_token_rows) return 0;
     int64_t n = 0;

@@ -15,6 +15,7 @@
  *   ls_token_rows(cfg, spec)              trainable embedding rows
  *   ls_nf4_bytes(n)                       bytes of an NF4 tensor of n values as loaded
  *   ls_image_tiles(cfg)                   the most tiles one image gets
+ *   ls_dims_pairs(prefix, image, answer, pairs, tiles, &d)  a micro-batch's dims from its longest pair
  *
  * Lifetimes: weights (the frozen model), trainable (LoRA / projector masters, gradients, AdamW moments), micro
  * (buffers of one micro-batch kept from forward to backward), layer (one layer's working set, reused by every
@@ -106,5 +107,9 @@ int64_t ls_token_rows(const llava_config *cfg, const lt_spec *spec);
 size_t ls_nf4_bytes(int64_t n);
 /* the most tiles one image gets (the largest anyres grid + the base image) */
 int ls_image_tiles(const llava_config *cfg);
+/* the micro-batch dims of `pairs` pairs each as long as the longest prefix (<image> expanded: prefix_ids +
+ * image_tokens) plus two of the longest answer, target rows bounded by the tokens (the trainer's sizing; plan's) */
+void ls_dims_pairs(int64_t prefix_ids, int64_t image_tokens, int64_t answer_ids, int64_t pairs, int tiles_per_pair,
+                   ls_dims *d);
 
 #endif

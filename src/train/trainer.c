@@ -69,7 +69,6 @@ static double mem_peak_mb(void) {
 }
 
 /* largest anyres tile count of the model */
-static int max_tiles(const llava_config *c) { return ls_image_tiles(c); }
 
 static double lr_for_group(const tr_config *c, const char *group) {
     for (int i = 0; i < c->n_group_lr; i++)
@@ -142,8 +141,9 @@ static int setup(trainer *r) {
     r->stop_step = c->max_steps > 0 && c->max_steps < r->total_steps ? c->max_steps : r->total_steps;
     /* trainer, sized once from the largest pair in data.h5 */
     if ((rc = lt_init(&r->t, &r->m, &c->spec))) return rc;
-    const int64_t per_pair = r->meta.max_prefix_len + r->meta.max_n_image_tokens + 2 * r->meta.max_answer_len + 2;
-    ls_dims dims = {micro * per_pair, micro * per_pair, (int)micro * max_tiles(&r->m.cfg), 0, 0};
+    ls_dims dims;
+    ls_dims_pairs(r->meta.max_prefix_len, r->meta.max_n_image_tokens, r->meta.max_answer_len, micro,
+                  ls_image_tiles(&r->m.cfg), &dims);
     /* generation: eval samples get as many new tokens as the longest answer (at most 256: log_samples) */
     int gen_new = c->gen_max_new;
     if (c->eval_samples > 0) {
@@ -178,7 +178,7 @@ static int setup(trainer *r) {
     if ((rc = lt_plan_ex(&r->t, &dims, &st))) return rc;
     r->vfeat = lt_feature_buffer(&r->t, &r->vfeat_bytes);
     r->lp = mem_calloc((size_t)micro, sizeof *r->lp, "trainer: micro-batch pairs");
-    r->dlogp = mem_alloc(sizeof(float) * (size_t)(micro * per_pair), "trainer: log-prob gradients");
+    r->dlogp = mem_alloc(sizeof(float) * (size_t)dims.max_rows, "trainer: log-prob gradients");
     /* the step's gradient and AdamW's moments on the trainer's device (the size table's trainable.step_grads,
      * .adam_m, .adam_v), fp32 */
     const ops *fo = ops_for(r->t.ctx.device, DT_F32);
