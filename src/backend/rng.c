@@ -13,27 +13,7 @@
 
 #include "io/err.h"
 
-#define PHILOX_M0 0xD2511F53u
-#define PHILOX_M1 0xCD9E8D57u
-#define PHILOX_W0 0x9E3779B9u
-#define PHILOX_W1 0xBB67AE85u
-
-void rng_philox(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]) {
-    uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3];
-    uint32_t k0 = key[0], k1 = key[1];
-    for (int round = 0; round < 10; round++) {
-        uint64_t p0 = (uint64_t)PHILOX_M0 * c0;
-        uint64_t p1 = (uint64_t)PHILOX_M1 * c2;
-        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0;
-        uint32_t n1 = (uint32_t)p1;
-        uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
-        uint32_t n3 = (uint32_t)p0;
-        c0 = n0; c1 = n1; c2 = n2; c3 = n3;
-        k0 += PHILOX_W0;
-        k1 += PHILOX_W1;
-    }
-    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
-}
+void rng_philox(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]) { rng_philox_block(ctr, key, out); }
 
 static uint64_t splitmix64(uint64_t x) {
     x += 0x9E3779B97F4A7C15ull;
@@ -56,14 +36,12 @@ static void block(rng_key_t key, uint32_t a, uint32_t b, uint64_t q, uint32_t ou
 
 uint32_t rng_u32(rng_key_t key, uint32_t a, uint32_t b, uint64_t c) {
     uint32_t w[4];
-    block(key, a, b, (c >> 2) & ((1ull << 62) - 1), w);
+    rng_u32_block(key.k[0], key.k[1], a, b, c, w);
     return w[c & 3];
 }
 
-static float u32_to_float(uint32_t x) { return (float)(x >> 8) * (1.0f / 16777216.0f); }
-
 float rng_uniform(rng_key_t key, uint32_t a, uint32_t b, uint64_t c) {
-    return u32_to_float(rng_u32(key, a, b, c));
+    return rng_uniform_at(key.k[0], key.k[1], a, b, c);
 }
 
 double rng_uniform_d(rng_key_t key, uint32_t a, uint32_t b, uint64_t c) {
@@ -90,8 +68,8 @@ void rng_fill_uniform(rng_key_t key, uint32_t a, uint32_t b, uint64_t c0, int64_
     while (i < n) {
         uint64_t c = c0 + (uint64_t)i;
         uint32_t w[4];
-        block(key, a, b, (c >> 2) & ((1ull << 62) - 1), w);
-        for (unsigned j = (unsigned)(c & 3); j < 4 && i < n; j++, i++) out[i] = u32_to_float(w[j]);
+        rng_u32_block(key.k[0], key.k[1], a, b, c, w);
+        for (unsigned j = (unsigned)(c & 3); j < 4 && i < n; j++, i++) out[i] = rng_u32_float(w[j]);
     }
 }
 
