@@ -1,6 +1,7 @@
 // simt_cpu.cpp — the fiber executor of simt_cpu.h: each block's threads as ucontext fibers, barriers as scheduler
-// rounds, blocks one after another on the calling thread. Fiber i (thread i of every block) starts once per
-// process, with setcontext on its own stack, and runs its thread of each block in turn; every switch after that
+// rounds, blocks one after another on the calling thread (forward and backward by turns of launches). Fiber i
+// (thread i of every block) starts once per process, with setcontext on its own stack, and runs its thread of each
+// block in turn; every switch after that
 // (to a barrier and back, to the next block) is _setjmp / _longjmp, which, unlike swapcontext, does not save and
 // restore the signal mask with a system call (a launch of a million threads would spend seconds there).
 #undef _FORTIFY_SOURCE // longjmp between fiber stacks is what a fiber switch is; the fortified check forbids it
@@ -121,7 +122,9 @@ static void run_block(void) {
     S.block_wait = 0;
     memset(S.warp_wait, 0, sizeof S.warp_wait);
     if (S.smem_bytes) memset(S.smem, 0xff, S.smem_bytes);
-    int done = 0, reverse = 0;
+    // the first sweep goes forward or backward by the block's parity: a race that one parity of barrier counts
+    // hides (the fiber that writes too early running last) shows in the blocks of the other
+    int done = 0, reverse = (int)((simt_block_idx.x + simt_block_idx.y + simt_block_idx.z) & 1);
     const int nw = (n + 31) / 32;
     while (done < n) {
         int ran = 0;
@@ -185,10 +188,12 @@ void simt_launch(const char *name, dim3 grid, dim3 block, size_t smem, void (*bo
     S.launches++;
     simt_block_dim = block;
     simt_grid_dim = grid;
-    for (unsigned z = 0; z < grid.z; z++)
-        for (unsigned y = 0; y < grid.y; y++)
-            for (unsigned x = 0; x < grid.x; x++) {
-                simt_block_idx = dim3(x, y, z);
-                run_block();
-            }
+    // blocks forward on even launches, backward on odd ones: a result that depends on the order of the blocks (two
+    // blocks writing one place) differs between the two
+    const unsigned long nb = (unsigned long)grid.x * grid.y * grid.z, gxy = (unsigned long)grid.x * grid.y;
+    for (unsigned long b = 0; b < nb; b++) {
+        const unsigned long k = (S.launches & 1) ? nb - 1 - b : b;
+        simt_block_idx = dim3((unsigned)(k % grid.x), (unsigned)(k / grid.x % grid.y), (unsigned)(k / gxy));
+        run_block();
+    }
 }

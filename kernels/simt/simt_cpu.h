@@ -1,13 +1,14 @@
 // simt_cpu.h — the CUDA built-ins kernel source uses, for the host compiler: kernels/*.cu run on the CPU.
 //
-// Each block runs as blockDim.x * y * z fibers (ucontext) on the calling thread, blocks one after another. A fiber
+// Each block runs as blockDim.x * y * z fibers (ucontext) on the calling thread, blocks one after another (forward on
+// even launches, backward on odd ones, so that a result depending on the order of blocks shows). A fiber
 // runs until it finishes or waits at a barrier (__syncthreads: the block; __syncwarp and every shuffle: its warp of
 // 32 lanes); the scheduler resumes waiting fibers once every live thread of the group has arrived, sweeping the
-// fibers in forward and reverse order by turns, so that a kernel whose threads race on shared memory without a
-// barrier tends to give a different answer than the reference. Threads waiting at different barriers (a
-// __syncthreads that not every thread reaches) abort with the kernel's name: the CUDA program would hang or be
-// undefined. Dynamic shared memory is filled with 0xff bytes (NaN as floats) at every block, so that reading it
-// before writing shows.
+// fibers in forward and reverse order by turns (the first sweep by the parity of the block's index), so that a
+// kernel whose threads race on shared memory without a barrier tends to give a different answer than the reference.
+// Threads waiting at different barriers (a __syncthreads that not every thread reaches) abort with the kernel's
+// name: the CUDA program would hang or be undefined. Dynamic shared memory is filled with 0xff bytes (NaN as
+// floats) at every block, so that reading it before writing shows.
 //
 //   simt_launch(name, grid, block, smem, body, arg)   run body(arg) as every thread of the grid (KLAUNCH calls it)
 //   simt_launches()                                   kernels launched so far (tests check a kernel really ran)
@@ -26,6 +27,7 @@
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
 #define __shared__ static // blocks run one after another on one thread: a static is the block's shared memory
+#define __constant__       // a file-scope table (`static __constant__ float t[16] = {...}`): a plain static array
 #define KFULL 0xffffffffu
 
 struct dim3 {
@@ -114,6 +116,9 @@ static inline unsigned atomicAdd(unsigned *p, unsigned v) {
 }
 
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+// one rounded product / sum that nvcc never contracts into an FMA (the host compiler does not contract: ISO C++)
+static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __fadd_rn(float a, float b) { return a + b; }
 
 template <class F> static void simt_call(void *f) { (*(F *)f)(); }
 
