@@ -17,7 +17,8 @@
 #include "simt.h"
 #include "kops.h"
 
-// at most ROPE_BLOCKS blocks (16 of 128 threads on each of 128 SMs), each taking every ROPE_BLOCKS-th token
+// at most ROPE_BLOCKS blocks (one wave of 16 blocks of 128 threads per SM of an H100), each taking every
+// ROPE_BLOCKS-th token
 enum { ROPE_MAX_HALF = OPS_ATTN_MAX_HEAD_DIM / 2, ROPE_THREADS = 128, ROPE_BLOCKS = 2048 };
 
 // inv_i for i < hd / 2, passed by value (at most 1 KB of kernel parameters)
