@@ -210,11 +210,12 @@ __global__ static void scatter_add_k(bf16 *dst, const bf16 *src, const int64_t *
     FOR_EACH_ROW(i, nrows) {
         const int64_t r = rows[i];
         if (block_names(rows, 0, i, r)) continue;
+        const bool later = block_names(rows, i + 1, nrows, r); // else no chunk has a hit: skip their barriers
         bf16 *d = dst + r * D;
         for (int64_t j0 = 0; j0 < D; j0 += width) {
             const int64_t w = KMIN((int64_t)width, D - j0);
             for (int64_t j = threadIdx.x; j < w; j += blockDim.x) acc[j] = bf2f(d[j0 + j]) + bf2f(src[i * D + j0 + j]);
-            for (int64_t base = i + 1; base < nrows; base += blockDim.x) {
+            for (int64_t base = i + 1; later && base < nrows; base += blockDim.x) {
                 const int64_t k = base + threadIdx.x;
                 if (threadIdx.x == 0) any = 0;
                 __syncthreads();

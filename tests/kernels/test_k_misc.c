@@ -103,10 +103,12 @@ static void copy_overlap(void) {
 
 /* ---- rows ------------------------------------------------------------------------------------------------------ */
 
-/* nrows indices into [0, S): distinct (a shuffle's prefix) or with repeats; `neg` of them -1 (gather_rows_fill) */
-static int64_t *make_rows(int64_t nrows, int64_t S, int distinct, int neg, uint64_t *s) {
+/* nrows indices into [0, S): distinct (a shuffle's prefix), with repeats (random), or distinct but for a few
+ * repeats (FEW: every 97th index names the row before it, as prefix sharing does); `neg` of them -1 */
+enum { RANDOM = 0, DISTINCT = 1, FEW = 2 };
+static int64_t *make_rows(int64_t nrows, int64_t S, int mode, int neg, uint64_t *s) {
     int64_t *rows = malloc(sizeof(int64_t) * (size_t)(nrows ? nrows : 1));
-    if (distinct) {
+    if (mode != RANDOM) {
         int64_t *perm = malloc(sizeof(int64_t) * (size_t)S);
         for (int64_t i = 0; i < S; i++) perm[i] = i;
         for (int64_t i = S - 1; i > 0; i--) {
@@ -115,6 +117,8 @@ static int64_t *make_rows(int64_t nrows, int64_t S, int distinct, int neg, uint6
         }
         for (int64_t i = 0; i < nrows; i++) rows[i] = perm[i];
         free(perm);
+        if (mode == FEW)
+            for (int64_t i = 97; i < nrows; i += 97) rows[i] = rows[i - 1];
     } else {
         for (int64_t i = 0; i < nrows; i++) rows[i] = (int64_t)((tu_rand(s) + 1.0f) * 0.5f * (float)S) % S;
         /* a run and a far repeat of one row */
@@ -124,8 +128,9 @@ static int64_t *make_rows(int64_t nrows, int64_t S, int distinct, int neg, uint6
     return rows;
 }
 
-/* S source rows, nrows indices, rows of D values; `off` values of misalignment on the buffers */
-static void rows_case(int64_t S, int64_t nrows, int64_t D, int off) {
+/* S source rows, nrows indices, rows of D values; `off` values of misalignment on the buffers; the scatters' indices
+ * distinct and then `repeats` (RANDOM or FEW) */
+static void rows_case(int64_t S, int64_t nrows, int64_t D, int off, int repeats) {
     uint64_t s = 0x0a0b0000u + (uint64_t)(S * 131 + nrows * 7 + D + off);
     const ops *r = kc_ref();
     const int64_t big = (S > nrows ? S : nrows) * D + off;
@@ -135,14 +140,14 @@ static void rows_case(int64_t S, int64_t nrows, int64_t D, int off) {
     long before = simt_launches();
     snprintf(d, sizeof d, "S=%lld nrows=%lld D=%lld off=%d", (long long)S, (long long)nrows, (long long)D, off);
 
-    int64_t *rows = make_rows(nrows, S, 0, 0, &s);
+    int64_t *rows = make_rows(nrows, S, RANDOM, 0, &s);
     r->gather_rows(&kc_rctx, want + off, src + off, rows, nrows, D);
     kc_gather_rows(&kc_kctx, got + off, src + off, rows, nrows, D);
     check_bf16("gather_rows", got, want, big, d);
     free(rows);
 
     for (int withfill = 0; withfill < 2; withfill++) {
-        rows = make_rows(nrows, S, 0, (int)(nrows / 3 + 1), &s);
+        rows = make_rows(nrows, S, RANDOM, (int)(nrows / 3 + 1), &s);
         r->gather_rows_fill(&kc_rctx, want + off, src + off, rows, nrows, D, withfill ? fill + off : NULL);
         kc_gather_rows_fill(&kc_kctx, got + off, src + off, rows, nrows, D, withfill ? fill + off : NULL);
         check_bf16(withfill ? "gather_rows_fill (fill row)" : "gather_rows_fill (NULL fill)", got, want, big, d);
@@ -151,16 +156,16 @@ static void rows_case(int64_t S, int64_t nrows, int64_t D, int off) {
 
     /* scatters into S rows: distinct indices (nrows <= S), then repeated ones (the last source row wins / all add) */
     for (int distinct = 1; distinct >= 0; distinct--) {
-        if (distinct && nrows > S) continue;
-        rows = make_rows(nrows, S, distinct, 0, &s);
+        if (nrows > S && (distinct || repeats == FEW)) continue;
+        rows = make_rows(nrows, S, distinct ? DISTINCT : repeats, 0, &s);
         memcpy(want, dst0, 2 * (size_t)big), memcpy(got, dst0, 2 * (size_t)big);
         r->scatter_rows(&kc_rctx, want + off, src + off, rows, nrows, D);
         kc_scatter_rows(&kc_kctx, got + off, src + off, rows, nrows, D);
-        check_bf16(distinct ? "scatter_rows (distinct)" : "scatter_rows (repeats)", got, want, big, d);
+        check_bf16(distinct ? "scatter_rows (distinct)" : "scatter_rows (repeated rows)", got, want, big, d);
         memcpy(want, dst0, 2 * (size_t)big), memcpy(got, dst0, 2 * (size_t)big);
         r->scatter_add_rows(&kc_rctx, want + off, src + off, rows, nrows, D);
         kc_scatter_add_rows(&kc_kctx, got + off, src + off, rows, nrows, D);
-        check_bf16(distinct ? "scatter_add_rows (distinct)" : "scatter_add_rows (repeats)", got, want, big, d);
+        check_bf16(distinct ? "scatter_add_rows (distinct)" : "scatter_add_rows (repeated rows)", got, want, big, d);
         free(rows);
     }
     if (nrows > 0 && D > 0) KC_RAN(before);
@@ -232,21 +237,23 @@ int main(void) {
     copy_overlap();
 
     /* row movers: zero rows / zero width, unit widths 2 (odd D), 4 (D = 2), 16 (D = 8, 4096), misaligned buffers */
-    rows_case(5, 0, 8, 0);
-    rows_case(5, 3, 0, 0);
+    rows_case(5, 0, 8, 0, RANDOM);
+    rows_case(5, 3, 0, 0, RANDOM);
     const int64_t Ds[] = {1, 2, 8, 31, 257};
     for (size_t i = 0; i < sizeof Ds / sizeof *Ds; i++)
         for (int off = 0; off < 2; off++) {
-            rows_case(1, 1, Ds[i], off);
-            rows_case(37, 31, Ds[i], off);
-            rows_case(40, 300, Ds[i], off); /* more indices than rows: many repeats, chunks of > 128 indices */
+            rows_case(1, 1, Ds[i], off, RANDOM);
+            rows_case(37, 31, Ds[i], off, RANDOM);
+            rows_case(40, 300, Ds[i], off, RANDOM); /* more indices than rows: many repeats, > 128 indices */
+            rows_case(300, 300, Ds[i], off, FEW);
         }
-    rows_case(3, 2, 8192 + 31, 0); /* scatter_add_rows: two tiles of accumulators */
+    rows_case(3, 2, 8192 + 31, 0, RANDOM); /* scatter_add_rows: two tiles of accumulators */
     scatter_add_one_row(1, 31);
     scatter_add_one_row(300, 257);
-    /* 7B: the target rows of ~3100 tokens (hidden 4096), the CLIP patch rows of 5 tiles (2880 x 1024) */
-    rows_case(3100, 3100, 4096, 0);
-    rows_case(2880, 2880, 1024, 0);
+    /* 7B: the target rows of ~3100 tokens (hidden 4096; a few named twice, as a shared prompt's last row), the CLIP
+     * patch rows of 5 tiles (2880 x 1024) */
+    rows_case(3100, 3100, 4096, 0, FEW);
+    rows_case(2880, 2880, 1024, 0, FEW);
 
     const int64_t csizes[] = {0, 1, 31, 257, 4099, 64 * 4096};
     for (size_t i = 0; i < sizeof csizes / sizeof *csizes; i++) cast_case(csizes[i]);
