@@ -230,7 +230,26 @@ static void cast_refused(void) {
     kc_kctx.err = 0, kc_kctx.errmsg[0] = 0;
 }
 
+/* zero-size calls with NULL buffers launch nothing and leave the context clean */
+static void empty_calls(void) {
+    const uint32_t key[2] = {1, 2};
+    long before = simt_launches();
+    kc_scale(&kc_kctx, NULL, 0, 2.0f);
+    kc_zero(&kc_kctx, NULL, 0);
+    kc_copy(&kc_kctx, NULL, NULL, 0);
+    kc_dropout(&kc_kctx, NULL, NULL, 0, 0.5f, key, 0, 0, 0);
+    kc_gather_rows(&kc_kctx, NULL, NULL, NULL, 0, 4096);
+    kc_gather_rows_fill(&kc_kctx, NULL, NULL, NULL, 0, 4096, NULL);
+    kc_scatter_rows(&kc_kctx, NULL, NULL, NULL, 0, 4096);
+    kc_scatter_add_rows(&kc_kctx, NULL, NULL, NULL, 0, 4096);
+    kc_cast(&kc_kctx, NULL, DT_BF16, NULL, DT_F32, 0);
+    kc_cast(&kc_kctx, NULL, DT_F32, NULL, DT_F32, 0);
+    CHECK(simt_launches() == before);
+    CHECK(kc_kctx.err == 0);
+}
+
 int main(void) {
+    empty_calls();
     const int64_t sizes[] = {0, 1, 31, 257, 4099};
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) elementwise(sizes[i]);
     elementwise(64 * 4096); /* a LoRA input of 64 tokens of the 7B (hidden 4096) */

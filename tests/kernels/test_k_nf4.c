@@ -80,6 +80,9 @@ int main(void) {
             for (int off = 0; off < 2; off++) one_case(sizes[i], bss[j][0], bss[j][1], 0.0173f, off);
     one_case(4098, 64, 256, 0.0f, 0);
     refused();
+    long before = simt_launches(); /* a zero-size call with NULL buffers launches nothing */
+    kc_nf4_dequant(&kc_kctx, NULL, DT_BF16, NULL, NULL, NULL, 0.0f, 0, 64, 256);
+    CHECK(simt_launches() == before && kc_kctx.err == 0);
     /* a 7B MLP weight (gate / up: 14336 x 4096), blocks of 64 / 256 as bitsandbytes */
     one_case(14336LL * 4096, 64, 256, 0.0093f, 0);
     opctx_release(&kc_rctx);

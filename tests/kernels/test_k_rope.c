@@ -38,6 +38,10 @@ static void one_case(int64_t ntok, int nhead, int hd, float theta, int32_t maxpo
 }
 
 int main(void) {
+    long before = simt_launches(); /* zero-size calls with NULL buffers launch nothing */
+    kc_rope_fwd(&kc_kctx, NULL, NULL, 0, 32, 128, 1e4f);
+    kc_rope_bwd(&kc_kctx, NULL, NULL, 0, 32, 128, 1e4f);
+    CHECK(simt_launches() == before && kc_kctx.err == 0);
     one_case(0, 4, 64, 1e4f, 100);
     one_case(5, 0, 64, 1e4f, 100);
     const int64_t toks[] = {1, 31, 257};

@@ -41,6 +41,10 @@ static void vis_embed_case(int64_t ntiles, int64_t np, int64_t D) {
 }
 
 int main(void) {
+    long before = simt_launches(); /* zero-size calls with NULL buffers launch nothing */
+    kc_im2col(&kc_kctx, NULL, NULL, 0, 336, 14);
+    kc_vis_embed(&kc_kctx, NULL, NULL, NULL, NULL, 0, 576, 1024);
+    CHECK(simt_launches() == before && kc_kctx.err == 0);
     im2col_case(0, 14, 14);
     im2col_case(1, 1, 1);
     im2col_case(1, 14, 14);
