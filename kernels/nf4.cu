@@ -5,12 +5,12 @@
 //   w[e] = code[nibble e] * absmax[e / bs]                                       (one fp32 rounding; bf16: then RNE)
 //   element 2j is the high nibble of byte j, 2j + 1 its low nibble
 //
-// One thread per packed byte: its two values, stored as one 8-byte (f32) or 4-byte (bf16) pair where the output is
-// aligned for it. The two tables come from src/backend/nf4_tables.h (their one source) into __constant__ memory; the
-// 16 codes, which the lanes of a warp index divergently, are copied to shared memory first (the 256-entry map is
-// indexed by the quantisation block, uniform across a warp for blocks of 64 values). The product of the absmax is
-// __fmul_rn so that nvcc does not contract it and the offset into one FMA (the reference rounds twice). Index
-// arithmetic is 32-bit when n < 2^31 (the 7B weights: 58.7M values), else 64-bit.
+// One thread per 4 packed bytes (one 4-byte load, its 8 values as 16-byte stores) where the buffers are aligned for
+// it, else one thread per byte (its two values). The two tables come from src/backend/nf4_tables.h (their one
+// source) into __constant__ memory; the 16 codes, which the lanes of a warp index divergently, are copied to shared
+// memory first (the 256-entry map is indexed by the quantisation block: a few distinct entries per warp). The
+// product of the absmax is __fmul_rn so that nvcc does not contract it and the offset into one FMA (the reference
+// rounds twice). Index arithmetic is 32-bit when n < 2^31 (the 7B weights: 58.7M values), else 64-bit.
 #include "simt.h"
 #include "kops.h"
 
@@ -23,24 +23,26 @@ enum { NF4_THREADS = 256 };
 static __constant__ float k_nf4_code[16] = NF4_CODE_INIT;
 static __constant__ float k_nf4_map[256] = NF4_DYNAMIC_MAP_INIT;
 
-struct __align__(8) f32x2 {
-    float a, b;
+// 8 values as one 16-byte (bf16) or two 16-byte (f32) stores
+struct __align__(16) bf16x8 {
+    bf16 v[8];
 };
-struct __align__(4) bf16x2 {
-    bf16 a, b;
+struct __align__(16) f32x4 {
+    float v[4];
 };
 
 __device__ static __forceinline__ void put1(float *o, float v) { *o = v; }
 __device__ static __forceinline__ void put1(bf16 *o, float v) { *o = f2bf(v); }
-__device__ static __forceinline__ void put2(float *o, float v0, float v1) {
-    f32x2 p;
-    p.a = v0, p.b = v1;
-    *reinterpret_cast<f32x2 *>(o) = p;
+__device__ static __forceinline__ void put8(float *o, const float v[8]) {
+    f32x4 p, q;
+    for (int k = 0; k < 4; k++) p.v[k] = v[k], q.v[k] = v[4 + k];
+    reinterpret_cast<f32x4 *>(o)[0] = p;
+    reinterpret_cast<f32x4 *>(o)[1] = q;
 }
-__device__ static __forceinline__ void put2(bf16 *o, float v0, float v1) {
-    bf16x2 p;
-    p.a = f2bf(v0), p.b = f2bf(v1);
-    *reinterpret_cast<bf16x2 *>(o) = p;
+__device__ static __forceinline__ void put8(bf16 *o, const float v[8]) {
+    bf16x8 p;
+    for (int k = 0; k < 8; k++) p.v[k] = f2bf(v[k]);
+    *reinterpret_cast<bf16x8 *>(o) = p;
 }
 
 template <class I>
@@ -49,26 +51,44 @@ __device__ static __forceinline__ float block_absmax(const uint8_t *qabsmax, con
     return __fmul_rn(k_nf4_map[qabsmax[b]], absmax2[b / bs2]) + offset;
 }
 
-// O: float or bf16; I: the index type; PAIR: out is aligned for a pair at every even element
-template <class O, class I, bool PAIR>
+// O: float or bf16; I: the index type; VEC: packed is 4-byte and out 16-byte aligned, so that thread q takes the 8
+// values of bytes 4q .. 4q + 3 (one 4-byte load, 16 or 32 bytes of stores) for every whole group of 8 values; the
+// values after the last whole group (all of them without VEC) go one byte per thread
+template <class O, class I, bool VEC>
 __global__ static void nf4_k(O *out, const uint8_t *packed, const uint8_t *qabsmax, const float *absmax2,
                              float offset, I n, I bs, I bs2) {
     __shared__ float code[16];
     if (threadIdx.x < 16) code[threadIdx.x] = k_nf4_code[threadIdx.x];
     __syncthreads();
-    const I nbytes = n / 2 + n % 2, stride = (I)blockDim.x * gridDim.x;
-    for (I j = (I)blockIdx.x * blockDim.x + threadIdx.x; j < nbytes; j += stride) {
+    const I stride = (I)blockDim.x * gridDim.x, first = (I)blockIdx.x * blockDim.x + threadIdx.x;
+    I j0 = 0; // the first byte of the one-byte-per-thread part
+    if constexpr (VEC) {
+        const I ngroups = n / 8;
+        for (I q = first; q < ngroups; q += stride) {
+            // byte k in bits 8k .. 8k + 7 (little-endian, as the GPU and x86-64)
+            const uint32_t word = reinterpret_cast<const uint32_t *>(packed)[q];
+            I b = 8 * q / bs, rem = 8 * q - b * bs;
+            float a = block_absmax(qabsmax, absmax2, offset, b, bs2), v[8];
+            for (int k = 0; k < 8; k++, rem++) {
+                if (rem == bs) { // a block of fewer than 8 values ends inside the group
+                    b++, rem = 0;
+                    a = block_absmax(qabsmax, absmax2, offset, b, bs2);
+                }
+                v[k] = code[(word >> (8 * (k >> 1) + ((k & 1) ? 0 : 4))) & 15] * a;
+            }
+            put8(out + 8 * q, v);
+        }
+        j0 = 4 * ngroups;
+    }
+    const I nbytes = n / 2 + n % 2; // element 2j is the high nibble of byte j, 2j + 1 the low
+    for (I j = j0 + first; j < nbytes; j += stride) {
         const I e = 2 * j, b = e / bs;
         const unsigned byte = packed[j];
-        const float a0 = block_absmax(qabsmax, absmax2, offset, b, bs2), v0 = code[byte >> 4] * a0;
+        const float a0 = block_absmax(qabsmax, absmax2, offset, b, bs2);
+        put1(out + e, code[byte >> 4] * a0);
         if (e + 1 < n) {
             const I b1 = e + 1 == (b + 1) * bs ? b + 1 : b; // the low nibble may start the next block (odd bs)
-            const float a1 = b1 == b ? a0 : block_absmax(qabsmax, absmax2, offset, b1, bs2);
-            const float v1 = code[byte & 15] * a1;
-            if (PAIR) put2(out + e, v0, v1);
-            else put1(out + e, v0), put1(out + e + 1, v1);
-        } else {
-            put1(out + e, v0);
+            put1(out + e + 1, code[byte & 15] * (b1 == b ? a0 : block_absmax(qabsmax, absmax2, offset, b1, bs2)));
         }
     }
 }
@@ -76,13 +96,15 @@ __global__ static void nf4_k(O *out, const uint8_t *packed, const uint8_t *qabsm
 template <class O, class I>
 static void launch(opctx *c, O *out, const uint8_t *packed, const uint8_t *qabsmax, const float *absmax2, float offset,
                    int64_t n, int bs, int bs2) {
-    const unsigned grid = KMIN(kgrid((n + 1) / 2, NF4_THREADS), 4u * 132u * 8u);
-    if ((uintptr_t)out % sizeof(O[2]) == 0)
+    if ((uintptr_t)out % 16 == 0 && (uintptr_t)packed % 4 == 0) {
+        const unsigned grid = KMIN(kgrid(KMAX(n / 8, (int64_t)1), NF4_THREADS), 4u * 132u * 8u);
         KLAUNCH((nf4_k<O, I, true>), grid, NF4_THREADS, 0, c, out, packed, qabsmax, absmax2, offset, (I)n, (I)bs,
                 (I)bs2);
-    else
+    } else {
+        const unsigned grid = KMIN(kgrid((n + 1) / 2, NF4_THREADS), 4u * 132u * 8u);
         KLAUNCH((nf4_k<O, I, false>), grid, NF4_THREADS, 0, c, out, packed, qabsmax, absmax2, offset, (I)n, (I)bs,
                 (I)bs2);
+    }
 }
 
 template <class O>
