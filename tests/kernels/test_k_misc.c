@@ -266,7 +266,7 @@ int main(void) {
             rows_case(40, 300, Ds[i], off, RANDOM); /* more indices than rows: many repeats, > 128 indices */
             rows_case(300, 300, Ds[i], off, FEW);
         }
-    rows_case(3, 2, 8192 + 31, 0, RANDOM); /* scatter_add_rows: two tiles of accumulators */
+    rows_case(3, 5, 8192 + 31, 0, RANDOM); /* scatter_add_rows: two tiles of accumulators, rows named 3 times */
     scatter_add_one_row(1, 31);
     scatter_add_one_row(300, 257);
     /* 7B: the target rows of ~3100 tokens (hidden 4096; a few named twice, as a shared prompt's last row), the CLIP
