@@ -4,7 +4,8 @@
  * against the CPU bf16 mode (ops_cpu_bf16, host_mem 1: the model's arrays read in place) on the step fixture's tiny
  * model (tests/fixtures/step, tests/oracle/step_pairs.h): forward log-probs, ORPO loss, every gradient, the clipped
  * norm and the parameters after one AdamW step, and 6 greedy generated tokens, for
- *   lora_fp32     LoRA on every decoder linear, the projector and lm_head, dropout 0.1, the trainable token rows;
+ *   lora_fp32     LoRA on every decoder linear, the projector and lm_head, dropout 0.1, the trainable token rows
+ *                 (a <pad> put into each prompt's text, so that one of them gets a gradient);
  *   fullproj_fp32 the fully trained projector with vision LoRA on the last layer, per-layer recompute;
  *   lora_nf4      the NF4 base, LoRA on q, v and lm_head, recompute with the layer inputs offloaded to host
  *                 memory (copy_async / fences), logits in chunks of 4 rows recomputed in backward.
@@ -285,6 +286,11 @@ int main(void) {
     for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) {
         llava_model m;
         CHECK_EQ_INT(mh5_load(vs[i].nf4 ? nf4 : fp32, &m), 0);
+        if (i == 0) /* a <pad> in each prompt's text: a trainable embedding row with a gradient (lora_fp32) */
+            for (int p = 0; p < 2; p++) {
+                CHECK(pairs[p].n_prefix > 2 && pairs[p].prefix[1] != m.cfg.image_token);
+                ((int32_t *)pairs[p].prefix)[1] = m.cfg.pad_token;
+            }
         run_out k, c;
         long before = simt_launches();
         run(&m, &vs[i], ops_simt(), &k);
