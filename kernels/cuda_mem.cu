@@ -2,8 +2,8 @@
 // ops_cuda()'s tables other than the ops (kernels/cuda_ops.cu fills those). CUDA build only (CMakeLists.txt
 // ORPO_CUDA_ONLY).
 //
-// Memory: MEM_DEVICE is cudaMalloc'd, MEM_HOST pinned (cudaHostAlloc); both zeroed once when allocated, as the CPU
-// backend's, and counted per placement (live, high-water) for mem_stats. upload / download are ordered on the compute
+// Memory: MEM_DEVICE is cudaMalloc'd, MEM_HOST pinned (cudaHostAlloc); both zeroed once when allocated (device memory
+// on the compute stream, before the work given to it next), as the CPU backend's, and counted per placement (live, high-water) for mem_stats. upload / download are ordered on the compute
 // stream after the work before them and return when done. copy_async runs on the copy stream after everything the
 // compute stream was given before it (an event between them), so an offloaded buffer is complete when it leaves and
 // a prefetch does not overwrite a buffer still being read; copy_fence records an event of a ring on the copy stream,
@@ -71,9 +71,11 @@ static void *cu_mem_alloc(opctx *c, size_t bytes, int where, const char *what) {
                    cudaGetErrorString(e));
         return NULL;
     }
+    // device memory is zeroed on the compute stream: the legacy default stream would not order it before the work of
+    // a non-blocking stream
     if (k == MEM_HOST) {
         memset(p, 0, n);
-    } else if (failed(c, cudaMemset(p, 0, n), "cudaMemset", what)) {
+    } else if (failed(c, cudaMemsetAsync(p, 0, n, stream_of(c)), "cudaMemsetAsync", what)) {
         cudaFree(p);
         return NULL;
     }
