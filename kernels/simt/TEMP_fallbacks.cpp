@@ -7,7 +7,14 @@ extern "C" {
 }
 #include "kops.h"
 
-#define R (ops_cpu_bf16())
+#include "simt/simt_guard.h"
+
+// the CPU op runs on device memory: the guard (simt_guard.h) opens it for the call
+struct open_scope {
+    open_scope() { simt_guard_enter(); }
+    ~open_scope() { simt_guard_leave(); }
+};
+#define R (open_scope(), ops_cpu_bf16())
 
 extern "C" {
 void kc_scale(opctx *c, void *x, int64_t n, float alpha) { R->scale(c, x, n, alpha); }

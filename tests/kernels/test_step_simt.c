@@ -29,6 +29,7 @@
 #include "backend/tensor.h"
 #include "io/err.h"
 #include "kcheck.h"
+#include "simt/simt_guard.h"
 #include "kops_f32.h"
 #include "model/llava_size.h"
 #include "oracle/step_pairs.h"
@@ -274,6 +275,7 @@ static void f32_ops(void) {
 
 int main(void) {
     exact = &simt_temp_fallbacks != NULL;
+    simt_guard(1); /* ops_simt's device memory: inaccessible to host code (simt_guard.h) */
     printf("  mode: %s\n", exact ? "TEMP_fallbacks linked: bit-identical" : "every kernel family: bounded");
     f32_ops();
     hid_t F = fx_open(test_fixture("step/step.h5"));

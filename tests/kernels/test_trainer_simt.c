@@ -19,6 +19,7 @@
 #include "backend/tensor.h"
 #include "io/err.h"
 #include "kops.h"
+#include "simt/simt_guard.h"
 #include "test.h"
 #include "io/fsutil.h"
 #include "train/metrics.h"
@@ -119,6 +120,7 @@ int main(void) {
         printf("ORPO_BIN not set: skipped\n");
         return 77;
     }
+    simt_guard(1); /* ops_simt's device memory: inaccessible to host code (simt_guard.h) */
     const int exact = &simt_temp_fallbacks != NULL;
     snprintf(dir, sizeof dir, "%s", test_tmpdir());
     snprintf(model, sizeof model, "%s/model.h5", dir);
