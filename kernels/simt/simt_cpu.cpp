@@ -12,6 +12,7 @@
 #include "simt/simt_cpu.h"
 
 dim3 simt_thread_idx, simt_block_idx, simt_block_dim, simt_grid_dim;
+void (*simt_launch_hook)(int enter);
 
 enum { F_READY, F_BLOCK, F_WARP, F_DONE };
 
@@ -185,10 +186,12 @@ void simt_launch(const char *name, dim3 grid, dim3 block, size_t smem, void (*bo
     S.launches++;
     simt_block_dim = block;
     simt_grid_dim = grid;
+    if (simt_launch_hook) simt_launch_hook(1);
     for (unsigned z = 0; z < grid.z; z++)
         for (unsigned y = 0; y < grid.y; y++)
             for (unsigned x = 0; x < grid.x; x++) {
                 simt_block_idx = dim3(x, y, z);
                 run_block();
             }
+    if (simt_launch_hook) simt_launch_hook(0);
 }
