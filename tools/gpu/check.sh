@@ -112,6 +112,7 @@ if [ -n "${ORPO_DEBS:-}" ]; then
         export LIBRARY_PATH="$lib${LIBRARY_PATH:+:$LIBRARY_PATH}" LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
         export CMAKE_LIBRARY_PATH="$lib${CMAKE_LIBRARY_PATH:+:$CMAKE_LIBRARY_PATH}"
     done
+    export PATH="$PATH:$debroot/usr/bin" # h5dump / h5diff of hdf5-tools (the cuda tests compare runs with them)
     export CPATH="$debroot/usr/include${CPATH:+:$CPATH}" PKG_CONFIG_PATH="$pcdir${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
     export CMAKE_INCLUDE_PATH="$debroot/usr/include${CMAKE_INCLUDE_PATH:+:$CMAKE_INCLUDE_PATH}"
     record deps ok 0 "$(ls "$pcdir" | wc -l) pkg-config files from $ORPO_DEBS"
@@ -121,6 +122,8 @@ fi
 missing=""
 for m in yaml-0.1 libcjson stb openblas libzstd snappy libjpeg; do pkg-config --exists "$m" 2>/dev/null || missing+=" $m"; done
 [ -n "$missing" ] && echo "warning: pkg-config does not find:$missing (put their .debs in ORPO_DEBS)" | tee -a "$out/env.log"
+command -v h5diff >/dev/null || echo "warning: no h5dump/h5diff (hdf5-tools): the cuda tests that compare runs fail" |
+    tee -a "$out/env.log"
 
 # ---- 3, 4. configure and build ------------------------------------------------------------------------------------
 built=0
