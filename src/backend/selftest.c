@@ -1031,6 +1031,16 @@ int ops_selftest_ex(const ops *dev, opctx *dc, const selftest_shape *shape, uint
             res->nfail = 1;
             return ERR_INTERNAL;
         }
+    const struct { const char *name; int missing; } mem[] = {
+        {"mem_alloc", !dev->mem_alloc}, {"mem_free", !dev->mem_free}, {"upload", !dev->upload},
+        {"download", !dev->download}, {"copy_async", !dev->copy_async}, {"copy_fence", !dev->copy_fence},
+        {"copy_wait", !dev->copy_wait}, {"memset", !dev->memset}, {"sync", !dev->sync}};
+    for (size_t i = 0; i < sizeof mem / sizeof mem[0]; i++)
+        if (mem[i].missing) {
+            snprintf(res->why, sizeof res->why, "memory function %s: missing from the %s table", mem[i].name, dev->name);
+            res->nfail = 1;
+            return ERR_INTERNAL;
+        }
     st s;
     memset(&s, 0, sizeof s);
     s.dev = dev, s.dc = dc, s.ref = ops_cpu_bf16(), s.sh = shape, s.res = res;

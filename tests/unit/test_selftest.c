@@ -134,6 +134,9 @@ int main(void) {
     refused(&t, "linear_fwd", "also beyond tolerance: adamw");
     t = *R, t.embed_bwd = NULL;
     refused(&t, "embed_bwd", "missing");
+    t = *R, t.copy_fence = NULL;
+    CHECK_EQ_INT(ops_selftest(&t, &c, why, sizeof why), ERR_INTERNAL);
+    CHECK_CONTAINS(why, "memory function copy_fence: missing");
     opctx_release(&c);
     TEST_MAIN_END();
 }
