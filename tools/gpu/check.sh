@@ -195,7 +195,8 @@ if [ -z "$bench_dir" ]; then
 fi
 if [ -n "$bench_dir" ] && [ -f "$bench_dir/hf_orpo_baseline.py" ]; then
     export PYTHONUNBUFFERED=1
-    LAYERS=${BASELINE_LAYERS:-32} stage baseline 180 python3 "$bench_dir/hf_orpo_baseline.py"
+    export LAYERS=${BASELINE_LAYERS:-32}
+    stage baseline 180 python3 "$bench_dir/hf_orpo_baseline.py"
     rc=$?
     fig=$(python3 - "$out/baseline.log" <<'EOF' 2>/dev/null
 import json, sys
