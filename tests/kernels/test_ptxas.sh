@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The kernels' resource gate (issue 12, CI without a GPU): every kernels/*.cu except the CUDA runtime glue files
-# (CMakeLists.txt ORPO_CUDA_ONLY: no kernels of the op table) compiled by nvcc for sm_80, sm_86, sm_89 and sm_90 with
-# `ptxas -v`; fails on any register spill (spill stores or loads > 0) and on static shared memory above the budget of
-# 48 KB per kernel (the default per-block limit without an opt-in; dynamic shared memory is sized at launch), naming
-# the file, the architecture and the kernel. Skipped (77) when nvcc is not at $CUDACXX, on PATH or in
-# /usr/local/cuda/bin. Two compilations at a time (CI machines have 2 cores).
+# (CMakeLists.txt ORPO_CUDA_ONLY: no kernels of the op table) and the files kept out of the GPU library (its
+# list(REMOVE_ITEM ORPO_CUDA_SRC ...): the CPU executor's own test kernels), compiled by nvcc for sm_80, sm_86, sm_89
+# and sm_90 with `ptxas -v` (and --fmad=false, as the build compiles them); fails on any register spill (spill stores
+# or loads > 0) and on static shared memory above the budget of 48 KB per kernel (the default per-block limit without
+# an opt-in; dynamic shared memory is sized at launch), naming the file, the architecture and the kernel. Skipped (77)
+# when nvcc is not at $CUDACXX, on PATH or in /usr/local/cuda/bin. Two compilations at a time (CI has 2 cores).
 #
 #   test_ptxas.sh [FILE.cu ...]   those files instead of kernels/*.cu
 #   PTXAS_ARCHS="80 90"           other architectures;  PTXAS_SMEM_BUDGET=bytes   another budget
@@ -26,6 +27,8 @@ if [ $# -gt 0 ]; then
 else
     glue=$(sed -n 's/^ *set(ORPO_CUDA_ONLY \(.*\))/\1/p' "$src/CMakeLists.txt")
     [ -n "$glue" ] || { echo "FAIL: no set(ORPO_CUDA_ONLY ...) in $src/CMakeLists.txt"; exit 1; }
+    # and the files CMakeLists.txt keeps out of the GPU library (list(REMOVE_ITEM ORPO_CUDA_SRC .../kernels/X.cu))
+    glue+=" $(sed -n 's|^ *list(REMOVE_ITEM ORPO_CUDA_SRC .*/kernels/\([^ )]*\.cu\))|\1|p' "$src/CMakeLists.txt" | tr '\n' ' ')"
     files=()
     for f in "$src"/kernels/*.cu; do
         b=$(basename "$f")
@@ -44,7 +47,7 @@ compile() {
     local f=$1 a=$2 base
     base=$(basename "$f" .cu)
     # shellcheck disable=SC2086
-    "$nvcc" -std=c++17 -cubin -arch=sm_$a -Xptxas -v -I"$src/src" -I"$src/kernels" ${NVCC_EXTRA:-} \
+    "$nvcc" -std=c++17 -cubin -arch=sm_$a -Xptxas -v --fmad=false -I"$src/src" -I"$src/kernels" ${NVCC_EXTRA:-} \
         -o "$tmp/$base.$a.cubin" "$f" >"$tmp/$base.$a.log" 2>&1
     echo $? >"$tmp/$base.$a.rc"
 }
