@@ -759,27 +759,6 @@ out:
     return rc;
 }
 
-/* bytes of the loaded model's vision tower (fp32, its linears NF4 when the model stores them so) */
-static size_t tower_bytes(const llava_model *m) {
-    const llava_config *cfg = &m->cfg;
-    llava_weights w;
-    memset(&w, 0, sizeof w);
-    w.vis = mem_calloc((size_t)(cfg->v_run_layers > 0 ? cfg->v_run_layers : 1), sizeof *w.vis, "tower size");
-    w.dec = mem_calloc((size_t)(cfg->t_layers > 0 ? cfg->t_layers : 1), sizeof *w.dec, "tower size");
-    llava_param *ps = NULL;
-    int np = 0;
-    size_t n = 0;
-    const int nf4 = cfg->v_run_layers > 0 && m->w.vis[0].q.dtype == DT_NF4;
-    if (llava_params_build(cfg, &w, &ps, &np) == ERR_OK)
-        for (int i = 0; i < np; i++)
-            if (!strncmp(ps[i].name, "vision_tower.", 13))
-                n += ps[i].is_linear && nf4 ? ls_nf4_bytes(ps[i].numel) : sizeof(float) * (size_t)ps[i].numel;
-    free(ps);
-    free(w.vis);
-    free(w.dec);
-    return n;
-}
-
 void tr_memory(trainer *r, tr_memory_use *u) {
     memset(u, 0, sizeof *u);
     const ls_table *tab = lt_table(&r->t);
@@ -788,7 +767,7 @@ void tr_memory(trainer *r, tr_memory_use *u) {
     u->weights = sizeof(float) * r->m.arena_floats + r->m.qbytes;
     /* with the vision features from a cache the CPU model still holds the tower (it may have built the cache), but
      * the run never reads it: it is not part of the run's weights (a GPU backend leaves it on the host) */
-    if (r->vc) u->weights -= tower_bytes(&r->m);
+    if (r->vc) u->weights -= llava_model_tower_bytes(&r->m);
     u->plan_device = ls_total(tab, LS_DEVICE, LS_ANY) - u->plan_weights;
     u->plan_host = ls_total(tab, LS_HOST, LS_ANY);
     size_t live;
