@@ -13,6 +13,7 @@
 #include "simt/simt_cpu.h"
 
 dim3 simt_thread_idx, simt_block_idx, simt_block_dim, simt_grid_dim;
+void (*simt_launch_hook)(int enter);
 
 enum { F_READY, F_BLOCK, F_WARP, F_DONE };
 
@@ -188,6 +189,7 @@ void simt_launch(const char *name, dim3 grid, dim3 block, size_t smem, void (*bo
     S.launches++;
     simt_block_dim = block;
     simt_grid_dim = grid;
+    if (simt_launch_hook) simt_launch_hook(1);
     // blocks forward on even launches, backward on odd ones: a result that depends on the order of the blocks (two
     // blocks writing one place) differs between the two
     const unsigned long nb = (unsigned long)grid.x * grid.y * grid.z, gxy = (unsigned long)grid.x * grid.y;
@@ -196,4 +198,5 @@ void simt_launch(const char *name, dim3 grid, dim3 block, size_t smem, void (*bo
         simt_block_idx = dim3((unsigned)(k % grid.x), (unsigned)(k / grid.x % grid.y), (unsigned)(k / gxy));
         run_block();
     }
+    if (simt_launch_hook) simt_launch_hook(0);
 }

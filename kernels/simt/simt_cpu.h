@@ -12,6 +12,8 @@
 //
 //   simt_launch(name, grid, block, smem, body, arg)   run body(arg) as every thread of the grid (KLAUNCH calls it)
 //   simt_launches()                                   kernels launched so far (tests check a kernel really ran)
+//   simt_launch_hook                                  when set, called with 1 before a launch runs and 0 after it
+//                                                     (simt_ops.cpp's guard opens the device memory to kernels)
 #ifndef ORPO_KERNELS_SIMT_CPU_H
 #define ORPO_KERNELS_SIMT_CPU_H
 
@@ -42,6 +44,7 @@ extern dim3 simt_thread_idx, simt_block_idx, simt_block_dim, simt_grid_dim;
 #define gridDim simt_grid_dim
 
 void simt_launch(const char *name, dim3 grid, dim3 block, size_t smem, void (*body)(void *), void *arg);
+extern void (*simt_launch_hook)(int enter);
 extern "C" long simt_launches(void);
 void *simt_dyn_smem(void);
 void simt_sync_block(void);

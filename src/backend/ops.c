@@ -1,4 +1,5 @@
-/* ops — choosing a backend's table (ops_for) and the context's sticky error (opctx_fail, opctx_release). */
+/* ops — choosing a backend's table (ops_for: the CPU's, or kernels/cuda_ops.cu's ops_cuda) and the context's sticky
+ * error (opctx_fail, opctx_release). */
 #include "backend/ops.h"
 
 #include <stdarg.h>
@@ -8,10 +9,17 @@
 #include "backend/device.h"
 #include "backend/tensor.h"
 
+#ifdef ORPO_HAVE_CUDA_OPS
+const ops *ops_cuda(void); /* kernels/cuda_ops.cu (kernels/kops.h) */
+#endif
+
 const ops *ops_for(int device, int act_dtype) {
     if (device == DEVICE_CPU && act_dtype == DT_F32) return ops_cpu();
     if (device == DEVICE_CPU && act_dtype == DT_BF16) return ops_cpu_bf16();
-    return NULL; /* DEVICE_CUDA: no CUDA table yet */
+#ifdef ORPO_HAVE_CUDA_OPS /* a CUDA build with every kernel family (CMakeLists.txt) */
+    if (device == DEVICE_CUDA && act_dtype == DT_BF16) return ops_cuda();
+#endif
+    return NULL; /* no such backend in this binary (CUDA: bf16 activations only) */
 }
 
 int opctx_fail(opctx *c, int code, const char *fmt, ...) {

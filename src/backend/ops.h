@@ -75,9 +75,15 @@ typedef struct opctx {
     void *scratch;   /* backend scratch (CPU bf16 mode: fp32 copies of bf16 operands), owned by the backend;
                       * opctx_release frees it */
     size_t scratch_bytes; /* its size: the largest any op has needed so far (a plan reserves it) */
+    void *blas_ws;   /* the cuBLASLt workspace (CUDA: device memory of blas_ws_bytes, set by the context's open) */
+    size_t blas_ws_bytes;
+    void *backend;   /* the backend's own context state (CUDA: the copy fences' events), owned by ctx_close */
 } opctx;
 
 enum { MEM_DEVICE = 0, MEM_HOST = 1 };
+
+/* the cap on a library workspace (cuBLASLt): what the CUDA context allocates and the plan reserves (ws.library) */
+#define OPS_BLAS_WS_CAP ((size_t)32 << 20)
 enum { MEM_H2D = 0, MEM_D2H = 1 };
 
 /* the largest attention head dimension the ops take (the CPU reference keeps one head's accumulator on the stack);
@@ -180,6 +186,19 @@ typedef struct ops {
     int (*sync)(opctx *c);
     /* bytes of this backend's memory now allocated at a placement, and the most ever at once (the plan's check) */
     void (*mem_stats)(opctx *c, int where, size_t *live, size_t *peak);
+
+    /* the context of this backend: ctx_open makes what its ops need in c (CUDA: the compute and copy streams, the
+     * cuBLASLt handle and its capped workspace; it refuses a GPU older than sm_80); ctx_close frees it. NULL where
+     * the backend needs nothing (the CPU) */
+    int (*ctx_open)(opctx *c);
+    void (*ctx_close)(opctx *c);
+    /* the same backend's table for fp32 arrays (masters, gradients, moments, the embedding table): scale, zero,
+     * copy, gather_rows, scatter_rows, scatter_add_rows, add_inplace on floats, with sumsq, adamw, cast,
+     * nf4_dequant and the same memory; a device's fp32 table has no other op (NULL). NULL: ops_cpu() (the CPU tables) */
+    const struct ops *f32;
+    /* 1: MEM_DEVICE memory is the host's own and the model's host arrays are read in place (the CPU tables); 0: a
+     * device, whose frozen weights the trainer uploads once (llava_train.c) */
+    int host_mem;
 } ops;
 
 /* The fp32 CPU reference (src/backend/cpu). */
@@ -188,7 +207,7 @@ const ops *ops_cpu(void);
  * (nearest even) where the CUDA kernels round it (docs/training.md, "bf16 mode") */
 const ops *ops_cpu_bf16(void);
 /* The table of a device (DEVICE_CPU, DEVICE_CUDA) and activation dtype (DT_F32, DT_BF16); NULL when this binary
- * has no such backend */
+ * has no such backend (CUDA: bf16 only, kernels/cuda_ops.cu ops_cuda) */
 const ops *ops_for(int device, int act_dtype);
 
 /* Record a failure in the context's sticky error (the first one wins: a later call changes nothing); returns c->err.

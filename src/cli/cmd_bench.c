@@ -21,15 +21,22 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend/devctx.h"
+#include "backend/device.h"
+#include "backend/tensor.h"
 #include "cli/cli.h"
+#include "demo/demo.h"
 #include "dist/dist.h"
 #include "io/err.h"
 #include "io/fsutil.h"
 #include "io/log.h"
 #include "io/mem.h"
+#include "job/job.h"
+#include "job/job_plan.h"
 #include "model/llava_size.h"
 #include "model/llava_train.h"
 #include "model/model_h5.h"
+#include "train/adamw.h"
 #include "train/orpo.h"
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
@@ -335,11 +342,306 @@ static int bench_generate(int argc, char **argv) {
     return 0;
 }
 
+/* ---- bench step --shape: a model shape with random weights, on the job's device, beside the plan ----------------- */
+
+#define GIB (1024.0 * 1024.0 * 1024.0)
+
+/* the config.json of a named shape (or the path given); demo: written to a temporary file (*tmp, removed after) */
+static int shape_config(const char *shape, char *path, size_t n, int *tmp) {
+    *tmp = 0;
+    if (!strcmp(shape, "llava-v1.6-mistral-7b") || !strcmp(shape, "llava16-mistral7b")) {
+        snprintf(path, n, "%s/tests/fixtures/llava16_mistral7b/config.json", ORPO_SOURCE_DIR);
+        if (!fs_exists(path))
+            return err_set(ERR_IO, "--shape %s: %s is not there (the source tree this orpo-hpc was built from); pass "
+                           "the model's config.json instead: --shape DIR/config.json", shape, path);
+        return ERR_OK;
+    }
+    if (!strcmp(shape, "demo")) {
+        char *tj = NULL, *cj = NULL;
+        size_t tn = 0;
+        demo_tok_info info;
+        int rc = demo_tok_json(&tj, &tn, &info);
+        free(tj);
+        if (!rc) rc = demo_model_config_json(&info, &cj);
+        if (rc) return rc;
+        const char *td = getenv("TMPDIR");
+        snprintf(path, n, "%s/orpo-bench-demo-%ld.json", td && *td ? td : "/tmp", (long)getpid());
+        FILE *f = fopen(path, "w");
+        size_t len = strlen(cj);
+        int ok = f && fwrite(cj, 1, len, f) == len;
+        if (f && fclose(f)) ok = 0;
+        free(cj);
+        if (!ok) return err_set(ERR_IO, "--shape demo: cannot write %s", path);
+        *tmp = 1;
+        return ERR_OK;
+    }
+    if (!fs_exists(shape))
+        return err_set(ERR_ARGS, "--shape %s: expected llava-v1.6-mistral-7b, demo or a config.json", shape);
+    snprintf(path, n, "%s", shape);
+    return ERR_OK;
+}
+
+/* parameters of the model (a guard against running a 7B model on the CPU) */
+static double shape_params(const llava_config *c) {
+    double D = c->t_hidden, Q = (double)c->t_heads * c->t_head_dim, KV = (double)c->t_kv_heads * c->t_head_dim;
+    double dec = (double)c->t_layers * (D * (2 * Q + 2 * KV) + 3 * D * c->t_inter);
+    double vis = (double)c->v_run_layers * (4.0 * c->v_hidden * c->v_hidden + 2.0 * c->v_hidden * c->v_inter);
+    return dec + vis + 2.0 * c->vocab * D;
+}
+
+/* the GPU table's entry whose name the device's name contains (the longest), for the plan's estimate */
+static const char *shape_gpu_name(const char *devname) {
+    int n = 0;
+    const jp_gpu *g = jp_gpus(&n);
+    char have[160], want[64];
+    size_t k = 0;
+    for (const char *s = devname; *s && k + 1 < sizeof have; s++)
+        if (*s != ' ' && *s != '-' && *s != '_') have[k++] = (char)(*s >= 'A' && *s <= 'Z' ? *s + 32 : *s);
+    have[k] = 0;
+    const char *best = NULL;
+    size_t bl = 0;
+    for (int i = 0; i < n; i++) {
+        k = 0;
+        for (const char *s = g[i].name; *s && k + 1 < sizeof want; s++)
+            if (*s != ' ' && *s != '-' && *s != '_') want[k++] = (char)(*s >= 'A' && *s <= 'Z' ? *s + 32 : *s);
+        want[k] = 0;
+        if (strstr(have, want) && k > bl) best = g[i].name, bl = k;
+    }
+    return best;
+}
+
+/* MERGE: the trainer on CUDA. lt_spec has no device yet and lt_init takes the CPU table (llava_train.c); when the
+ * trainer gets its device (the CUDA context from devctx_open), set it here and drop the refusal. */
+static int shape_trainer_device(lt_spec *sp, int device) {
+    (void)sp;
+    if (device == DEVICE_CPU) return ERR_OK;
+    return err_set(ERR_ARGS, "bench step --shape on cuda: the trainer has no CUDA path in this build (lt_spec has no "
+                   "device; src/cli/cmd_bench.c shape_trainer_device)");
+}
+
+static int bench_shape(int argc, char **argv) {
+    const char *shape = NULL, *want = "auto";
+    int h = 672, w = 672, npairs = 2, prompt = 39, answer = 129, iters = 3, warmup = 1, random = 0;
+    double gb = 0;
+    job_override *ov = NULL;
+    int nov = 0;
+    if (job_parse_set_args(&argc, argv, &ov, &nov)) return cli_fail();
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(argv[i], "--shape") && v) { shape = v; i++; }
+        else if (!strcmp(argv[i], "--random-weights")) random = 1;
+        else if (!strcmp(argv[i], "--image") && v && sscanf(v, "%dx%d", &h, &w) == 2) i++;
+        else if (!strcmp(argv[i], "--pairs") && v) { npairs = atoi(v); i++; }
+        else if (!strcmp(argv[i], "--prompt") && v) { prompt = atoi(v); i++; }
+        else if (!strcmp(argv[i], "--answer") && v) { answer = atoi(v); i++; }
+        else if (!strcmp(argv[i], "--iters") && v) { iters = atoi(v); i++; }
+        else if (!strcmp(argv[i], "--warmup") && v) { warmup = atoi(v); i++; }
+        else if (!strcmp(argv[i], "--gpu-memory-gb") && v) { gb = atof(v); i++; }
+        else if (!strcmp(argv[i], "--device") && v) { want = v; i++; }
+        else {
+            job_free_overrides(ov, nov);
+            return err_set(ERR_ARGS, "bench step --shape: unexpected argument '%s'", argv[i]), cli_fail();
+        }
+    }
+    int rc = ERR_OK;
+    if (!random) rc = err_set(ERR_ARGS, "bench step --shape %s: needs --random-weights (a shape has no checkpoint; "
+                              "bench step --model DIR|model.h5 runs real weights)", shape);
+    else if (npairs < 1 || npairs > 64 || prompt < 3 || answer < 1 || iters < 1 || warmup < 0 || gb < 0 || h < 1 || w < 1)
+        rc = err_set(ERR_ARGS, "bench step --shape: --pairs 1..64, --prompt >= 3, --answer >= 1, --iters >= 1, "
+                     "--warmup >= 0, --gpu-memory-gb >= 0, --image HxW");
+    if (rc) {
+        job_free_overrides(ov, nov);
+        return cli_fail();
+    }
+    char cfgpath[4200];
+    int tmp = 0;
+    llava_config cfg;
+    device_info dev;
+    if ((rc = shape_config(shape, cfgpath, sizeof cfgpath, &tmp)) || (rc = llava_config_from_hf(cfgpath, &cfg)) ||
+        (rc = device_select(want, &dev))) {
+        if (tmp) unlink(cfgpath);
+        job_free_overrides(ov, nov);
+        return cli_fail();
+    }
+    double params = shape_params(&cfg);
+    if (dev.kind == DEVICE_CPU && params > 1e9) {
+        char why[256] = "";
+        int n = 0;
+        cudev_count(&n, why, sizeof why);
+        if (tmp) unlink(cfgpath);
+        job_free_overrides(ov, nov);
+        return err_set(ERR_ARGS, "bench step --shape %s: a %.1f B-parameter model needs a GPU (runtime device %s: %s); "
+                       "on the CPU use a small shape (--shape demo)", shape, params / 1e9,
+                       !strcmp(want, "auto") ? "auto -> cpu" : want, n ? "cpu asked for" : why), cli_fail();
+    }
+    if (dev.kind == DEVICE_CUDA && gb == 0) gb = (double)dev.mem_total / GIB; /* unconstrained: the whole GPU */
+    /* the job: the reference set-up of jobs/llava16-mistral7b-8gb.yaml (QLoRA r 8, its targets, checkpointing) */
+    char yaml[6000];
+    snprintf(yaml, sizeof yaml,
+             "job:\n  name: bench-shape\nmodel:\n  path: %s\n  quantization: nf4\n  quant_scope: decoder\n"
+             "lora:\n  rank: 8\n  alpha: 16\n  dropout: 0.05\n"
+             "  targets: [q_proj, k_proj, v_proj, mm_projector, gate_proj, up_proj, lm_head]\n"
+             "  train_new_token_embeddings: true\n"
+             "data:\n  path: /nonexistent/orpo-bench-shape-has-no-data.h5\n" /* the plan's assumed pair instead */
+             "train:\n  micro_batch_pairs: %d\n  gradient_checkpointing: true\n"
+             "runtime:\n  device: %s\n",
+             cfgpath, npairs, dev.kind == DEVICE_CUDA ? "cuda" : "cpu");
+    job_config job;
+    job_report rep;
+    job_report_init(&rep);
+    rc = job_load_string(yaml, strlen(yaml), "bench-shape.yaml", ov, nov, 0, &job, &rep);
+    if (rc) {
+        job_report_print(&rep, stderr);
+        job_report_free(&rep);
+        if (tmp) unlink(cfgpath);
+        job_free_overrides(ov, nov);
+        return cli_fail();
+    }
+    job_report_free(&rep);
+    jp_opts po;
+    jp_opts_default(&po);
+    po.gpu_memory_gb = gb;
+    po.gpu = dev.kind == DEVICE_CUDA ? shape_gpu_name(dev.name) : NULL;
+    po.image_h = h, po.image_w = w, po.pairs = npairs, po.prompt = prompt, po.answer = answer;
+    jp_plan plan;
+    rc = jp_make(&job, &po, &plan);
+    if (tmp) unlink(cfgpath);
+    if (rc) {
+        job_free(&job);
+        job_free_overrides(ov, nov);
+        return cli_fail();
+    }
+    char line[1024], desc[512], ddesc[256];
+    jp_summary(&plan, line, sizeof line);
+    llava_config_describe(&cfg, desc, sizeof desc);
+    device_describe(&dev, ddesc, sizeof ddesc);
+    printf("shape: %s, random weights (decoder linears NF4), %.2f B parameters; device %s\n%s\n%s\n", shape,
+           params / 1e9, ddesc, desc, line);
+    if (!plan.fits) printf("plan: nothing fits the budget; running the smallest configuration\n");
+    llava_model m;
+    llava_trainer t;
+    lt_spec sp = plan.spec;
+    double t0 = log_now();
+    if ((rc = shape_trainer_device(&sp, dev.kind)) ||
+        (rc = llava_model_random(&cfg, plan.wts.linear_dtype == DT_NF4, 1, &m))) {
+        jp_free(&plan);
+        job_free(&job);
+        job_free_overrides(ov, nov);
+        return cli_fail();
+    }
+    if ((rc = lt_init(&t, &m, &sp)) || (rc = lt_plan_ex(&t, &plan.dims, &plan.st))) {
+        llava_model_free(&m);
+        jp_free(&plan);
+        job_free(&job);
+        job_free_overrides(ov, nov);
+        return cli_fail();
+    }
+    double t_setup = log_now() - t0;
+    /* the pairs: BOS, <image> (expanded), prompt text; answers of `answer` ids ending in </s> */
+    int P = anyres_num_patches(&cfg.anyres, h, w);
+    int64_t nimg = anyres_num_image_tokens(&cfg.anyres, h, w), npre = prompt - 1 + nimg;
+    size_t npx = (size_t)P * 3 * (size_t)cfg.v_image * (size_t)cfg.v_image;
+    float *pix = mem_alloc(sizeof(float) * npx, "bench: pixels");
+    for (size_t i = 0; i < npx; i++) pix[i] = frand();
+    int32_t *pre = mem_alloc(sizeof(int32_t) * (size_t)npre, "bench: prompt tokens");
+    int32_t *ans = mem_alloc(sizeof(int32_t) * (size_t)(2 * answer), "bench: answer tokens");
+    pre[0] = cfg.bos;
+    for (int64_t i = 1; i < npre; i++) pre[i] = i <= nimg ? cfg.image_token : (int32_t)(3 + i % 50);
+    for (int i = 0; i < 2 * answer; i++) ans[i] = (int32_t)(5 + (i * 7) % 40);
+    ans[answer - 1] = ans[2 * answer - 1] = cfg.eos;
+    size_t fbytes = 0;
+    uint8_t *feat = lt_feature_buffer(&t, &fbytes); /* a plan with the vision features from a cache */
+    size_t per = fbytes / (size_t)npairs;
+    if (feat) /* small random features in the activation dtype (bf16 patterns of ~0.01 or fp32) */
+        for (size_t i = 0; i + 1 < fbytes; i += 2) feat[i] = (uint8_t)(rng_state >> 56), feat[i + 1] = 0x3c, frand();
+    lt_pair *pairs = mem_alloc(sizeof(lt_pair) * (size_t)npairs, "bench: pairs");
+    for (int i = 0; i < npairs; i++)
+        pairs[i] = (lt_pair){pix, P, h, w, pre, (int32_t)npre, ans, ans + answer, answer, answer,
+                             feat ? feat + (size_t)i * per : NULL};
+    printf("%d pairs/micro-batch: image %dx%d (%d tiles, %lld image tokens), prefix %lld tokens, answers %d+%d; "
+           "model and plan set up in %.1f s\n", npairs, h, w, P, (long long)nimg, (long long)npre, answer, answer, t_setup);
+    float *dlogp = mem_alloc(sizeof(float) * (size_t)npairs * (size_t)(npre + 2 * answer), "bench: gradients");
+    /* the optimiser as the trainer runs it (src/train/trainer.c): the step's gradient and the AdamW moments on the
+     * device, fp32; one group (lr 2e-4, weight decay 0.01), clipping at 1 */
+    const ops *fo = ops_for(dev.kind, DT_F32);
+    const size_t gbytes = sizeof(float) * (size_t)(t.nstore ? t.nstore : 1);
+    float *gsum = fo->mem_alloc(&t.ctx, gbytes, MEM_DEVICE, "bench: the step's gradient");
+    float *mom = fo->mem_alloc(&t.ctx, 2 * gbytes, MEM_DEVICE, "bench: AdamW moments");
+    int nt = lt_tensor_count(&t);
+    adamw_tensor *at = mem_calloc((size_t)(nt ? nt : 1), sizeof *at, "bench: optimiser tensors");
+    adamw_opt opt;
+    adamw_init(&opt);
+    if (!gsum || !mom || (rc = fo->sync(&t.ctx)) || (rc = adamw_bind(&opt, fo, &t.ctx))) rc = rc ? rc : ERR_IO;
+    int64_t off = 0;
+    for (int i = 0; !rc && i < nt; i++) {
+        const lt_tensor_info *ti = lt_tensor(&t, i);
+        at[i] = (adamw_tensor){ti->name, ti->data, gsum + off, mom + off, mom + t.nstore + off, ti->numel};
+        off += ti->numel;
+    }
+    if (!rc) {
+        fo->memset(&t.ctx, mom, 0, 2 * gbytes);
+        rc = fo->sync(&t.ctx);
+    }
+    adamw_group grp = {"all", 2e-4, 0.01, at, nt};
+    double best = 1e30, sum = 0;
+    int64_t toks = 0;
+    for (int it = 0; !rc && it < warmup + iters; it++) {
+        lt_batch bt = {pairs, npairs, (uint32_t)it, 0};
+        lt_fwd fw;
+        double s0 = log_now();
+        lt_zero_grads(&t);
+        if ((rc = lt_forward(&t, &bt, &fw))) break;
+        for (int64_t r = 0; r < fw.nrows; r++) dlogp[r] = -1.0f / (float)fw.nrows;
+        if ((rc = lt_backward(&t, dlogp))) break;
+        fo->copy(&t.ctx, gsum, t.gstore, t.nstore);
+        adamw_clip(&opt, &grp, 1, 1.0);
+        if ((rc = adamw_step(&opt, &grp, 1, 1.0)) || (rc = t.o->sync(&t.ctx))) break;
+        double dt = log_now() - s0;
+        toks = fw.ntok;
+        if (it < warmup) continue;
+        sum += dt;
+        if (dt < best) best = dt;
+    }
+    if (!rc) {
+        printf("step (forward, backward and AdamW update of one micro-batch, prefix shared): best %.1f ms, mean "
+               "%.1f ms over %d steps after %d warm-up; %.2f pairs/s, %.0f tokens/s (%lld packed tokens)\n",
+               1e3 * best, 1e3 * sum / iters, iters, warmup, npairs / best, (double)toks / best, (long long)toks);
+        size_t live = 0, hw = 0;
+        t.o->mem_stats(&t.ctx, MEM_DEVICE, &live, &hw);
+        /* the CPU model holds the weights outside the backend (host arrays); a GPU backend allocates them */
+        size_t wts = dev.kind == DEVICE_CPU ? sizeof(float) * m.arena_floats + m.qbytes : 0;
+        if (wts && plan.st.vision == LS_VIS_CACHE) wts -= llava_model_tower_bytes(&m); /* never read by this run */
+        size_t res = plan.st.ctx_reserve + plan.st.ws_cap, meas = hw + wts + res;
+        printf("peak device memory: measured %.3f GiB (backend high-water %.3f GiB", meas / GIB, hw / GIB);
+        if (wts) printf(" + weights held by the model %.3f GiB", wts / GIB);
+        if (res) printf(" + the plan's context reserve and workspace cap %.3f GiB, not measured", res / GIB);
+        printf("); the plan predicted %.3f GiB: measured/plan %.3f (%zu / %zu bytes); budget %.2f GiB (%s)\n",
+               plan.peak / GIB, (double)meas / (double)plan.peak, meas, plan.peak, plan.budget / GIB, plan.budget_from);
+        if (plan.has_estimate)
+            printf("plan's roofline estimate on the %s: %.1f ms, %.2f pairs/s\n", plan.gpu ? plan.gpu->name : "GPU",
+                   1e3 * plan.est.time_s, plan.est.pairs_per_s);
+    }
+    adamw_release(&opt);
+    if (gsum) fo->mem_free(&t.ctx, gsum, MEM_DEVICE);
+    if (mom) fo->mem_free(&t.ctx, mom, MEM_DEVICE);
+    free(at); free(dlogp); free(pix); free(pre); free(ans); free(pairs);
+    lt_free(&t);
+    llava_model_free(&m);
+    jp_free(&plan);
+    job_free(&job);
+    job_free_overrides(ov, nov);
+    return rc ? cli_fail() : 0;
+}
+
 int cmd_bench(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "generate")) return bench_generate(argc - 1, argv + 1);
     if (argc < 2) return err_set(ERR_ARGS, "bench: which benchmark? forward or step (import-data prints its own pairs/s)"), cli_fail();
     if (!strcmp(argv[1], "forward")) return bench_forward(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "step")) return bench_step(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "step")) {
+        for (int i = 2; i < argc; i++)
+            if (!strcmp(argv[i], "--shape")) return bench_shape(argc - 1, argv + 1);
+        return bench_step(argc - 1, argv + 1);
+    }
     return err_set(ERR_ARGS, "bench: unknown benchmark '%s' (forward, step; import-data prints its own pairs/s)", argv[1]),
            cli_fail();
 }

@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backend/device.h"
+#include "backend/ops.h"
+#include "backend/tensor.h"
 #include "cli/cli.h"
 #include "io/err.h"
 #include "job/job.h"
@@ -16,11 +19,15 @@
 /* What the job asks for that this binary cannot do: validate says so, instead of "ok" now and exit 2 at run time */
 static void serve_warnings(const job_config *c, const char *file, job_report *rep) {
     int k = job_find_key("runtime.device");
-    if (c->runtime.device == JOB_DEVICE_CUDA)
+    if (c->runtime.device == JOB_DEVICE_CUDA && !ops_for(DEVICE_CUDA, DT_BF16))
         job_report_add(rep, JOB_WARNING, file, c->pos[k].line, c->pos[k].col, "runtime.device",
-                       "cuda: this orpo-hpc cannot train on a GPU (the GPU training backend is not built yet): "
+                       "cuda: this orpo-hpc cannot train on a GPU (it was built without the GPU training backend): "
                        "train, resume and eval refuse this job (exit 2); set runtime.device: cpu or auto to run on "
                        "the CPU");
+    else if (c->runtime.device == JOB_DEVICE_CUDA && c->runtime.precision == JOB_PREC_FP32)
+        job_report_add(rep, JOB_WARNING, file, c->pos[k].line, c->pos[k].col, "runtime.device",
+                       "cuda with runtime.precision fp32: the GPU training backend runs bf16 activations: train, "
+                       "resume and eval refuse this job (exit 2); set runtime.precision: bf16 or auto");
 }
 
 int cmd_validate(int argc, char **argv) {

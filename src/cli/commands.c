@@ -85,17 +85,26 @@ const cli_command cli_commands[] = {
      "orpo-hpc bench forward --model DIR|model.h5 [--image HxW] [--text N] [--iters N]\n"
      "       orpo-hpc bench step --model DIR|model.h5 [--image HxW] [--pairs N] [--prompt N] [--answer N] [--iters N]\n"
      "                           [--ranks N [--values N]]\n"
+     "       orpo-hpc bench step --shape llava-v1.6-mistral-7b|demo|config.json --random-weights [--image HxW]\n"
+     "                           [--pairs N] [--prompt N] [--answer N] [--iters N] [--warmup N] [--gpu-memory-gb G]\n"
+     "                           [--device auto|cpu|cuda] [--set k=v ...]\n"
      "       orpo-hpc bench generate --model DIR|model.h5 [--image HxW] [--prompt N] [--new N] [--batch N] [--iters N]\n"
      "  forward: CPU forward of one image + text; step: one ORPO micro-batch (forward + backward) with and\n"
      "  without prefix sharing; --ranks N: N MPI ranks (mpirun -np N, started by the command when no launcher\n"
      "  did), each one micro-batch, then the gradient sum of data parallelism: bytes summed, its time and share of\n"
-     "  the step (docs/parallel.md); --values N: sum N values instead of the model's trainable ones. Record\n"
-     "  results in docs/performance.md with the machine."},
+     "  the step (docs/parallel.md); --values N: sum N values instead of the model's trainable ones.\n"
+     "  step --shape: no checkpoint: the shape's config with random weights (decoder linears NF4), the reference\n"
+     "  QLoRA job (jobs/llava16-mistral7b-8gb.yaml's LoRA; --set to change it) planned for the device and budget\n"
+     "  (--gpu-memory-gb; on a GPU default its memory), warm-up + timed training steps (forward, backward, AdamW):\n"
+     "  step time, pairs/s, tokens/s and the measured peak device memory beside the plan's; a 7B shape needs a\n"
+     "  GPU (exit 2 on the CPU). Record results in docs/performance.md with the machine."},
     {"device", cmd_device, "show the compute devices this binary can use",
      "orpo-hpc device [--selftest] [--want auto|cpu|cuda]\n"
      "  Lists whether CUDA is built in and which GPUs the driver reports; --selftest runs a\n"
-     "  small kernel and a cuBLAS/cuBLASLt GEMM on GPU 0 and compares them with the CPU; --want shows what\n"
-     "  runtime.device would pick (exit 2 when cuda is asked for and no GPU is usable)."},
+     "  small kernel and a cuBLAS/cuBLASLt GEMM on GPU 0 and compares them with the CPU, then every op of\n"
+     "  the CUDA op table on small random inputs against the CPU bf16 reference, each within its stated\n"
+     "  tolerance (exit 1 naming the op that disagrees; exit 2 without a GPU or a CUDA build); --want shows\n"
+     "  what runtime.device would pick (exit 2 when cuda is asked for and no GPU is usable)."},
 };
 const int cli_ncommands = (int)(sizeof cli_commands / sizeof cli_commands[0]);
 

@@ -25,7 +25,7 @@
 /* CUDA: the context, driver and allocator reserve, and the cap on cuBLASLt / cuDNN workspaces
  * (spec/gpu-backend.md §4.1: context + workspaces ~0.3-0.5 GB; 32 MB of cuBLASLt workspace is ample) */
 #define JP_CTX_RESERVE ((size_t)(0.4 * GIB))
-#define JP_WS_CAP ((size_t)32 << 20)
+#define JP_WS_CAP OPS_BLAS_WS_CAP /* backend/ops.h: the CUDA context allocates this much (kernels/cuda_ops.cu) */
 
 /* ---- the GPU table ------------------------------------------------------------------------------------------
  * Spec-sheet numbers (vendor datasheets and the architecture whitepapers), not measurements:

@@ -5,9 +5,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "backend/tensor.h"
 #include "io/err.h"
 #include "io/mem.h"
 #include "io/safetensors.h"
+#include "model/llava_size.h"
 
 static int starts(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
 
@@ -312,4 +314,24 @@ void llava_model_free(llava_model *m) {
     free(m->vis);
     free(m->dec);
     memset(m, 0, sizeof *m);
+}
+
+size_t llava_model_tower_bytes(const llava_model *m) {
+    const llava_config *cfg = &m->cfg;
+    llava_weights w;
+    memset(&w, 0, sizeof w);
+    w.vis = mem_calloc((size_t)(cfg->v_run_layers > 0 ? cfg->v_run_layers : 1), sizeof *w.vis, "tower size");
+    w.dec = mem_calloc((size_t)(cfg->t_layers > 0 ? cfg->t_layers : 1), sizeof *w.dec, "tower size");
+    llava_param *ps = NULL;
+    int np = 0;
+    size_t n = 0;
+    const int nf4 = cfg->v_run_layers > 0 && m->w.vis[0].q.dtype == DT_NF4;
+    if (llava_params_build(cfg, &w, &ps, &np) == ERR_OK)
+        for (int i = 0; i < np; i++)
+            if (!strncmp(ps[i].name, "vision_tower.", 13))
+                n += ps[i].is_linear && nf4 ? ls_nf4_bytes(ps[i].numel) : sizeof(float) * (size_t)ps[i].numel;
+    free(ps);
+    free(w.vis);
+    free(w.dec);
+    return n;
 }

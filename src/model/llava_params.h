@@ -12,6 +12,11 @@
  *   llava_model_load_hf(dir, &m)         config.json + *.safetensors (sharded or not) -> fp32 model;
  *                                        ERR_DATA naming the tensor on a missing tensor or a shape mismatch
  *   llava_model_free(&m)
+ *   llava_model_tower_bytes(&m)          bytes of a loaded model's vision tower (fp32, its linears NF4 when the
+ *                                        model stores them so): what a run with cached vision features never reads
+ *   llava_model_random(cfg, nf4_decoder, seed, &m)  the model of cfg with seeded random weights, the decoder's linears
+ *                                        NF4 (nf4_decoder) in model.h5's layout (llava_random.c): benchmarks of a
+ *                                        shape without a checkpoint
  *   llava_model_setup(&m, &list, &n)     with m.cfg set: the layer arrays of m.w and the parameter list whose
  *                                        slots point into m.w (the loaders' first step; list is malloc'ed)
  *   llava_model_arena(&m, list, n, skip) one zeroed fp32 arena (m.arena) for every parameter i with !skip[i]
@@ -66,6 +71,8 @@ int llava_read_tensor(const llava_config *cfg, const struct st_file *f, const st
 int llava_params_build(const llava_config *cfg, llava_weights *w, llava_param **list, int *n);
 int llava_model_load_hf(const char *dir, llava_model *m);
 void llava_model_free(llava_model *m);
+size_t llava_model_tower_bytes(const llava_model *m);
+int llava_model_random(const llava_config *cfg, int nf4_decoder, uint64_t seed, llava_model *m);
 void llava_model_setup(llava_model *m, llava_param **list, int *n);
 void llava_model_arena(llava_model *m, llava_param *list, int n, const char *skip);
 

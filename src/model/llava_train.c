@@ -308,14 +308,161 @@ static void layout(llava_trainer *t) {
     t->nstore = off;
 }
 
+/* ---- the frozen weights on a device ----------------------------------------------------------- */
+
+/* the device copy being laid out (base NULL: counting) */
+typedef struct wup {
+    llava_trainer *t;
+    char *base;
+    size_t used;
+} wup;
+
+/* n bytes of host array *p: room counted, or uploaded and *p pointed at the copy */
+static void up_bytes(wup *u, const void **p, size_t n) {
+    if (!*p || !n) return;
+    const size_t at = u->used;
+    u->used += (n + 63) & ~(size_t)63;
+    if (!u->base) return;
+    u->t->o->upload(&u->t->ctx, u->base + at, *p, n);
+    *p = u->base + at;
+}
+
+static void up_f32(wup *u, const float **p, int64_t n) { up_bytes(u, (const void **)p, sizeof(float) * (size_t)n); }
+
+/* a linear: NF4 as loaded (nibbles, 8-bit absmax, fp32 absmax2); an fp32 weight in the activation dtype of a bf16
+ * run (rounded once to nearest even, what lin_weight's cast before every GEMM gives), so that its GEMMs read it in
+ * place; the bias fp32 */
+static void up_lin(wup *u, lin_w *l) {
+    const int64_t n = l->out * l->in;
+    const int act = u->t->spec.act_dtype;
+    if (l->dtype == DT_NF4) {
+        const int64_t nb = nf4_nblocks(n, NF4_BLOCKSIZE);
+        up_bytes(u, &l->w, (size_t)((n + 1) / 2));
+        up_bytes(u, (const void **)&l->qabsmax, (size_t)nb);
+        up_f32(u, &l->absmax2, nf4_nblocks(nb, NF4_BLOCKSIZE2));
+    } else if (l->dtype == DT_F32 && act != DT_F32 && l->w) {
+        const size_t bytes = dtype_size(act) * (size_t)n;
+        const size_t at = u->used;
+        u->used += (bytes + 63) & ~(size_t)63;
+        if (u->base) {
+            void *tmp = mem_alloc(bytes ? bytes : 1, "a linear weight in the activation dtype (upload)");
+            opctx host = {.device = DEVICE_CPU, .act_dtype = act, .threads = 1};
+            ops_cpu()->cast(&host, tmp, act, l->w, DT_F32, n);
+            u->t->o->upload(&u->t->ctx, u->base + at, tmp, bytes);
+            free(tmp);
+            l->w = u->base + at;
+            l->dtype = act;
+        }
+    } else {
+        up_bytes(u, &l->w, dtype_size(l->dtype) * (size_t)n);
+    }
+    up_f32(u, &l->b, l->out);
+}
+
+/* the decoder, projector (unless it is trained: its arrays are then the trainable masters), image_newline,
+ * embeddings, final norm and lm_head */
+static void walk_main(wup *u) {
+    llava_trainer *t = u->t;
+    const llava_config *c = &t->m->cfg;
+    llava_weights *w = &t->m->w;
+    const int64_t D = c->t_hidden;
+    if (!t->spec.full_projector) {
+        up_lin(u, &w->proj1);
+        up_lin(u, &w->proj2);
+    }
+    up_f32(u, &w->newline, D);
+    up_f32(u, &w->embed, (int64_t)c->vocab * D);
+    for (int l = 0; l < c->t_layers; l++) {
+        dec_layer *ly = &w->dec[l];
+        up_f32(u, &ly->in_norm, D);
+        up_f32(u, &ly->post_norm, D);
+        for (int mi = 0; mi < LT_DEC_MODULES; mi++) up_lin(u, dec_lin(ly, mi));
+    }
+    up_f32(u, &w->norm, D);
+    up_lin(u, &w->lm_head);
+}
+
+/* the vision tower's embeddings, pre-norm and the layers that run */
+static void walk_vis(wup *u) {
+    const llava_config *c = &u->t->m->cfg;
+    llava_weights *w = &u->t->m->w;
+    const int64_t Dv = c->v_hidden, g = c->v_image / c->v_patch;
+    up_f32(u, &w->patch_w, Dv * 3 * c->v_patch * c->v_patch);
+    up_f32(u, &w->cls, Dv);
+    up_f32(u, &w->pos, (g * g + 1) * Dv);
+    up_f32(u, &w->pre_ln_w, Dv);
+    up_f32(u, &w->pre_ln_b, Dv);
+    for (int l = 0; l < c->v_run_layers; l++) {
+        vis_layer *ly = &w->vis[l];
+        up_f32(u, &ly->ln1_w, Dv);
+        up_f32(u, &ly->ln1_b, Dv);
+        up_f32(u, &ly->ln2_w, Dv);
+        up_f32(u, &ly->ln2_b, Dv);
+        lin_w *lins[] = {&ly->q, &ly->k, &ly->v, &ly->o, &ly->fc1, &ly->fc2};
+        for (int i = 0; i < LT_VIS_MODULES; i++) up_lin(u, lins[i]);
+    }
+}
+
+/* one device arena for what walk visits, filled; *arena its base */
+static int upload_weights(llava_trainer *t, void (*walk)(wup *), void **arena, const char *what) {
+    wup u = {t, NULL, 0};
+    walk(&u);
+    u.base = t->o->mem_alloc(&t->ctx, u.used ? u.used : 64, MEM_DEVICE, what);
+    int rc = t->o->sync(&t->ctx);
+    if (rc) return rc;
+    *arena = u.base;
+    u.used = 0;
+    walk(&u);
+    return t->o->sync(&t->ctx);
+}
+
+/* the model's own vision-tower pointers back, the tower's device copy freed */
+static void release_tower(llava_trainer *t) {
+    if (!t->wvis) return;
+    llava_weights *w = &t->m->w;
+    const llava_weights *h = &t->host_w;
+    w->patch_w = h->patch_w;
+    w->cls = h->cls;
+    w->pos = h->pos;
+    w->pre_ln_w = h->pre_ln_w;
+    w->pre_ln_b = h->pre_ln_b;
+    memcpy(w->vis, t->host_vis, sizeof *w->vis * (size_t)t->m->cfg.v_run_layers);
+    t->o->mem_free(&t->ctx, t->wvis, MEM_DEVICE);
+    t->wvis = NULL;
+}
+
+/* a device backend: the model's own pointers saved, the weights a step reads (but the tower: lt_plan_ex, when its
+ * plan runs it) uploaded */
+static int weights_to_device(llava_trainer *t) {
+    const llava_config *c = &t->m->cfg;
+    llava_weights *w = &t->m->w;
+    t->host_w = *w;
+    t->host_vis = mem_calloc((size_t)(c->v_run_layers > 0 ? c->v_run_layers : 1), sizeof *t->host_vis,
+                             "the model's vision weights (host)");
+    t->host_dec = mem_calloc((size_t)(c->t_layers > 0 ? c->t_layers : 1), sizeof *t->host_dec,
+                             "the model's decoder weights (host)");
+    if (c->v_run_layers > 0) memcpy(t->host_vis, w->vis, sizeof *w->vis * (size_t)c->v_run_layers);
+    if (c->t_layers > 0) memcpy(t->host_dec, w->dec, sizeof *w->dec * (size_t)c->t_layers);
+    return upload_weights(t, walk_main, &t->wdev, "the frozen weights");
+}
+
 int lt_init(llava_trainer *t, llava_model *m, const lt_spec *spec) {
     memset(t, 0, sizeof *t);
-    t->o = ops_for(DEVICE_CPU, spec->act_dtype);
-    t->of = ops_for(DEVICE_CPU, DT_F32);
-    if (!t->o || !t->of)
+    t->o = spec->ops ? spec->ops : ops_for(spec->device, spec->act_dtype);
+    if (!t->o && spec->device == DEVICE_CUDA)
+        return err_set(ERR_ARGS, "runtime.device cuda: %s", spec->act_dtype != DT_BF16 && ops_for(DEVICE_CUDA, DT_BF16)
+                       ? "the CUDA backend runs bf16 activations: set runtime.precision: bf16 (or auto)"
+                       : "this orpo-hpc was built without the CUDA backend");
+    if (!t->o)
         return err_set(ERR_ARGS, "runtime.precision: no CPU backend for %s activations", dtype_name(spec->act_dtype));
-    t->ctx.device = DEVICE_CPU;
+    t->of = t->o->f32 ? t->o->f32 : ops_cpu();
+    t->ctx.device = spec->ops ? DEVICE_CPU : spec->device;
     t->ctx.act_dtype = spec->act_dtype;
+    if (t->o->ctx_open) {
+        int rc = t->o->ctx_open(&t->ctx);
+        if (rc) return rc;
+        t->ctx_opened = 1;
+    }
     t->m = m;
     t->spec = *spec;
     const llava_config *c = &m->cfg;
@@ -368,7 +515,8 @@ int lt_init(llava_trainer *t, llava_model *m, const lt_spec *spec) {
     }
     free(t->stage);
     t->stage = NULL;
-    return o->sync(&t->ctx);
+    if ((rc = o->sync(&t->ctx))) return rc;
+    return o->host_mem ? ERR_OK : weights_to_device(t);
 }
 
 int lt_tensor_count(const llava_trainer *t) { return t->ntensors; }
@@ -688,6 +836,11 @@ int lt_plan_ex(llava_trainer *t, const ls_dims *dims, const ls_strategy *st) {
     weights_of(t, &wt);
     int rc = ls_build(c, &t->spec, &wt, dims, st, &s->tab);
     if (rc) return rc;
+    /* a device: the vision tower's weights there while the plan runs it */
+    if (!t->o->host_mem && st->vision == LS_VIS_RUN && !t->wvis &&
+        (rc = upload_weights(t, walk_vis, &t->wvis, "the vision tower's weights")))
+        return rc;
+    if (st->vision != LS_VIS_RUN) release_tower(t);
     s->acts = mem_calloc((size_t)(st->recompute || st->forward_only ? 1 : c->t_layers), sizeof *s->acts,
                          "decoder activation list");
     s->vacts = mem_calloc((size_t)(s->vis_nadapt > 0 ? s->vis_nadapt : 1), sizeof *s->vacts, "vision activation list");
@@ -724,6 +877,19 @@ void *lt_feature_buffer(llava_trainer *t, size_t *bytes) {
 }
 
 void lt_free(llava_trainer *t) {
+    if (t->host_vis) { /* a device: the model's own weight pointers back (the projector's below) */
+        release_tower(t);
+        llava_weights *w = &t->m->w;
+        if (t->m->cfg.t_layers > 0) memcpy(w->dec, t->host_dec, sizeof *w->dec * (size_t)t->m->cfg.t_layers);
+        vis_layer *vis = w->vis;
+        dec_layer *dec = w->dec;
+        *w = t->host_w;
+        w->vis = vis;
+        w->dec = dec;
+        if (t->o) t->o->mem_free(&t->ctx, t->wdev, MEM_DEVICE);
+        free(t->host_vis);
+        free(t->host_dec);
+    }
     if (t->proj_orig[0]) {
         llava_weights *w = &t->m->w;
         w->proj1.w = t->proj_orig[0];
@@ -738,6 +904,7 @@ void lt_free(llava_trainer *t) {
         t->o->mem_free(&t->ctx, t->act_store, MEM_DEVICE);
         t->o->mem_free(&t->ctx, t->tok_ids_dev, MEM_DEVICE);
     }
+    if (t->ctx_opened && t->o->ctx_close) t->o->ctx_close(&t->ctx);
     opctx_release(&t->ctx); /* the backend's scratch (the CPU bf16 mode's widened operands) */
     free(t->dec);
     free(t->vis);
@@ -759,7 +926,7 @@ static const void *lin_weight(llava_trainer *t, const lin_w *w) {
                           w->out * w->in, NF4_BLOCKSIZE, NF4_BLOCKSIZE2);
         return t->ws->wscr;
     }
-    if (t->spec.act_dtype == DT_F32) return w->w;
+    if (t->spec.act_dtype == DT_F32 || w->dtype == t->spec.act_dtype) return w->w; /* a device's bf16 copy */
     t->o->cast(&t->ctx, t->ws->wscr, t->spec.act_dtype, w->w, DT_F32, w->out * w->in);
     return t->ws->wscr;
 }

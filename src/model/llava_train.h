@@ -11,7 +11,13 @@
  *
  *   lt_spec_default(&s)                       LoRA rank 8, alpha 16, targets q,k,v,o, no dropout
  *   lt_init(&t, model, &spec)                 create the trainable tensors (LoRA A Kaiming-uniform from the
- *                                             counter RNG, B zero), fp32 masters and gradient buffers
+ *                                             counter RNG, B zero), fp32 masters and gradient buffers, on the
+ *                                             backend of spec.device (or spec.ops); on a device the frozen weights
+ *                                             are uploaded once (fp32 linears in the activation dtype, rounded to
+ *                                             nearest even as the per-use cast would; the rest as loaded) and the
+ *                                             model reads those copies until lt_free. Trainable values, gradients
+ *                                             (lt_tensor data / grad) live on the backend: the host reads and writes
+ *                                             them with t.o->download / upload
  *   lt_free(&t)
  *   lt_plan(&t, max_tok, max_tiles, max_rows) size and allocate the workspace once (no allocation per step), with
  *                                             room to generate for up to 16 prompts of 64 new tokens, and
@@ -85,6 +91,9 @@ typedef struct lt_spec {
     int nll_prompt;         /* NLL targets include the prompt text tokens (TRL) */
     uint64_t seed;
     int act_dtype;          /* DT_F32 (the CPU reference) or DT_BF16 (runtime.precision: bf16) */
+    int device;             /* DEVICE_CPU (0, the default) or DEVICE_CUDA: the backend is ops_for(device, act_dtype) */
+    const ops *ops;         /* tests: this backend instead (e.g. ops_simt(), the CUDA kernels run on the CPU); its
+                             * fp32 table is ops->f32. NULL: by device */
 } lt_spec;
 
 typedef struct lt_pair {
@@ -159,6 +168,14 @@ typedef struct llava_trainer {
     lt_tensor_info *tensors;
     int ntensors;
     lt_ws *ws;
+    int ctx_opened;         /* o->ctx_open ran: lt_free closes the context */
+    /* a device backend (o->host_mem == 0): the frozen weights the step reads, uploaded once; the model's weight
+     * pointers point at them while the trainer lives (lt_free puts the model's own back) */
+    void *wdev;             /* decoder, projector, embeddings, final norm, lm_head, image_newline */
+    void *wvis;             /* the vision tower (only while a plan runs it: not with the vision features cached) */
+    llava_weights host_w;   /* the model's own pointers */
+    vis_layer *host_vis;
+    dec_layer *host_dec;
 } llava_trainer;
 
 void lt_spec_default(lt_spec *s);

@@ -48,6 +48,10 @@ struct trainer {
     lt_pair *lp;              /* one micro-batch */
     float *dlogp;
     float *gsum;              /* the step's gradient: the micro-batches' gradients added in order */
+    float *hstate;            /* a device backend: host copies of the values, then AdamW's m and v ([3 nstore], the
+                               * checkpoint views point here), and the data-parallel fold's host buffers ([2 nstore]:
+                               * the step's sum, this rank's micro-batch); NULL on the CPU */
+    int on_device;            /* the trainer's memory is a device's (its table's host_mem is 0) */
     int rank, world;          /* data parallel (1 process: 0, 1) */
     orpo_pair *vp;            /* eval: per-pair sums */
     int64_t *vidx;            /* eval: pair index in data.h5 of each vp */
@@ -89,11 +93,30 @@ static int setup(trainer *r) {
     device_info dev;
     static const char *devname[] = {"auto", "cpu", "cuda"};
     if ((rc = device_select(devname[c->device], &dev))) return rc;
+    lt_spec spec = c->spec;
+    spec.device = DEVICE_CPU;
     if (dev.kind == DEVICE_CUDA) {
-        if (c->device == TR_DEVICE_CUDA)
-            return err_set(ERR_ARGS, "runtime.device: cuda: the GPU training backend is not built yet in this "
-                           "orpo-hpc; set runtime.device: cpu (or auto, which uses the CPU)");
-        log_info("runtime.device auto: a GPU is present but the GPU training backend is not built yet; using the CPU");
+        /* the CUDA backend: bf16 activations (runtime.precision auto or bf16), a GPU of sm_80 or newer */
+        const char *why = NULL;
+        char buf[320];
+        if (!ops_for(DEVICE_CUDA, DT_BF16)) {
+            why = "this orpo-hpc has no CUDA training backend";
+        } else if (dev.cc_major < 8) {
+            snprintf(buf, sizeof buf, "sm_80 or newer needed (bf16); this GPU (%s) is sm_%d%d", dev.name,
+                     dev.cc_major, dev.cc_minor);
+            why = buf;
+        } else if (!c->precision_auto && c->spec.act_dtype != DT_BF16) {
+            why = "the CUDA backend runs bf16 activations (runtime.precision: fp32 is the CPU's)";
+        }
+        if (why && c->device == TR_DEVICE_CUDA)
+            return err_set(ERR_ARGS, "runtime.device: cuda: %s; set runtime.device: cpu (or auto)", why);
+        if (why) {
+            log_info("runtime.device auto: a GPU is present but %s; using the CPU", why);
+        } else {
+            spec.device = DEVICE_CUDA;
+            spec.act_dtype = DT_BF16;
+            r->c.spec.act_dtype = DT_BF16;
+        }
     }
     if (c->threads > 0) openblas_set_num_threads(c->threads);
     if ((rc = mh5_load(c->model_path, &r->m))) return rc;
@@ -140,7 +163,8 @@ static int setup(trainer *r) {
     r->total_steps = r->steps_per_epoch * c->epochs;
     r->stop_step = c->max_steps > 0 && c->max_steps < r->total_steps ? c->max_steps : r->total_steps;
     /* trainer, sized once from the largest pair in data.h5 */
-    if ((rc = lt_init(&r->t, &r->m, &c->spec))) return rc;
+    if ((rc = lt_init(&r->t, &r->m, &spec))) return rc;
+    r->on_device = !r->t.o->host_mem;
     ls_dims dims;
     ls_dims_pairs(r->meta.max_prefix_len, r->meta.max_n_image_tokens, r->meta.max_answer_len, micro,
                   ls_image_tiles(&r->m.cfg), &dims);
@@ -181,12 +205,14 @@ static int setup(trainer *r) {
     r->dlogp = mem_alloc(sizeof(float) * (size_t)dims.max_rows, "trainer: log-prob gradients");
     /* the step's gradient and AdamW's moments on the trainer's device (the size table's trainable.step_grads,
      * .adam_m, .adam_v), fp32 */
-    const ops *fo = ops_for(r->t.ctx.device, DT_F32);
-    if (!fo) return err_set(ERR_INTERNAL, "trainer: this binary has no fp32 table for device %d", r->t.ctx.device);
+    const ops *fo = r->t.of;
     const size_t gbytes = sizeof(float) * (size_t)(r->t.nstore ? r->t.nstore : 1);
     r->gsum = fo->mem_alloc(&r->t.ctx, gbytes, MEM_DEVICE, "trainer: the step's gradient");
     r->mom = fo->mem_alloc(&r->t.ctx, 2 * gbytes, MEM_DEVICE, "optimiser: AdamW moments");
     if ((rc = fo->sync(&r->t.ctx))) return rc;
+    if (r->on_device)
+        r->hstate = mem_alloc(sizeof(float) * (size_t)(r->world > 1 ? 5 : 3) * (size_t)(r->t.nstore ? r->t.nstore : 1),
+                              "trainer: host copies of the trainable state");
     r->vp = mem_calloc((size_t)(r->n_val > 0 ? r->n_val : 1), sizeof *r->vp, "validation: per-pair sums");
     r->vidx = mem_calloc((size_t)(r->n_val > 0 ? r->n_val : 1), sizeof *r->vidx, "validation: pair indices");
     r->oc.beta = c->orpo_beta;
@@ -198,9 +224,7 @@ static int setup(trainer *r) {
     r->ck_names = mem_calloc((size_t)(nt + 1), sizeof *r->ck_names, "checkpoint: tensor names");
     adamw_init(&r->opt);
     /* the optimiser runs on the trainer's device, in fp32 (masters, gradients and moments are fp32) */
-    const ops *opt_ops = ops_for(r->t.ctx.device, DT_F32);
-    if (!opt_ops) return err_set(ERR_INTERNAL, "optimiser: this binary has no fp32 table for device %d", r->t.ctx.device);
-    if ((rc = adamw_bind(&r->opt, opt_ops, &r->t.ctx))) return rc;
+    if ((rc = adamw_bind(&r->opt, r->t.of, &r->t.ctx))) return rc;
     int64_t off = 0;
     for (int i = 0; i < nt; i++) {
         const lt_tensor_info *ti = lt_tensor(&r->t, i);
@@ -213,6 +237,8 @@ static int setup(trainer *r) {
             ct->name = r->ck_names[i];
             ct->group = ti->group;
             ct->data = k == 0 ? ti->data : (k == 1 ? r->at[i].m : r->at[i].v);
+            if (r->hstate) /* a device: the checkpoint reads and writes the host copies (state_to_host / _from_) */
+                ct->data = r->hstate + (int64_t)k * r->t.nstore + off;
             ct->numel = ti->numel;
             ct->ndim = ti->ndim;
             ct->shape[0] = ti->shape[0];
@@ -243,7 +269,10 @@ static int setup(trainer *r) {
     else
         log_info("data %s: %lld validation pairs (%lld training pairs not read)", c->data_path, (long long)r->n_val,
                  (long long)r->meta.n_train);
-    log_info("trainable: %lld values in %d tensors (%d groups); device cpu", (long long)r->t.nstore, nt, r->ng);
+    char dd[256];
+    device_describe(&dev, dd, sizeof dd);
+    log_info("trainable: %lld values in %d tensors (%d groups); device %s (%s ops)", (long long)r->t.nstore, nt, r->ng,
+             r->on_device ? dd : "cpu", r->t.o->name);
     return ERR_OK;
 }
 
@@ -253,7 +282,7 @@ void tr_close(trainer *r) {
     ldr_close(r->val);
     vc_close(r->vc);
     adamw_release(&r->opt);
-    const ops *fo = ops_for(r->t.ctx.device, DT_F32);
+    const ops *fo = r->t.of;
     if (fo && r->t.o) {
         fo->mem_free(&r->t.ctx, r->mom, MEM_DEVICE);
         fo->mem_free(&r->t.ctx, r->gsum, MEM_DEVICE);
@@ -268,6 +297,7 @@ void tr_close(trainer *r) {
     free(r->dlogp);
     free(r->vp);
     free(r->vidx);
+    free(r->hstate);
     free(r);
 }
 
@@ -288,6 +318,24 @@ int64_t tr_step(const trainer *t) { return t->step; }
 int64_t tr_stop_step(const trainer *t) { return t->stop_step; }
 
 /* ---- checkpoints ----------------------------------------------------------------------------- */
+
+/* a device: the trainable values and AdamW's moments into their host copies (what checkpoints and the state hash
+ * read), and back (what a restored checkpoint wrote there); the moments are m then v in both places */
+static int state_to_host(trainer *r) {
+    if (!r->hstate) return ERR_OK;
+    const size_t n = sizeof(float) * (size_t)r->t.nstore;
+    r->t.of->download(&r->t.ctx, r->hstate, r->t.store, n);
+    r->t.of->download(&r->t.ctx, r->hstate + r->t.nstore, r->mom, 2 * n);
+    return r->t.of->sync(&r->t.ctx);
+}
+
+static int state_from_host(trainer *r) {
+    if (!r->hstate) return ERR_OK;
+    const size_t n = sizeof(float) * (size_t)r->t.nstore;
+    r->t.of->upload(&r->t.ctx, r->t.store, r->hstate, n);
+    r->t.of->upload(&r->t.ctx, r->mom, r->hstate + r->t.nstore, 2 * n);
+    return r->t.of->sync(&r->t.ctx);
+}
 
 static void fill_ckpt(trainer *r, ckpt_state *s) {
     int nt = lt_tensor_count(&r->t);
@@ -322,7 +370,7 @@ static int save_checkpoint(trainer *r) {
     snprintf(what, sizeof what, "the checkpoint of step %lld", (long long)r->step);
     int rc = dist_barrier(r->c.dist, what);
     if (rc) return rc;
-    if (r->rank == 0) {
+    if (r->rank == 0 && !(rc = state_to_host(r))) {
         ckpt_state s;
         fill_ckpt(r, &s);
         double t0 = log_now();
@@ -340,6 +388,7 @@ int tr_restore(trainer *r, const char *path, int check_job, tr_restored *info) {
     s.model_hash = s.data_hash = 0; /* compared by the caller, who may accept a change */
     if (!check_job) s.job_hash = 0;
     int rc = ckpt_read(path, &s);
+    if (!rc) rc = state_from_host(r);
     if (rc) return rc;
     memset(info, 0, sizeof *info);
     info->step = s.step;
@@ -431,10 +480,23 @@ static int train_step(trainer *r, met_train *row) {
         }
         char what[96];
         snprintf(what, sizeof what, "the gradient sum of step %lld", (long long)r->step + 1);
-        if ((rc = dist_fold_f32(c->dist, r->gsum, r->t.gstore, r->t.nstore, has, what))) return rc;
+        if (!r->on_device) {
+            rc = dist_fold_f32(c->dist, r->gsum, r->t.gstore, r->t.nstore, has, what);
+        } else if (r->world == 1) { /* the same sum, in the same order, on the device */
+            if (has) r->t.of->add_inplace(&r->t.ctx, r->gsum, r->t.gstore, r->t.nstore);
+        } else { /* the collectives take host buffers: this micro-batch's gradient comes down, the sum goes up below */
+            float *hsum = r->hstate + 3 * r->t.nstore, *hmine = hsum + r->t.nstore;
+            if (round == 0) memset(hsum, 0, sizeof(float) * (size_t)r->t.nstore);
+            if (has) r->t.of->download(&r->t.ctx, hmine, r->t.gstore, sizeof(float) * (size_t)r->t.nstore);
+            if (!(rc = r->t.of->sync(&r->t.ctx))) rc = dist_fold_f32(c->dist, hsum, hmine, r->t.nstore, has, what);
+        }
+        if (rc) return rc;
         if ((rc = dist_fold_f64(c->dist, sums, mine, NSUMS, has, what))) return rc;
     }
-    r->t.of->copy(&r->t.ctx, r->t.gstore, r->gsum, r->t.nstore); /* the optimiser reads the tensors' grads */
+    if (r->on_device && r->world > 1)
+        r->t.of->upload(&r->t.ctx, r->t.gstore, r->hstate + 3 * r->t.nstore, sizeof(float) * (size_t)r->t.nstore);
+    else
+        r->t.of->copy(&r->t.ctx, r->t.gstore, r->gsum, r->t.nstore); /* the optimiser reads the tensors' grads */
     orpo_accum acc;
     memcpy(&acc, sums, sizeof acc);
     int64_t toks = (int64_t)sums[SUM_TOKENS];
@@ -608,9 +670,14 @@ static int stop_requested(const trainer *r) { return r->c.stop_requested ? r->c.
 
 /* FNV-1a over 64-bit words of the trainable state (values, AdamW moments) and the counters that decide what
  * comes next: the ranks of a data-parallel run compare it before the first step */
-static uint64_t state_hash(const trainer *r) {
+static uint64_t state_hash(trainer *r) {
     uint64_t h = 0xcbf29ce484222325ull;
     const float *parts[2] = {r->t.store, r->mom};
+    if (r->hstate) { /* a device: the host copies (a download failure leaves them and shows as a mismatch) */
+        (void)state_to_host(r);
+        parts[0] = r->hstate;
+        parts[1] = r->hstate + r->t.nstore;
+    }
     int64_t lens[2] = {r->t.nstore, 2 * r->t.nstore};
     for (int p = 0; p < 2; p++) {
         const unsigned char *b = (const unsigned char *)parts[p];
@@ -692,27 +759,6 @@ out:
     return rc;
 }
 
-/* bytes of the loaded model's vision tower (fp32, its linears NF4 when the model stores them so) */
-static size_t tower_bytes(const llava_model *m) {
-    const llava_config *cfg = &m->cfg;
-    llava_weights w;
-    memset(&w, 0, sizeof w);
-    w.vis = mem_calloc((size_t)(cfg->v_run_layers > 0 ? cfg->v_run_layers : 1), sizeof *w.vis, "tower size");
-    w.dec = mem_calloc((size_t)(cfg->t_layers > 0 ? cfg->t_layers : 1), sizeof *w.dec, "tower size");
-    llava_param *ps = NULL;
-    int np = 0;
-    size_t n = 0;
-    const int nf4 = cfg->v_run_layers > 0 && m->w.vis[0].q.dtype == DT_NF4;
-    if (llava_params_build(cfg, &w, &ps, &np) == ERR_OK)
-        for (int i = 0; i < np; i++)
-            if (!strncmp(ps[i].name, "vision_tower.", 13))
-                n += ps[i].is_linear && nf4 ? ls_nf4_bytes(ps[i].numel) : sizeof(float) * (size_t)ps[i].numel;
-    free(ps);
-    free(w.vis);
-    free(w.dec);
-    return n;
-}
-
 void tr_memory(trainer *r, tr_memory_use *u) {
     memset(u, 0, sizeof *u);
     const ls_table *tab = lt_table(&r->t);
@@ -721,7 +767,7 @@ void tr_memory(trainer *r, tr_memory_use *u) {
     u->weights = sizeof(float) * r->m.arena_floats + r->m.qbytes;
     /* with the vision features from a cache the CPU model still holds the tower (it may have built the cache), but
      * the run never reads it: it is not part of the run's weights (a GPU backend leaves it on the host) */
-    if (r->vc) u->weights -= tower_bytes(&r->m);
+    if (r->vc) u->weights -= llava_model_tower_bytes(&r->m);
     u->plan_device = ls_total(tab, LS_DEVICE, LS_ANY) - u->plan_weights;
     u->plan_host = ls_total(tab, LS_HOST, LS_ANY);
     size_t live;

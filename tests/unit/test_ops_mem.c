@@ -1,6 +1,7 @@
 /* The CPU backend's memory interface (backend/cpu/cpu_mem.c): aligned zeroed arenas, byte counts per placement
  * (live and peak, the numbers the plan's size table is checked against), copies, and the sticky error: a failed
  * allocation returns NULL, names what it was for, and sync returns it; the first error wins. ops_for picks tables. */
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -21,13 +22,15 @@ static void test_tables(void) {
     CHECK(ops_cpu_bf16() != NULL && ops_cpu_bf16() != ops_cpu());
     CHECK(ops_for(DEVICE_CUDA, DT_BF16) == NULL);
     CHECK(ops_for(DEVICE_CPU, DT_F16) == NULL);
-    /* every entry of both tables is set */
+    /* every op and memory entry of both tables is set; the CPU needs no context functions, its fp32 table is
+     * ops_cpu() (f32 NULL), and its device memory is host memory */
     for (int k = 0; k < 2; k++) {
         const ops *o = k ? ops_cpu_bf16() : ops_cpu();
         const void *const *f = (const void *const *)((const char *)o + sizeof(const char *));
-        size_t nf = (sizeof(ops) - sizeof(const char *)) / sizeof(void *), set = 0;
+        size_t nf = (offsetof(ops, ctx_open) - sizeof(const char *)) / sizeof(void *), set = 0;
         for (size_t i = 0; i < nf; i++) set += f[i] != NULL;
         CHECK_EQ_INT(set, nf);
+        CHECK(o->ctx_open == NULL && o->ctx_close == NULL && o->f32 == NULL && o->host_mem == 1);
     }
 }
 

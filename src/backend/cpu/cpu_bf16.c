@@ -367,6 +367,7 @@ static const ops g_cpu_bf16_ops = {
     .sumsq = cpu_sumsq,
     .adamw = cpu_adamw,
     CPU_MEM_OPS,
+    .host_mem = 1,
 };
 
 const ops *ops_cpu_bf16(void) { return &g_cpu_bf16_ops; }

@@ -43,6 +43,7 @@ static const ops g_cpu_ops = {
     .sumsq = cpu_sumsq,
     .adamw = cpu_adamw,
     CPU_MEM_OPS,
+    .host_mem = 1,
 };
 
 const ops *ops_cpu(void) { return &g_cpu_ops; }
