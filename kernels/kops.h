@@ -8,6 +8,10 @@
 #ifndef ORPO_KERNELS_KOPS_H
 #define ORPO_KERNELS_KOPS_H
 
+#ifdef ORPO_SIMT_NAMES
+#include "simt/simt_names.h" /* the CPU executor's build: names of its own */
+#endif
+
 #include "backend/ops.h"
 
 #ifdef __cplusplus

@@ -11,6 +11,10 @@
 #ifndef ORPO_KERNELS_KOPS_F32_H
 #define ORPO_KERNELS_KOPS_F32_H
 
+#ifdef ORPO_SIMT_NAMES
+#include "simt/simt_names.h" /* the CPU executor's build: names of its own */
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
