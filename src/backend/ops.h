@@ -75,6 +75,11 @@ typedef struct opctx {
     void *scratch;   /* backend scratch (CPU bf16 mode: fp32 copies of bf16 operands), owned by the backend;
                       * opctx_release frees it */
     size_t scratch_bytes; /* its size: the largest any op has needed so far (a plan reserves it) */
+    void *blas_ws;   /* cuBLASLt workspace (CUDA: device memory the runtime puts here; NULL: the GEMMs take none) */
+    size_t blas_ws_bytes;
+    void *kscratch;  /* the kernels' scratch (kernels/kgemm.h kscratch(): CUDA device memory, cudaMallocAsync on
+                      * c->stream; the SIMT build: malloc), grown to the largest request; the runtime frees it */
+    size_t kscratch_bytes;
 } opctx;
 
 enum { MEM_DEVICE = 0, MEM_HOST = 1 };
