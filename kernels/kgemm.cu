@@ -51,27 +51,24 @@ void *kscratch(opctx *c, size_t bytes) {
 }
 
 #ifndef __CUDACC__
-// the SIMT build: every C element's k products summed in ascending order in fp32, then alpha acc (+ beta C)
+// the SIMT build: op(A) and op(B) of a batch widened to fp32 row-major copies, then every C element's k products
+// summed in ascending order in fp32 (row i of C accumulated over kk: the j loop is independent), then alpha acc
+// (+ beta C)
 static void kg_run(opctx *c, const kgemm_args &g) {
     (void)c;
-    float *row = (float *)malloc(sizeof(float) * (size_t)(g.n > 0 ? g.n : 1));
+    float *a = (float *)malloc(sizeof(float) * (size_t)(g.m * g.k)), *bt = (float *)malloc(sizeof(float) * (size_t)(g.k * g.n));
+    float *row = (float *)malloc(sizeof(float) * (size_t)g.n);
     for (int b = 0; b < g.batch; b++) {
         const bf16 *A = (const bf16 *)g.A + b * g.sa, *B = (const bf16 *)g.B + b * g.sb;
+        for (int64_t i = 0; i < g.m; i++)
+            for (int64_t kk = 0; kk < g.k; kk++) a[i * g.k + kk] = bf2f(g.ta ? A[kk * g.lda + i] : A[i * g.lda + kk]);
+        for (int64_t kk = 0; kk < g.k; kk++)
+            for (int64_t j = 0; j < g.n; j++) bt[kk * g.n + j] = bf2f(g.tb ? B[j * g.ldb + kk] : B[kk * g.ldb + j]);
         for (int64_t i = 0; i < g.m; i++) {
-            if (g.tb) { // op(B)[kk, j] = B[j, kk]: a dot product of two rows per element
-                for (int64_t j = 0; j < g.n; j++) {
-                    float acc = 0.0f;
-                    for (int64_t kk = 0; kk < g.k; kk++)
-                        acc += bf2f(g.ta ? A[kk * g.lda + i] : A[i * g.lda + kk]) * bf2f(B[j * g.ldb + kk]);
-                    row[j] = acc;
-                }
-            } else { // row i of C accumulated over kk (each element still sums kk in ascending order)
-                for (int64_t j = 0; j < g.n; j++) row[j] = 0.0f;
-                for (int64_t kk = 0; kk < g.k; kk++) {
-                    float a = bf2f(g.ta ? A[kk * g.lda + i] : A[i * g.lda + kk]);
-                    const bf16 *br = B + kk * g.ldb;
-                    for (int64_t j = 0; j < g.n; j++) row[j] += a * bf2f(br[j]);
-                }
+            for (int64_t j = 0; j < g.n; j++) row[j] = 0.0f;
+            for (int64_t kk = 0; kk < g.k; kk++) {
+                const float av = a[i * g.k + kk], *br = bt + kk * g.n;
+                for (int64_t j = 0; j < g.n; j++) row[j] += av * br[j];
             }
             for (int64_t j = 0; j < g.n; j++) {
                 float v = g.alpha * row[j];
@@ -87,7 +84,7 @@ static void kg_run(opctx *c, const kgemm_args &g) {
             }
         }
     }
-    free(row);
+    free(a), free(bt), free(row);
 }
 
 static int kg_bias_epilogue(opctx *c, const kgemm_args &g) { // the SIMT build forms biased products in scratch
