@@ -22,6 +22,9 @@
 //   backward  4 ntok + 2 * 2 H R hd (q, dout rows) + 2 * 4 H R P (scores, dout v^T) + 2 * 2 H R P (P, dS)
 //             + 4 H R hd (dS k) + 4 ntok nkv hd for each of dk, dv that is wanted (fp32 sums)
 // i.e. at most about 6 E = 48 MiB (forward) and 12 E = 96 MiB + 8 ntok nkv hd (backward) beyond a few rows.
+// Cost: every chunk scores all ntok keys (the descriptors are device memory, so the host cannot narrow the key window
+// without a synchronisation): O(ntok^2 nq hd) flops and about 20 bytes per score entry of memory traffic forward, 40
+// backward, whatever the sequences. The fused path (issue 12, 2b) is the fast one.
 #include "kgemm.h"
 #include "kops.h"
 
