@@ -168,6 +168,9 @@ extern "C" void cuda_ctx_close(opctx *c) {
         if (s->issued) cudaEventDestroy(s->issued);
         delete s;
     }
+    if (c->kscratch) cudaFree(c->kscratch); // the kernels' scratch (kgemm.h kscratch), stream-ordered allocation
+    c->kscratch = NULL;
+    c->kscratch_bytes = 0;
     if (c->blas_ws) cu_mem_free(c, c->blas_ws, MEM_DEVICE);
     if (c->blas) cublasLtDestroy((cublasLtHandle_t)c->blas);
     if (c->copy_stream) cudaStreamDestroy(copy_stream_of(c));

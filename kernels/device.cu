@@ -129,3 +129,13 @@ extern "C" int cudev_selftest(int index, char *why, size_t why_len) {
     if (e != cudaSuccess || bad != 0) return ERR_INTERNAL;
     return gemm_selftest(why, why_len) ? ERR_INTERNAL : ERR_OK;
 }
+
+extern "C" int cudev_use(int index, char *why, size_t why_len) {
+    cudaError_t e = cudaSetDevice(index);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        snprintf(why, why_len, "cudaSetDevice(%d): %s", index, cudaGetErrorString(e));
+        return ERR_ARGS;
+    }
+    return ERR_OK;
+}

@@ -88,6 +88,8 @@ void kc_linear_bwd(opctx *c, void *dx, float *dw, float *db, const void *dy, con
 void kc_matmul_acc(opctx *c, void *y, const void *x, const void *w, int64_t M, int64_t K, int64_t N, float alpha);
 
 /* attn.cu: attention */
+/* the most score entries (heads x query rows x keys) one query chunk may hold; tests lower it to force chunks */
+extern int64_t kc_attn_chunk_entries;
 void kc_attn_fwd(opctx *c, void *out, float *lse, const void *q, const void *k, const void *v, const seq_desc *seqs,
                  int nseq, int64_t ntok, int nq, int nkv, int hd, int causal);
 void kc_attn_bwd(opctx *c, void *dq, void *dk, void *dv, const void *dout, const void *out, const float *lse,

@@ -49,7 +49,8 @@
 #define kf_scatter_add_rows ksim_kf_scatter_add_rows
 #define kf_scatter_rows ksim_kf_scatter_rows
 #define kf_zero ksim_kf_zero
-#define kgemm ksim_kgemm
-#define kscratch ksim_kscratch
+#define kc_attn_chunk_entries ksim_kc_attn_chunk_entries
+#define kgemm(c, g) ksim_kgemm(c, g)
+#define kscratch(c, n) ksim_kscratch(c, n) // function-like: opctx has a field of that name
 
 #endif

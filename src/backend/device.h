@@ -31,5 +31,7 @@ void device_describe(const device_info *d, char *buf, size_t n);
 int cudev_count(int *n, char *why, size_t why_len);
 int cudev_props(int index, char *name, size_t name_len, size_t *mem_total, int *major, int *minor);
 int cudev_selftest(int index, char *why, size_t why_len);
+/* make GPU `index` the calling thread's current device (cudaSetDevice); ERR_ARGS with `why` when it cannot be */
+int cudev_use(int index, char *why, size_t why_len);
 
 #endif

@@ -20,3 +20,9 @@ int cudev_selftest(int index, char *why, size_t why_len) {
     snprintf(why, why_len, "built without CUDA");
     return ERR_ARGS;
 }
+
+int cudev_use(int index, char *why, size_t why_len) {
+    (void)index;
+    snprintf(why, why_len, "this orpo-hpc was built without CUDA (nvcc was not found at build time)");
+    return ERR_ARGS;
+}

@@ -36,4 +36,8 @@ void opctx_release(opctx *c) {
     free(c->scratch);
     c->scratch = NULL;
     c->scratch_bytes = 0;
+    /* the kernels' scratch of a host-memory context (the CPU executor's); a CUDA context's ctx_close freed its own */
+    free(c->kscratch);
+    c->kscratch = NULL;
+    c->kscratch_bytes = 0;
 }

@@ -78,6 +78,10 @@ typedef struct opctx {
     void *blas_ws;   /* the cuBLASLt workspace (CUDA: device memory of blas_ws_bytes, set by the context's open) */
     size_t blas_ws_bytes;
     void *backend;   /* the backend's own context state (CUDA: the copy fences' events), owned by ctx_close */
+    void *kscratch;  /* the kernels' scratch (kernels/kgemm.h kscratch(): CUDA device memory, cudaMallocAsync on
+                      * c->stream; the SIMT build: malloc), grown to the largest request; freed by ctx_close (CUDA)
+                      * or opctx_release */
+    size_t kscratch_bytes;
 } opctx;
 
 enum { MEM_DEVICE = 0, MEM_HOST = 1 };

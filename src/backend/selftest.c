@@ -16,6 +16,10 @@
  *   ELT = 64 u: the difference of an element-wise formula of a few such calls and products (each <= LIBM, FMA
  *          contraction removes a rounding), relative to the magnitudes of its terms; it matters only where an
  *          accumulation or a difference cancels (e.g. gelu's 1 + erf(x / sqrt 2) for x << 0).
+ *   U16 = 2^-8: bf16's unit roundoff. The CUDA attention (kernels/attn.cu, as FlashAttention and cuDNN do) feeds the
+ *          probabilities P and the score gradients dS to its GEMMs as bf16, where the CPU bf16 mode keeps them fp32:
+ *          out = sum_j p_j v_j moves by at most U16 sum_j p_j |v_j| <= U16 max|v|; dS by 2 U16 relative (p and dS
+ *          each rounded once); dV = P^T dO by U16 times its sum of |terms|.
  * A bf16 output then adds 1 ulp: two fp32 values that differ by less than that can round to neighbours. */
 #include "backend/selftest.h"
 
@@ -35,6 +39,7 @@
 #define U 0x1p-24
 #define LIBM (32.0 * U)
 #define ELT (64.0 * U)
+#define U16 0x1p-8
 
 static double G(double n) { return 3.0 * n * U / (1.0 - 3.0 * n * U); }
 
@@ -526,7 +531,7 @@ static void t_attn(st *s, int causal) {
     s->ref->attn_fwd(&s->rc, o, lse, q, k, v, hs, nseq, T, nq, nkv, hd, causal);
     s->dev->attn_fwd(s->dc, O, L, Q, K, V, S, nseq, T, nq, nkv, hd, causal);
     double *eo = dzero(nqv), *el = dzero(T * nq);
-    for (int64_t i = 0; i < nqv; i++) eo[i] = (dp + G((double)T + 1)) * Vm;
+    for (int64_t i = 0; i < nqv; i++) eo[i] = (dp + G((double)T + 1) + U16) * Vm;
     for (int64_t i = 0; i < T * nq; i++) el[i] = es + G((double)T + 2) + LIBM + 4 * U * fabs(lse[i]);
     if (devok(s)) {
         cmp(s, causal ? "out (causal, shared prefix)" : "out (not causal)", K_BF16, O, o, nqv, 1, 0.0, eo);
@@ -557,12 +562,12 @@ static void t_attn(st *s, int causal) {
     free(out0), free(lse0), free(q0);
     READY(s);
     double Gm = amax16(dout, nqv), Om = amax16(o, nqv), H = hd * Gm * (Vm + Om);
-    double dpb = es + LIBM + 2 * U, EDS = scale * H * (dpb + G(hd + 1.0) + 3 * U);
+    double dpb = es + LIBM + 2 * U, EDS = scale * H * (dpb + G(hd + 1.0) + 3 * U + 2 * U16);
     double *edq = dzero(nqv), *edk = dzero(nkvv), *edv = dzero(nkvv);
     for (int64_t i = 0; i < nqv; i++) edq[i] = Km * EDS + G((double)T + 1) * (fabs(w16(dq[i])) + scale * Km * H);
     for (int64_t i = 0; i < nkvv; i++) {
         edk[i] = C * Qm * EDS + G(C + 1) * (fabs(w16(dk[i])) + C * scale * Qm * H);
-        edv[i] = C * Gm * dpb + G(C + 1) * (fabs(w16(dv[i])) + C * Gm);
+        edv[i] = C * Gm * (dpb + U16) + G(C + 1) * (fabs(w16(dv[i])) + C * Gm);
     }
     s->ref->attn_bwd(&s->rc, dq, dk, dv, dout, o, lse, q, k, v, hs, nseq, T, nq, nkv, hd, causal);
     s->dev->attn_bwd(s->dc, DQ, DK, DV, DO, O, L, Q, K, V, S, nseq, T, nq, nkv, hd, causal);

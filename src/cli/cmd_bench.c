@@ -412,13 +412,6 @@ static const char *shape_gpu_name(const char *devname) {
 
 /* MERGE: the trainer on CUDA. lt_spec has no device yet and lt_init takes the CPU table (llava_train.c); when the
  * trainer gets its device (the CUDA context from devctx_open), set it here and drop the refusal. */
-static int shape_trainer_device(lt_spec *sp, int device) {
-    (void)sp;
-    if (device == DEVICE_CPU) return ERR_OK;
-    return err_set(ERR_ARGS, "bench step --shape on cuda: the trainer has no CUDA path in this build (lt_spec has no "
-                   "device; src/cli/cmd_bench.c shape_trainer_device)");
-}
-
 static int bench_shape(int argc, char **argv) {
     const char *shape = NULL, *want = "auto";
     int h = 672, w = 672, npairs = 2, prompt = 39, answer = 129, iters = 3, warmup = 1, random = 0;
@@ -522,8 +515,8 @@ static int bench_shape(int argc, char **argv) {
     llava_trainer t;
     lt_spec sp = plan.spec;
     double t0 = log_now();
-    if ((rc = shape_trainer_device(&sp, dev.kind)) ||
-        (rc = llava_model_random(&cfg, plan.wts.linear_dtype == DT_NF4, 1, &m))) {
+    sp.device = dev.kind; /* the trainer on the bench's device */
+    if ((rc = llava_model_random(&cfg, plan.wts.linear_dtype == DT_NF4, 1, &m))) {
         jp_free(&plan);
         job_free(&job);
         job_free_overrides(ov, nov);
@@ -563,7 +556,7 @@ static int bench_shape(int argc, char **argv) {
     float *dlogp = mem_alloc(sizeof(float) * (size_t)npairs * (size_t)(npre + 2 * answer), "bench: gradients");
     /* the optimiser as the trainer runs it (src/train/trainer.c): the step's gradient and the AdamW moments on the
      * device, fp32; one group (lr 2e-4, weight decay 0.01), clipping at 1 */
-    const ops *fo = ops_for(dev.kind, DT_F32);
+    const ops *fo = t.of; /* the backend's fp32 table (on a GPU: its device ops on fp32 arrays) */
     const size_t gbytes = sizeof(float) * (size_t)(t.nstore ? t.nstore : 1);
     float *gsum = fo->mem_alloc(&t.ctx, gbytes, MEM_DEVICE, "bench: the step's gradient");
     float *mom = fo->mem_alloc(&t.ctx, 2 * gbytes, MEM_DEVICE, "bench: AdamW moments");

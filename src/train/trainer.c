@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 
 #include "backend/device.h"
+#include "backend/selftest.h"
 #include "backend/tensor.h"
 #include "data/import.h"
 #include "data/loader.h"
@@ -165,6 +166,16 @@ static int setup(trainer *r) {
     /* trainer, sized once from the largest pair in data.h5 */
     if ((rc = lt_init(&r->t, &r->m, &spec))) return rc;
     r->on_device = !r->t.o->host_mem;
+    if (r->on_device) {
+        /* before the first step: every op of the device's table against the CPU reference (backend/selftest.c);
+         * a new driver or GPU that computes something else is refused here, not trained on */
+        char why[600];
+        double t0 = log_now();
+        if (ops_selftest(r->t.o, &r->t.ctx, why, sizeof why))
+            return err_set(ERR_ARGS, "runtime.device: cuda refused: the GPU self-test failed (%s); set "
+                           "runtime.device: cpu, or run `orpo-hpc device --selftest` for the details", why);
+        log_info("GPU self-test: every op agrees with the CPU reference (%.2f s)", log_now() - t0);
+    }
     ls_dims dims;
     ls_dims_pairs(r->meta.max_prefix_len, r->meta.max_n_image_tokens, r->meta.max_answer_len, micro,
                   ls_image_tiles(&r->m.cfg), &dims);
