@@ -25,7 +25,7 @@
  * (hallucinated objects have such colours too) are answered by which colours the image holds, which the
  * tiny model learns within the demo's two CPU minutes; shape, count and position need spatial reasoning that
  * it mostly does not learn in that time, so they are present but rare (docs/demo.md). */
-static const int default_mix[DEMO_NQ] = {42, 4, 4, 4, 27, 19};
+static const int default_mix[DEMO_NQ] = {34, 6, 4, 4, 36, 16};
 
 void demo_opts_default(demo_opts *o) {
     o->seed = 1;
