@@ -30,7 +30,8 @@
  *
  * Hallucination benchmark (demo_halluc.c, `orpo-hpc eval --hallucination`):
  *   demo_halluc_item(seed, i, &scene, &pair) held-out scene i (a stream make-demo's pairs never use) and a question
- *                                            about it (the default mix), with its true and hallucinated answers
+ *                                            about it (a fixed mix, make-demo's former default), with its true and
+ *                                            hallucinated answers
  *   demo_halluc_score(&scene, &pair, answer, &r)   parse a generated answer against the scene: object mentions
  *                                            (a shape word with its colour), the ones absent from the scene (CHAIR),
  *                                            and whether it states something false (a wrong colour, shape, count,

@@ -24,7 +24,9 @@
  * Colour, existence (the absent object has a colour that is nowhere in the image) and description
  * (hallucinated objects have such colours too) are answered by which colours the image holds, which the
  * tiny model learns within the demo's two CPU minutes; shape, count and position need spatial reasoning that
- * it mostly does not learn in that time, so they are present but rare (docs/demo.md). */
+ * it mostly does not learn in that time, so they are present but rare. Colour is learnt long before the end,
+ * so some of its share went to existence and shape, the kinds the hallucination benchmark found wrong most often
+ * (docs/demo.md). */
 static const int default_mix[DEMO_NQ] = {34, 6, 4, 4, 36, 16};
 
 void demo_opts_default(demo_opts *o) {
