@@ -2,9 +2,12 @@
  * reference in src/backend/cpu/ and a CUDA kernel in kernels/; tests run both on the same inputs.
  *
  * Conventions
- *   - Pointers are device pointers of the backend (host memory for the CPU). Activations have the
- *     context's activation dtype (f32 on the CPU, bf16 on CUDA); statistics saved for backward
- *     (rstd, mean, lse) are always f32. Shapes are passed explicitly; rows are contiguous.
+ *   - Pointers are device pointers of the backend (host memory for the CPU). Activations (`void *`) have the
+ *     table's activation dtype (ops_cpu: f32; ops_cpu_bf16 and CUDA: bf16), and so do the weights `w` of
+ *     linear_fwd / linear_bwd / matmul_acc and the fill row of gather_rows_fill; biases, norm weights, embedding
+ *     tables, cls / pos and pixels stay f32, as does every `float *` (statistics saved for backward: rstd, mean,
+ *     lse; logp / dlogp; weight gradients dw, db, dtable). docs/training.md "bf16 mode" says where bf16 rounds.
+ *     Shapes are passed explicitly; rows are contiguous.
  *   - Linear weights are [out, in] (PyTorch layout): y = x W^T + b.
  *   - Backward ops ACCUMULATE (+=) into every gradient they write, so that contributions from
  *     several paths (residuals, shared prefixes, micro-batches) add up; any gradient pointer may
@@ -30,14 +33,16 @@
  *   dropout                        y = x * keep / (1 - p), keep from the counter RNG at (key, a, b, c0 + i):
  *                                  the same call with the same counters is its own backward
  *   gather_rows / scatter_add_rows dst[i] = src[rows[i]];  dst[rows[i]] += src[i]
- *   gather_rows_fill               dst[i] = rows[i] >= 0 ? src[rows[i]] : fill   (image-feature splicing, CLS drop)
+ *   gather_rows_fill               dst[i] = rows[i] >= 0 ? src[rows[i]] : fill (one row of D values; NULL: zeros)
+ *                                  (image-feature splicing, CLS drop)
  *   scatter_rows                   dst[rows[i]] = src[i]   (image rows into the embeddings, embedding-row updates)
  *   add                            out = a + b   (residual add fused with the copy)
  *   nf4_dequant                    bitsandbytes NF4 (double-quantised absmax) -> f32 or bf16 (round to nearest even)
  *   im2col                         tiles [P, 3, T, T] (f32) -> patch rows [P * np, 3 * p * p] in (channel, ky, kx) order
  *   vis_embed                      CLIP embeddings: per tile, row 0 = cls + pos[0], row 1 + i = patch[i] + pos[1 + i]
  *   cast                           dtype conversion (f32 <-> bf16; bf16 by round to nearest even)
- *   sumsq                          *out += sum x^2 over n f32 values, accumulated in double in index order
+ *   sumsq                          *out += sum x^2 over n f32 values, accumulated in double in index order, continuing
+ *                                  the running sum in *out (calls in a row equal one loop; out is backend memory)
  *   adamw                          torch.optim.AdamW's single-tensor update of one fp32 tensor (train/adamw.c)
  *
  * Memory (each backend's own; the model, LoRA, ORPO and optimizer code touch memory only through these):
@@ -48,6 +53,7 @@
  *   copy_fence / copy_wait         a point on the copy stream; the compute stream waits for it (the CPU: no-ops,
  *                                  every copy is complete when it returns)
  *   memset                         bytes of device memory
+ *   mem_stats                      live and high-water bytes of the backend's allocations at a placement
  *   sync                           wait for all work; returns the sticky error (ERR_OK when none): kernels and
  *                                  copies return nothing, a failure sets c->err / c->errmsg once (the first wins)
  */
@@ -59,15 +65,16 @@
 
 typedef struct opctx {
     int device;      /* DEVICE_CPU or DEVICE_CUDA */
-    int act_dtype;   /* DT_F32 on the CPU, DT_BF16 on CUDA */
+    int act_dtype;   /* DT_F32 or DT_BF16 (the CPU: runtime.precision), DT_BF16 on CUDA */
     int threads;     /* CPU threads for BLAS */
     void *stream;    /* cudaStream_t (CUDA) */
     void *blas;      /* cublasLtHandle_t (CUDA) */
     void *copy_stream; /* cudaStream_t of asynchronous copies (CUDA) */
     int err;         /* sticky error (ERR_*): the first failure of an op or a copy; read by ops->sync */
     char errmsg[256];
-    void *scratch;   /* backend scratch (CPU bf16 mode: fp32 copies of bf16 operands), owned by the backend */
-    size_t scratch_bytes;
+    void *scratch;   /* backend scratch (CPU bf16 mode: fp32 copies of bf16 operands), owned by the backend;
+                      * opctx_release frees it */
+    size_t scratch_bytes; /* its size: the largest any op has needed so far (a plan reserves it) */
 } opctx;
 
 enum { MEM_DEVICE = 0, MEM_HOST = 1 };
@@ -171,6 +178,8 @@ typedef struct ops {
     void (*copy_wait)(opctx *c, uint64_t fence);
     void (*memset)(opctx *c, void *p, int value, size_t bytes);
     int (*sync)(opctx *c);
+    /* bytes of this backend's memory now allocated at a placement, and the most ever at once (the plan's check) */
+    void (*mem_stats)(opctx *c, int where, size_t *live, size_t *peak);
 } ops;
 
 /* The fp32 CPU reference (src/backend/cpu). */
@@ -181,5 +190,14 @@ const ops *ops_cpu_bf16(void);
 /* The table of a device (DEVICE_CPU, DEVICE_CUDA) and activation dtype (DT_F32, DT_BF16); NULL when this binary
  * has no such backend */
 const ops *ops_for(int device, int act_dtype);
+
+/* Record a failure in the context's sticky error (the first one wins: a later call changes nothing); returns c->err.
+ * Backends call it where an op or a copy fails; ops->sync reports it. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+int opctx_fail(opctx *c, int code, const char *fmt, ...);
+/* Free what a backend keeps in the context (the CPU bf16 mode's scratch); the context stays usable */
+void opctx_release(opctx *c);
 
 #endif

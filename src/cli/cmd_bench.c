@@ -1,23 +1,36 @@
 /* orpo-hpc bench: timings of whole pieces, printed for docs/performance.md (never asserted by tests).
  *
  *   bench forward --model DIR|model.h5 [--image HxW] [--text N] [--iters N]
- *       CPU forward of one image + N text tokens: vision tower, projector, pack, decoder, lm_head on the
- *       text positions. Prints ms per forward, tokens/s (sequence tokens) and images/s.
- *   bench step --model DIR|model.h5 [--image HxW] [--pairs N] [--prompt N] [--answer N] [--iters N]
+ *       the trainer's forward (lt_forward, evaluation, a forward-only plan; the base model) of one pair: BOS, the
+ *       image tokens and N text tokens as the prompt, answers of one token: vision tower, projector, pack,
+ *       decoder, lm_head on the text positions. Prints ms per forward, tokens/s (packed tokens) and images/s.
+ *   bench step --model DIR|model.h5 [--image HxW] [--pairs N] [--prompt N] [--answer N] [--iters N] [--ranks N]
  *       (--model demo: the demo model of `make demo`, demo/model)
  *       one training micro-batch (forward, backward; LoRA on every decoder linear, projector, lm_head) with the
- *       prompt+image prefix shared by both answers and with a copy per answer; prints both and the speed-up. */
+ *       prompt+image prefix shared by both answers and with a copy per answer; prints both and the speed-up.
+ *       --ranks N (N > 1): N MPI ranks (started by mpirun: the command starts `mpirun -np N` itself when no
+ *       launcher did), one micro-batch each; after each backward the ranks add their gradients as the trainer does
+ *       (dist_fold_*: the flat gradient buffer and the 13 loss sums, after a barrier so that the time is the
+ *       sum's, not the ranks' imbalance). Prints the bytes summed per round and the time of the sum beside the
+ *       step time, with its share of the step (rank 0's times; docs/parallel.md, Cost). --values N sums N values
+ *       instead of the model's trainable ones (the size of a bigger model's LoRA: 42 M for LLaVA-NeXT-7B, rank 16
+ *       on every decoder linear). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "dist/dist.h"
 #include "io/err.h"
 #include "io/fsutil.h"
 #include "io/log.h"
 #include "io/mem.h"
+#include "model/llava_size.h"
 #include "model/llava_train.h"
 #include "model/model_h5.h"
+#include "train/orpo.h"
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static float frand(void) { /* xorshift64*, uniform in [-1, 1) */
@@ -52,63 +65,102 @@ static int bench_forward(int argc, char **argv) {
     llava_model m;
     if (load_model(model, &m)) return cli_fail();
     const llava_config *c = &m.cfg;
-    const int64_t np = (int64_t)(c->v_image / c->v_patch) * (c->v_image / c->v_patch), D = c->t_hidden;
     int P = anyres_num_patches(&c->anyres, h, w);
-    int64_t nimg = anyres_num_image_tokens(&c->anyres, h, w), L = nimg + ntext;
-    float *pix = mem_alloc(sizeof(float) * (size_t)P * 3 * (size_t)c->v_image * (size_t)c->v_image, "bench: pixels");
-    for (size_t i = 0; i < (size_t)P * 3 * (size_t)c->v_image * (size_t)c->v_image; i++) pix[i] = frand();
-    int32_t *ids = mem_alloc(sizeof(int32_t) * (size_t)L, "bench: token ids");
-    int32_t *pos = mem_alloc(sizeof(int32_t) * (size_t)L, "bench: positions");
-    int64_t *rows = mem_alloc(sizeof(int64_t) * (size_t)ntext, "bench: logit rows");
-    for (int64_t i = 0; i < L; i++) {
-        ids[i] = i < 1 ? c->bos : (i <= nimg ? c->image_token : (int32_t)(3 + i % 50));
-        pos[i] = (int32_t)i;
-    }
-    ids[L - 1] = c->eos;
-    for (int i = 0; i < ntext; i++) rows[i] = nimg + i;
-    void *ws = mem_alloc(llava_ws_size(c, L, P), "bench: forward workspace");
-    float *sel = mem_alloc(sizeof(float) * (size_t)(P * np * c->v_hidden), "bench: vision features");
-    float *proj = mem_alloc(sizeof(float) * (size_t)(P * np * D), "bench: projected features");
-    float *feat = mem_alloc(sizeof(float) * (size_t)(nimg * D), "bench: image features");
-    float *x = mem_alloc(sizeof(float) * (size_t)(L * D), "bench: hidden states");
-    float *logits = mem_alloc(sizeof(float) * (size_t)ntext * (size_t)c->vocab, "bench: logits");
-    const ops *o = ops_cpu();
-    opctx ctx;
-    memset(&ctx, 0, sizeof ctx);
+    int64_t nimg = anyres_num_image_tokens(&c->anyres, h, w), npre = 1 + nimg + ntext;
+    if (npre > INT32_MAX - 2)
+        return err_set(ERR_ARGS, "bench forward: a prompt of %lld tokens exceeds %d", (long long)npre, INT32_MAX - 2),
+               cli_fail();
+    size_t npx = (size_t)P * 3 * (size_t)c->v_image * (size_t)c->v_image;
+    float *pix = mem_alloc(sizeof(float) * npx, "bench: pixels");
+    for (size_t i = 0; i < npx; i++) pix[i] = frand();
+    int32_t *pre = mem_alloc(sizeof(int32_t) * (size_t)npre, "bench: token ids");
+    for (int64_t i = 0; i < npre; i++) pre[i] = i < 1 ? c->bos : (i <= nimg ? c->image_token : (int32_t)(3 + i % 50));
+    const int32_t eos = c->eos;
+    lt_pair pair = {pix, P, h, w, pre, (int32_t)npre, &eos, &eos, 1, 1, NULL}; /* answers of one token */
+    lt_spec sp;
+    lt_spec_default(&sp);
+    sp.targets = 0; /* the model's own forward */
+    ls_dims dims = {npre + 2, npre + 2, P, 0, 0};
+    ls_strategy st;
+    ls_strategy_default(&st, sp.act_dtype);
+    st.forward_only = 1;
+    llava_trainer t;
+    if (lt_init(&t, &m, &sp) || lt_plan_ex(&t, &dims, &st)) return cli_fail();
     char desc[512];
     llava_config_describe(c, desc, sizeof desc);
-    printf("model: %s\n%s\nimage %dx%d -> %d tiles, %lld image tokens; %d text tokens; sequence %lld\n", model, desc, h, w,
-           P, (long long)nimg, ntext, (long long)L);
+    printf("model: %s\n%s\nimage %dx%d -> %d tiles, %lld image tokens; %d text tokens; prompt %lld + answers of 1 token: "
+           "%lld packed tokens\n", model, desc, h, w, P, (long long)nimg, ntext, (long long)npre, (long long)(npre + 2));
     double best = 1e30, sum = 0;
     for (int it = 0; it <= iters; it++) { /* iteration 0 warms up */
+        lt_batch bt = {&pair, 1, 0, 1};
+        lt_fwd fw;
         double t0 = log_now();
-        llava_vision_forward(o, &ctx, c, &m.w, pix, P, sel, ws);
-        llava_project(o, &ctx, c, &m.w, sel, P * np, proj, ws);
-        llava_pack_image(c, &m.w, proj, P, h, w, feat);
-        seq_desc sd = {0, (int32_t)L, 0, -1};
-        if (llava_embed(o, &ctx, c, &m.w, ids, L, feat, nimg, x)) return cli_fail();
-        llava_decoder_forward(o, &ctx, c, &m.w, x, pos, &sd, 1, L, ws);
-        llava_lm_head(o, &ctx, c, &m.w, x, rows, ntext, logits, ws);
+        if (lt_forward(&t, &bt, &fw)) return cli_fail();
         double dt = log_now() - t0;
         if (it == 0) continue;
         sum += dt;
         if (dt < best) best = dt;
     }
     printf("forward: best %.2f ms, mean %.2f ms over %d runs; %.0f tokens/s, %.2f images/s (best)\n", 1e3 * best,
-           1e3 * sum / iters, iters, (double)L / best, 1.0 / best);
-    free(pix); free(ids); free(pos); free(rows); free(ws); free(sel); free(proj); free(feat); free(x); free(logits);
+           1e3 * sum / iters, iters, (double)(npre + 2) / best, 1.0 / best);
+    free(pix); free(pre);
+    lt_free(&t);
     llava_model_free(&m);
     return 0;
+}
+
+/* bench step --ranks N: the N ranks from mpirun. With no launcher, this command runs itself again as
+ * `mpirun -np N THIS-PROGRAM bench step ...` (does not return then); argv starts at "step". */
+/* an error of bench step: printed; with several ranks the others are told and the job ends (dist_close) */
+static int bench_fail(dist *d) {
+    int rc = cli_fail();
+    dist_close(d, err_code());
+    return rc;
+}
+
+static int bench_ranks_open(int ranks, int argc, char **argv, dist **d) {
+    *d = NULL;
+    if (ranks <= 1) return ERR_OK;
+    dist_env_info e;
+    dist_env(&e);
+    if (e.world == 1 && !strcmp(e.source, "none")) {
+        char self[4096], nps[16];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n <= 0) return err_set(ERR_IO, "bench step --ranks %d: cannot find this program (/proc/self/exe)", ranks);
+        self[n] = 0;
+        snprintf(nps, sizeof nps, "%d", ranks);
+        char **v = mem_alloc(sizeof(char *) * (size_t)(argc + 6), "bench: mpirun arguments");
+        int k = 0;
+        v[k++] = "mpirun";
+        v[k++] = "-np";
+        v[k++] = nps;
+        v[k++] = self;
+        v[k++] = "bench";
+        for (int i = 0; i < argc; i++) v[k++] = argv[i];
+        v[k] = NULL;
+        fflush(stdout);
+        execvp("mpirun", v);
+        free(v);
+        return err_set(ERR_ARGS, "bench step --ranks %d: cannot start mpirun (apt-get install openmpi-bin); or start the "
+                       "ranks yourself: mpirun -np %d orpo-hpc bench step ... --ranks %d", ranks, ranks, ranks);
+    }
+    if (e.world != ranks)
+        return err_set(ERR_ARGS, "bench step --ranks %d: the launcher (%s) started %d ranks", ranks, e.source, e.world);
+    dist_opts o = {DIST_MPI, 300, NULL, 0};
+    return dist_open(&o, d);
 }
 
 /* bench step: one ORPO micro-batch (forward, loss, backward) with and without prefix sharing */
 static int bench_step(int argc, char **argv) {
     const char *model = NULL;
-    int h = 480, w = 640, npairs = 2, prompt = 24, answer = 32, iters = 3;
+    int h = 480, w = 640, npairs = 2, prompt = 24, answer = 32, iters = 3, ranks = 1;
+    int64_t values = 0; /* --values: the size of the summed buffer (0: the model's trainable values) */
     for (int i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(argv[i], "--model") && v) { model = v; i++; }
         else if (!strcmp(argv[i], "--image") && v && sscanf(v, "%dx%d", &h, &w) == 2) i++;
+        else if (!strcmp(argv[i], "--ranks") && v) { ranks = atoi(v); i++; }
+        else if (!strcmp(argv[i], "--values") && v) { values = atoll(v); i++; }
         else if (!strcmp(argv[i], "--pairs") && v) { npairs = atoi(v); i++; }
         else if (!strcmp(argv[i], "--prompt") && v) { prompt = atoi(v); i++; }
         else if (!strcmp(argv[i], "--answer") && v) { answer = atoi(v); i++; }
@@ -116,10 +168,17 @@ static int bench_step(int argc, char **argv) {
         else return err_set(ERR_ARGS, "bench step: unexpected argument '%s'", argv[i]), cli_fail();
     }
     if (!model) return err_set(ERR_ARGS, "bench step: --model DIR|model.h5 is required"), cli_fail();
-    if (npairs < 1 || npairs > 64 || prompt < 2 || answer < 1 || iters < 1)
-        return err_set(ERR_ARGS, "bench step: --pairs 1..64, --prompt >= 2, --answer >= 1, --iters >= 1"), cli_fail();
+    if (npairs < 1 || npairs > 64 || prompt < 2 || answer < 1 || iters < 1 || ranks < 1 || ranks > 1024 || values < 0 ||
+        values > ((int64_t)1 << 34))
+        return err_set(ERR_ARGS, "bench step: --pairs 1..64, --prompt >= 2, --answer >= 1, --iters >= 1, --ranks 1..1024, "
+                       "--values 0..2^34"), cli_fail();
+    if (values > 0 && ranks < 2) return err_set(ERR_ARGS, "bench step: --values needs --ranks N (N >= 2)"), cli_fail();
+    dist *d = NULL;
+    if (bench_ranks_open(ranks, argc, argv, &d)) return cli_fail();
+    if (dist_rank(d) > 0 && !freopen("/dev/null", "w", stdout)) /* rank 0 prints */
+        return err_set(ERR_IO, "bench step: cannot open /dev/null"), bench_fail(d);
     llava_model m;
-    if (load_model(model, &m)) return cli_fail();
+    if (load_model(model, &m)) return bench_fail(d);
     const llava_config *c = &m.cfg;
     int P = anyres_num_patches(&c->anyres, h, w);
     int64_t nimg = anyres_num_image_tokens(&c->anyres, h, w), npre = nimg + prompt;
@@ -134,7 +193,7 @@ static int bench_step(int argc, char **argv) {
     ans[answer - 1] = ans[2 * answer - 1] = c->eos;
     lt_pair *pairs = mem_alloc(sizeof(lt_pair) * (size_t)npairs, "bench: pairs");
     for (int i = 0; i < npairs; i++)
-        pairs[i] = (lt_pair){pix, P, h, w, pre, (int32_t)npre, ans, ans + answer, answer, answer};
+        pairs[i] = (lt_pair){pix, P, h, w, pre, (int32_t)npre, ans, ans + answer, answer, answer, NULL};
     char desc[512];
     llava_config_describe(c, desc, sizeof desc);
     printf("model: %s\n%s\n%d pairs/micro-batch: image %dx%d (%d tiles, %lld image tokens), prompt %lld, answers %d+%d\n",
@@ -149,31 +208,61 @@ static int bench_step(int argc, char **argv) {
         llava_trainer t;
         if (lt_init(&t, &m, &sp) || lt_plan(&t, (int64_t)npairs * (2 * npre + 2 * answer), 2 * npairs * P,
                                             (int64_t)npairs * (npre + 2 * answer)))
-            return cli_fail();
+            return bench_fail(d);
         float *dlogp = mem_alloc(sizeof(float) * (size_t)npairs * (size_t)(npre + 2 * answer), "bench: gradients");
-        double b = 1e30;
+        /* --ranks: the trainer's sums after a round's backward (src/train/trainer.c train_step) */
+        int64_t nsum = values > 0 ? values : t.nstore;
+        float *gsum = d ? mem_alloc(sizeof(float) * (size_t)nsum, "bench: gradient sum") : NULL;
+        float *gmine = d && values > 0 ? mem_calloc((size_t)nsum, sizeof(float), "bench: --values gradient") : NULL;
+        double sums[ORPO_ACCUM_N + 1], mine[ORPO_ACCUM_N + 1] = {0};
+        double b = 1e30, fbest = 1e30, fmean = 0;
         for (int it = 0; it <= iters; it++) {
             lt_batch bt = {pairs, npairs, (uint32_t)it, 0};
             lt_fwd fw;
             double t0 = log_now();
             lt_zero_grads(&t);
-            if (lt_forward(&t, &bt, &fw)) return cli_fail();
+            if (lt_forward(&t, &bt, &fw)) return bench_fail(d);
             for (int64_t r = 0; r < fw.nrows; r++) dlogp[r] = -1.0f / (float)fw.nrows;
-            if (lt_backward(&t, dlogp)) return cli_fail();
+            if (lt_backward(&t, dlogp)) return bench_fail(d);
             double dt = log_now() - t0;
             toks[share] = fw.ntok;
             if (it > 0 && dt < b) b = dt;
+            if (d) { /* a barrier first: the time of the sum, not the wait for the slowest rank's backward */
+                memset(gsum, 0, sizeof(float) * (size_t)nsum);
+                memset(sums, 0, sizeof sums);
+                if (dist_barrier(d, "bench: the end of the backward")) return bench_fail(d);
+                double f0 = log_now();
+                if (dist_fold_f32(d, gsum, gmine ? gmine : t.gstore, nsum, 1, "bench: the gradient sum") ||
+                    dist_fold_f64(d, sums, mine, ORPO_ACCUM_N + 1, 1, "bench: the loss sums"))
+                    return bench_fail(d);
+                double ft = log_now() - f0;
+                if (it > 0 && ft < fbest) fbest = ft;
+                if (it > 0) fmean += ft / iters;
+            }
         }
         best[share] = b;
         printf("%-22s step %.1f ms (best of %d), %.2f pairs/s, %.0f tokens/s (%lld packed tokens)\n",
                share ? "prefix shared:" : "prefix per answer:", 1e3 * b, iters, npairs / b, (double)toks[share] / b,
                (long long)toks[share]);
+        if (d) {
+            double bytes = 4.0 * (double)nsum + 8.0 * (ORPO_ACCUM_N + 1);
+            printf("  all-reduce, %d ranks: %.2f MB (%lld gradient values%s + %d sums) per round, %.1f ms best / %.1f ms "
+                   "mean; step %.1f ms = forward+backward %.1f + sum %.1f: the sum is %.1f%% of the step\n",
+                   ranks, bytes / 1e6, (long long)nsum, gmine ? " (--values)" : "", ORPO_ACCUM_N + 1, 1e3 * fbest, 1e3 * fmean,
+                   1e3 * (b + fbest), 1e3 * b, 1e3 * fbest, 100.0 * fbest / (b + fbest));
+        }
+        free(gsum);
+        free(gmine);
         free(dlogp);
         lt_free(&t);
     }
     printf("speed-up from prefix sharing: %.2fx\n", best[0] / best[1]);
+    if (d)
+        printf("per optimiser step: one such sum per round of micro-batches (train.grad_accum rounds); not overlapped "
+               "with the backward: every rank waits for the sum after its round's backward (docs/parallel.md, Cost)\n");
     free(pix); free(pre); free(ans); free(pairs);
     llava_model_free(&m);
+    dist_close(d, ERR_OK);
     return 0;
 }
 
@@ -206,7 +295,7 @@ static int bench_generate(int argc, char **argv) {
     pre[0] = c->bos;
     for (int64_t i = 1; i < npre; i++) pre[i] = i <= nimg ? c->image_token : (int32_t)(3 + i % 50);
     lt_pair *pairs = mem_alloc(sizeof(lt_pair) * (size_t)batch, "bench: prompts");
-    for (int i = 0; i < batch; i++) pairs[i] = (lt_pair){pix, P, h, w, pre, (int32_t)npre, NULL, NULL, 0, 0};
+    for (int i = 0; i < batch; i++) pairs[i] = (lt_pair){pix, P, h, w, pre, (int32_t)npre, NULL, NULL, 0, 0, NULL};
     char desc[512];
     llava_config_describe(c, desc, sizeof desc);
     printf("model: %s\n%s\nimage %dx%d (%d tiles, %lld image tokens), prompt %lld tokens, %d new tokens (no EOS)\n",

@@ -32,9 +32,16 @@ const cli_command cli_commands[] = {
      "  Autoregressive decoding with a KV cache, the training chat template; greedy unless --temperature > 0\n"
      "  (then sampled, reproducible from --seed). --split: every pair of the split, in batches, as JSONL (id,\n"
      "  image, prompt, answer, chosen, rejected, tokens) to --out or stdout. Docs: docs/cli.md."},
-    {"plan", cmd_plan, "memory and time plan of a job (not built yet: exit 2)",
-     "orpo-hpc plan JOB.yaml [--set key.path=value ...]\n"
-     "  Not built yet: says so and exits 2, doing nothing."},
+    {"plan", cmd_plan, "memory plan and step-time estimate of a job (no GPU, no weights needed)",
+     "orpo-hpc plan JOB.yaml [--gpu-memory-gb N] [--gpu NAME] [--image WxH] [--pairs N] [--prompt N] [--answer N]\n"
+     "                       [--ranks N] [--json] [--set key.path=value ...]\n"
+     "  Every buffer of a training step (the size table: name, dtype, count, bytes, device or host, lifetime), the\n"
+     "  memory strategies chosen to fit the budget and why, the device peak, the host memory, and a roofline\n"
+     "  estimate of the step time and pairs/s on a GPU of the built-in table. model.path may be a model.h5, a\n"
+     "  HuggingFace directory or its config.json (no weights are read); the micro-batch comes from data.h5's\n"
+     "  largest pair, else from --image (672x672), --pairs (train.micro_batch_pairs) and the assumed --prompt /\n"
+     "  --answer lengths. --ranks N: the data-parallel all-reduce too. --json: one JSON object.\n"
+     "  Exit 3 when nothing fits (the smallest configuration and what would fit are printed). Docs: docs/plan.md."},
     {"validate", cmd_validate, "check a job file: types, ranges, unknown keys, files",
      "orpo-hpc validate JOB.yaml... [--set key.path=value ...] [--require-files] [--print-config]\n"
      "       orpo-hpc validate --print-schema | --print-keys\n"
@@ -77,9 +84,13 @@ const cli_command cli_commands[] = {
     {"bench", cmd_bench, "benchmarks: forward, step, generate",
      "orpo-hpc bench forward --model DIR|model.h5 [--image HxW] [--text N] [--iters N]\n"
      "       orpo-hpc bench step --model DIR|model.h5 [--image HxW] [--pairs N] [--prompt N] [--answer N] [--iters N]\n"
+     "                           [--ranks N [--values N]]\n"
      "       orpo-hpc bench generate --model DIR|model.h5 [--image HxW] [--prompt N] [--new N] [--batch N] [--iters N]\n"
      "  forward: CPU forward of one image + text; step: one ORPO micro-batch (forward + backward) with and\n"
-     "  without prefix sharing. Record results in docs/performance.md with the machine."},
+     "  without prefix sharing; --ranks N: N MPI ranks (mpirun -np N, started by the command when no launcher\n"
+     "  did), each one micro-batch, then the gradient sum of data parallelism: bytes summed, its time and share of\n"
+     "  the step (docs/parallel.md); --values N: sum N values instead of the model's trainable ones. Record\n"
+     "  results in docs/performance.md with the machine."},
     {"device", cmd_device, "show the compute devices this binary can use",
      "orpo-hpc device [--selftest] [--want auto|cpu|cuda]\n"
      "  Lists whether CUDA is built in and which GPUs the driver reports; --selftest runs a\n"

@@ -95,7 +95,7 @@ void dist_pause(double started, double spin_s) {
 
 /* ---- the none backend: one process ------------------------------------------------------------------- */
 
-static void add_into(void *acc, const void *x, int64_t n, int f64) {
+void dist_add_into(void *acc, const void *x, int64_t n, int f64) {
     if (f64) {
         double *a = acc;
         const double *b = x;
@@ -109,7 +109,7 @@ static void add_into(void *acc, const void *x, int64_t n, int f64) {
 
 static int none_fold(dist *d, void *acc, const void *x, int64_t n, int f64, int has, const char *what) {
     (void)d, (void)what;
-    if (has) add_into(acc, x, n, f64);
+    if (has) dist_add_into(acc, x, n, f64);
     return ERR_OK;
 }
 

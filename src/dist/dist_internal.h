@@ -44,6 +44,8 @@ int dist_fail(dist *d, int from_peer, int code, const char *fmt, ...) ERR_PRINTF
 /* the deadline of a wait that starts now: rank 0 waits timeout_s; the others a little longer, so that rank 0's
  * verdict (which rank is missing) reaches them before their own deadline */
 double dist_deadline(const dist *d, int waits_for_root);
+/* acc[i] += x[i] for n values, f64 (double) or float: the fixed-order sum of every backend's fold */
+void dist_add_into(void *acc, const void *x, int64_t n, int f64);
 /* sleep a little between polls (nothing for the first `spin_s` seconds of a wait) */
 void dist_pause(double started, double spin_s);
 

@@ -93,18 +93,6 @@ static void *grow(mpi_state *s, size_t bytes) {
     return s->buf;
 }
 
-static void add_into(void *acc, const void *x, int64_t n, int f64) {
-    if (f64) {
-        double *a = acc;
-        const double *b = x;
-        for (int64_t i = 0; i < n; i++) a[i] += b[i];
-    } else {
-        float *a = acc;
-        const float *b = x;
-        for (int64_t i = 0; i < n; i++) a[i] += b[i];
-    }
-}
-
 /* rank 0 sends `bytes` of buf (type t, count) to every other rank and waits until each took it */
 static int send_to_all(dist *d, mpi_state *s, const void *buf, int count, MPI_Datatype t, int tag, double deadline,
                        const char *what) {
@@ -137,7 +125,7 @@ static int mpi_fold(dist *d, void *accv, const void *xv, int64_t n, int f64, int
         const char *x = has ? (const char *)xv + (size_t)off * es : NULL;
         int rc;
         if (d->rank == 0) {
-            if (has) add_into(acc, x, cnt, f64);
+            if (has) dist_add_into(acc, x, cnt, f64);
             void *in = grow(s, (size_t)cnt * es);
             for (int k = 1; k < d->world; k++) {
                 MPI_Request rq = MPI_REQUEST_NULL;
@@ -147,7 +135,7 @@ static int mpi_fold(dist *d, void *accv, const void *xv, int64_t n, int f64, int
                 if ((rc = wait_reqs(d, s, &rq, &st, &k, 1, deadline, what))) return rc;
                 int got = 0;
                 MPI_Get_count(&st, t, &got);
-                if (got == cnt) add_into(acc, in, cnt, f64);
+                if (got == cnt) dist_add_into(acc, in, cnt, f64);
                 else if (got != 0)
                     return dist_fail(d, 0, ERR_INTERNAL, "rank %d sent %d values during %s, expected %d or none", k,
                                      got, what, cnt);

@@ -99,6 +99,7 @@ enum { JOB_SCHED_COSINE, JOB_SCHED_CONSTANT };
 enum { JOB_NLL_ALL, JOB_NLL_ANSWER };
 enum { JOB_DEVICE_AUTO, JOB_DEVICE_CPU, JOB_DEVICE_CUDA };
 enum { JOB_DP_AUTO, JOB_DP_NONE, JOB_DP_NCCL, JOB_DP_MPI };
+enum { JOB_PREC_AUTO, JOB_PREC_FP32, JOB_PREC_BF16 };
 
 typedef struct job_list {
     int n;
@@ -118,7 +119,7 @@ typedef struct job_pos {
     int from;      /* JOB_FROM_DEFAULT, JOB_FROM_FILE, JOB_FROM_SET */
 } job_pos;
 
-#define JOB_NKEYS 43
+#define JOB_NKEYS 45
 
 typedef struct job_config {
     char *file;     /* the job file path as given */
@@ -147,7 +148,15 @@ typedef struct job_config {
     } train;
     struct { int64_t every_steps, keep_last; } checkpoint;
     struct { int64_t every_steps, max_pairs, samples; } eval;
-    struct { int device; double gpu_memory_gb; int64_t threads; int data_parallel; double log_every_s, dist_timeout_s; } runtime;
+    struct {
+        int device;
+        double gpu_memory_gb;
+        int precision;        /* JOB_PREC_*: auto = fp32 on the CPU, bf16 on CUDA */
+        char *vision_cache;   /* NULL when not set */
+        int64_t threads;
+        int data_parallel;
+        double log_every_s, dist_timeout_s;
+    } runtime;
     job_pos pos[JOB_NKEYS]; /* where each key's value came from, indexed like job_keys() */
 } job_config;
 

@@ -7,7 +7,7 @@
  *   job_edit_distance(a, b)     optimal-string-alignment distance
  *   job_close(a, b)             close enough for a "did you mean" suggestion
  *   job_fmt_float(x, buf, n)    shortest text that reads back as x, always with '.' or 'e' (YAML 1.1 safe)
- *   job_fmt_default(k, buf, n)  the default of k as shown in docs ("[]", "{}", "(required)")
+ *   job_fmt_default(k, buf, n)  the default of k as shown in docs ("[]", "{}", "(required)", "(not set)")
  *   job_range_text(k, buf, n)   the allowed range of a number key: "[1, 8]", "(0, 1]", ">= 0", "< 1" or ""
  *   job_path_join(dir, rel)     malloc'ed absolute, lexically normalised path (rel may be absolute)
  *   job_cwd()                   malloc'ed current directory, NULL when getcwd fails

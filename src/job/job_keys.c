@@ -25,6 +25,7 @@ static const char *const v_full[] = {"mm_projector", NULL};
 static const char *const v_groups[] = {"lora", "vision_lora", "mm_projector", "token_embeddings", NULL};
 static const char *const v_device[] = {"auto", "cpu", "cuda", NULL};
 static const char *const v_dp[] = {"auto", "none", "nccl", "mpi", NULL};
+static const char *const v_prec[] = {"auto", "fp32", "bf16", NULL};
 
 /* clang-format off */
 static const job_key KEYS[] = {
@@ -35,7 +36,8 @@ static const job_key KEYS[] = {
    "directory of checkpoints, metrics.h5 and the frozen config; created when the job starts"},
 
   {"model.path", JOB_T_PATH, RQ | RS | JOB_K_FILE, NULL, 0, 0, NULL, NULL, NULL, OFF(model.path),
-   "model HDF5 file written by orpo-hpc import-model (or make-demo)"},
+   "model HDF5 file written by orpo-hpc import-model (or make-demo); `plan` also takes a HuggingFace model "
+   "directory or its config.json"},
   {"model.quantization", JOB_T_ENUM, RS, "nf4", 0, 0, v_quant, NULL, NULL, OFF(model.quantization),
    "precision of the frozen base weights: nf4 (4-bit NormalFloat, double-quantised: QLoRA), bf16 or fp32"},
   {"model.quant_scope", JOB_T_ENUM, RS, "decoder", 0, 0, v_qscope, NULL, NULL, OFF(model.quant_scope),
@@ -123,6 +125,14 @@ static const job_key KEYS[] = {
    "where to compute: cuda, cpu, or auto (cuda when this binary has CUDA and a GPU is visible)"},
   {"runtime.gpu_memory_gb", JOB_T_FLOAT, MIN | MAX, "0", 0, 1e6, NULL, NULL, NULL, OFF(runtime.gpu_memory_gb),
    "GPU memory budget of the planner in GiB; 0 = what the GPU reports as free"},
+  {"runtime.precision", JOB_T_ENUM, 0, "auto", 0, 0, v_prec, NULL, NULL, OFF(runtime.precision),
+   "activations and dequantized weights: fp32, or bf16 (fp32 accumulation; LoRA masters, gradients and AdamW "
+   "moments stay fp32); auto = fp32 on the CPU, bf16 on CUDA"},
+  {"runtime.vision_cache", JOB_T_PATH, 0, NULL, 0, 0, NULL, NULL, NULL, OFF(runtime.vision_cache),
+   "HDF5 file of the frozen vision tower's features of every pair of data.h5 (docs/formats.md), built by the first "
+   "train that names a missing file, then read instead of running the tower (same result); refused when built "
+   "for another model, data or runtime.precision; eval and generate run the tower; not set = run the tower "
+   "each step"},
   {"runtime.threads", JOB_T_INT, MIN | MAX, "0", 0, 4096, NULL, NULL, NULL, OFF(runtime.threads),
    "CPU threads for compute and data loading; 0 = all cores available to the process"},
   {"runtime.data_parallel", JOB_T_ENUM, 0, "auto", 0, 0, v_dp, NULL, NULL, OFF(runtime.data_parallel),

@@ -107,7 +107,7 @@ void job_fmt_float(double x, char *buf, size_t n) {
 
 void job_fmt_default(const job_key *k, char *buf, size_t n) {
     if (!k->def) {
-        snprintf(buf, n, "(required)");
+        snprintf(buf, n, "%s", (k->flags & JOB_K_REQUIRED) ? "(required)" : "(not set)");
         return;
     }
     if (k->type == JOB_T_FLOAT) {

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend/tensor.h"
 #include "data/dataset.h"
 #include "dist/dist.h"
 #include "io/atomic.h"
@@ -21,6 +22,7 @@
 #include "io/log.h"
 #include "io/mem.h"
 #include "job/job_pairs.h"
+#include "job/job_plan.h"
 #include "model/llava_train.h"
 #include "train/ckpt.h"
 #include "train/metrics.h"
@@ -69,6 +71,8 @@ int job_run_spec(const job_config *j, lt_spec *s) {
     s->grad_ckpt = j->train.gradient_checkpointing;
     s->nll_prompt = j->train.nll == JOB_NLL_ALL;
     s->seed = (uint64_t)j->train.seed;
+    s->act_dtype = j->runtime.precision == JOB_PREC_BF16 ? DT_BF16 : DT_F32; /* auto: fp32, the CPU's (the only
+                                                                              * training device today) */
     s->targets = 0;
     static const char *dec[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "mm_projector",
                                 "lm_head"};
@@ -148,10 +152,15 @@ static int config_from_job(run *r) {
     c->eval_every = j->eval.every_steps;
     c->eval_max_pairs = j->eval.max_pairs;
     c->eval_samples = j->eval.samples;
+    /* generation's new tokens at most, for the plan's KV cache: generate's --max-new (128 by default), the
+     * hallucination benchmark's 48 (job_generate.c); eval samples add their own (trainer.c) */
+    if (r->o->mode == JOB_RUN_GENERATE) c->gen_max_new = r->o->max_new > 0 ? (int)r->o->max_new : 128;
+    if (r->o->hallucination && c->gen_max_new < 48) c->gen_max_new = 48;
     c->job_hash = job_hash(&r->view);
     c->job_yaml = r->job_yaml;
     c->stop_requested = job_run_stop_requested;
     c->log_every_s = j->runtime.log_every_s;
+    c->vision_cache = j->runtime.vision_cache; /* used when training (evaluation and generation run the tower) */
     return ERR_OK;
 }
 
@@ -552,6 +561,8 @@ static int run_train(run *r) {
     if (!rc && lead && !restart) rc = compare_frozen(r);
     rc = dist_status(r->d, rc, "the start");
     if (!rc) rc = input_hashes(r);
+    /* the plan (orpo-hpc plan): its summary logged, its memory strategies the trainer's; never an error */
+    if (!rc) jp_log_start(j, lead, &r->c.strategy, &r->c.have_strategy);
     if (!rc) rc = tr_open(&r->c, TR_TRAIN, &r->t);
     char path[4200] = "";
     int64_t step = -1;
@@ -614,6 +625,10 @@ static int run_train(run *r) {
     }
     if (!rc && lead) {
         printf("\n%s: done at step %lld (%.1f s of training)\n", j->job.name, (long long)tr_step(r->t), sum.elapsed);
+        tr_memory_use mu;
+        tr_memory(r->t, &mu);
+        log_info("memory: weights %zu bytes (plan %zu); device high-water %zu bytes (plan %zu); host %zu bytes "
+                 "(plan %zu)", mu.weights, mu.plan_weights, mu.device_peak, mu.plan_device, mu.host_peak, mu.plan_host);
         if (sum.acc_before >= 0) printf("  validation accuracy before training: %.3f\n", sum.acc_before);
         if (sum.acc_after >= 0) printf("  validation accuracy after training:  %.3f\n", sum.acc_after);
         printf("  checkpoints: %s/checkpoints/\n  metrics:     %s/metrics.h5\n", r->dir, r->dir);

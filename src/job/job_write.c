@@ -313,6 +313,11 @@ int job_write_yaml(const job_config *j, FILE *fp) {
         fprintf(fp, "%s:\n", S[s].name);
         for (int i = 0; i < nk; i++) {
             if (!job_key_in_section(&K[i], S[s].name)) continue;
+            if (K[i].type == JOB_T_PATH && !*(char *const *)cfield(j, &K[i])) {
+                /* an optional path that is not set (runtime.vision_cache): no value to write, "" would not load */
+                fprintf(fp, "  # %s: not set\n", job_key_leaf(&K[i]));
+                continue;
+            }
             fprintf(fp, "  %s: ", job_key_leaf(&K[i]));
             value_text(j, &K[i], i, fp, 0);
             if (j->pos[i].from == JOB_FROM_SET) fputs("  # --set", fp);

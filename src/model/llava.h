@@ -1,22 +1,16 @@
-/* llava — the LLaVA-NeXT graph (CLIP vision tower, 2-layer GELU projector, anyres packing with
- * unpad and image_newline, Mistral decoder) written once against the op table (backend/ops.h).
+/* llava — the LLaVA-NeXT graph's description (CLIP vision tower, 2-layer GELU projector, anyres packing with
+ * unpad and image_newline, Mistral decoder): its config, its weights, and the host-side helpers (llava_host.c).
+ * The forward and backward themselves exist once, in the trainer (llava_train.h), for training, evaluation,
+ * generation and bench alike.
  *
  *   llava_config_from_hf(json_path, &cfg)        read a HuggingFace config.json (llava_next); ERR_DATA on
  *                                                an unknown architecture or a bad value, naming the key
  *   llava_config_from_json(label, text, n, &cfg) the same from config.json text held in memory
  *   llava_config_describe(&cfg, buf, n)          one line for logs
  *   lin_f32(&w, scratch)                         the fp32 weight of a linear (NF4 dequantized into scratch)
- *   llava_ws_size(&cfg, max_tok, max_tiles)      bytes of workspace a forward needs
- *   llava_im2col(cfg, pixels, P, rows)           tiles [P,3,T,T] -> patch rows [P*np, 3*p*p], each in (channel, ky, kx)
- *                                                order (the patch convolution's weight layout): the conv is one GEMM
- *   llava_vision_forward(...)                    tiles [P,3,T,T] -> selected features [P, np, Dv] (CLS dropped)
- *   llava_project(...)                           features -> projector output [P*np, D]
- *   llava_pack_image(...)                        one image's tiles -> [n_img, D]: base, unpadded grid rows + newline
- *   llava_pack_index(cfg, P, h, w, idx)          row map of the packing: idx[i] = tile*np + within, or -1 for a
- *                                                newline row (NULL idx: count only); the backward scatters with it
- *   llava_embed(...)                             token embeddings with image features spliced at <image> ids
- *   llava_decoder_forward(...)                   packed sequences -> final-norm hidden states [ntok, D]
- *   llava_lm_head(...)                           logits of selected rows only
+ *   llava_pack_index(cfg, P, h, w, idx)          row map of the packing of one image's P tiles (base, unpadded grid
+ *                                                rows + newline): idx[i] = tile*np + within, or -1 for a newline row
+ *                                                (NULL idx: count only); the trainer packs and scatters with it
  */
 #ifndef ORPO_LLAVA_H
 #define ORPO_LLAVA_H
@@ -88,29 +82,7 @@ void llava_config_describe(const llava_config *cfg, char *buf, size_t n);
 
 const float *lin_f32(const lin_w *w, float *scratch);
 
-size_t llava_ws_size(const llava_config *cfg, int64_t max_tok, int max_tiles);
-
-void llava_im2col(const llava_config *cfg, const float *pixels, int P, float *rows);
-/* pixels: [P, 3, T, T] normalised; out: [P, np, Dv]; ws: llava_ws_size bytes */
-void llava_vision_forward(const ops *o, opctx *c, const llava_config *cfg, const llava_weights *w,
-                          const float *pixels, int P, float *out, void *ws);
-/* feats: [rows, Dv] -> out [rows, D] */
-void llava_project(const ops *o, opctx *c, const llava_config *cfg, const llava_weights *w,
-                   const float *feats, int64_t rows, float *out, void *ws);
-/* proj: [P, np, D] of one image of original size (h, w); writes n_img rows into out (NULL: count only).
- * Returns the number of rows (anyres_num_image_tokens), or -1 when P does not match the grid. */
-int64_t llava_pack_image(const llava_config *cfg, const llava_weights *w, const float *proj, int P,
-                         int h, int wd, float *out);
+/* the number of packed rows (anyres_num_image_tokens), or -1 when P does not match the grid of an (h, wd) image */
 int64_t llava_pack_index(const llava_config *cfg, int P, int h, int wd, int64_t *idx);
-/* ids[ntok]; image rows (concatenated over images in order) replace the <image> ids.
- * ERR_DATA when the count of <image> ids differs from n_image_rows. */
-int llava_embed(const ops *o, opctx *c, const llava_config *cfg, const llava_weights *w, const int32_t *ids,
-                int64_t ntok, const float *image_rows, int64_t n_image_rows, float *out);
-/* x: [ntok, D] input embeddings, overwritten with the final-norm hidden states. pos[ntok]. */
-void llava_decoder_forward(const ops *o, opctx *c, const llava_config *cfg, const llava_weights *w, float *x,
-                           const int32_t *pos, const seq_desc *seqs, int nseq, int64_t ntok, void *ws);
-/* logits[nrows, vocab] for hidden rows rows[i] of h */
-void llava_lm_head(const ops *o, opctx *c, const llava_config *cfg, const llava_weights *w, const float *h,
-                   const int64_t *rows, int64_t nrows, float *logits, void *ws);
 
 #endif

@@ -13,7 +13,25 @@
  *   lt_init(&t, model, &spec)                 create the trainable tensors (LoRA A Kaiming-uniform from the
  *                                             counter RNG, B zero), fp32 masters and gradient buffers
  *   lt_free(&t)
- *   lt_plan(&t, max_tok, max_tiles, max_rows) size and allocate the workspace once (no allocation per step)
+ *   lt_plan(&t, max_tok, max_tiles, max_rows) size and allocate the workspace once (no allocation per step), with
+ *                                             room to generate for up to 16 prompts of 64 new tokens, and
+ *                                             the default strategies (recompute = spec.grad_ckpt)
+ *   lt_plan_ex(&t, &dims, &strategy)          the same with explicit memory strategies (llava_size.h): the arenas
+ *                                             are carved from the size table, item by item
+ *   lt_table(&t)                              that size table (after lt_plan)
+ *   lt_feature_buffer(&t, &bytes)             plans with the vision features from a cache: the host buffer (size
+ *                                             table item host.vision_features, carved from the host arena) the
+ *                                             caller fills with a micro-batch's cached features (lt_pair.features
+ *                                             point into it); NULL, 0 otherwise
+ *   lt_vision_features(&t, pixels, P, out)   the vision tower alone on one image's P tiles: its selected features
+ *                                             [P * np, Dv] in the activation dtype into host memory out (what a
+ *                                             vision cache stores; needs a plan that runs the tower)
+ *   lt_peek(&t, what, out, cap, &rows, &cols) a buffer of the last forward as fp32 on the host (tests, bench):
+ *                                             "vision_features" [tiles*np, Dv], "image_rows" [image rows, D],
+ *                                             "embeddings" [ntok, D] (not with offloading or forward-only),
+ *                                             "final_hidden" [ntok, D], "logits" [target rows, V] (kept logits
+ *                                             only), "row_positions" [target rows] (the packed position each
+ *                                             target row is predicted from)
  *   lt_zero_grads(&t)
  *   lt_forward(&t, batch, &fw)                forward: packs the batch, runs vision, projector, decoder, and the
  *                                             log-prob of every target token; fills fw (rows, roles, logp)
@@ -33,6 +51,7 @@
 #ifndef ORPO_LLAVA_TRAIN_H
 #define ORPO_LLAVA_TRAIN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "model/llava_params.h"
@@ -65,6 +84,7 @@ typedef struct lt_spec {
     int share_prefix;       /* one prefix per pair (1) or a copy per answer (0) */
     int nll_prompt;         /* NLL targets include the prompt text tokens (TRL) */
     uint64_t seed;
+    int act_dtype;          /* DT_F32 (the CPU reference) or DT_BF16 (runtime.precision: bf16) */
 } lt_spec;
 
 typedef struct lt_pair {
@@ -74,6 +94,9 @@ typedef struct lt_pair {
     int32_t n_prefix;
     const int32_t *chosen, *rejected; /* answer ids incl. </s> */
     int32_t n_chosen, n_rejected;
+    const void *features;   /* plans with the vision features from a cache (LS_VIS_CACHE): the image's selected
+                             * features [P * np, Dv] in the activation dtype, as lt_vision_features gives them;
+                             * pixels are then not read. NULL otherwise */
 } lt_pair;
 
 typedef struct lt_batch {
@@ -113,7 +136,8 @@ typedef struct lt_fwd {
 typedef struct lt_ws lt_ws; /* workspace (llava_train.c) */
 
 typedef struct llava_trainer {
-    const ops *o;
+    const ops *o;           /* the backend in the run's activation dtype */
+    const ops *of;          /* the same backend's fp32 table (fp32 arrays: masters, the embedding table) */
     opctx ctx;
     llava_model *m;
     lt_spec spec;
@@ -127,7 +151,10 @@ typedef struct llava_trainer {
     int n_tok_rows;
     float *proj_master[4], *proj_grad[4]; /* full projector: w1, b1, w2, b2 */
     const void *proj_orig[4];               /* the model's own projector arrays, restored by lt_free */
-    float *store, *gstore;  /* all trainable values / gradients, contiguous */
+    float *store, *gstore;  /* all trainable values / gradients, contiguous (backend memory) */
+    void *act_store;        /* bf16 mode: the trainable values in the activation dtype, cast before each forward */
+    float *stage;           /* lt_init: host staging of the initial values */
+    int64_t *tok_ids_dev;   /* the trainable embedding rows' ids (backend memory) */
     int64_t nstore;
     lt_tensor_info *tensors;
     int ntensors;
@@ -138,6 +165,14 @@ void lt_spec_default(lt_spec *s);
 int lt_init(llava_trainer *t, llava_model *m, const lt_spec *spec);
 void lt_free(llava_trainer *t);
 int lt_plan(llava_trainer *t, int64_t max_tok, int max_tiles, int64_t max_rows);
+struct ls_dims;
+struct ls_strategy;
+struct ls_table;
+int lt_plan_ex(llava_trainer *t, const struct ls_dims *dims, const struct ls_strategy *st);
+const struct ls_table *lt_table(const llava_trainer *t);
+int lt_peek(llava_trainer *t, const char *what, float *out, int64_t cap, int64_t *n, int64_t *cols);
+int lt_vision_features(llava_trainer *t, const float *pixels, int P, void *out);
+void *lt_feature_buffer(llava_trainer *t, size_t *bytes);
 void lt_zero_grads(llava_trainer *t);
 int lt_forward(llava_trainer *t, const lt_batch *b, lt_fwd *fw);
 int lt_backward(llava_trainer *t, const float *dlogp);

@@ -15,6 +15,7 @@
 #include "io/log.h"
 #include "io/mem.h"
 #include "io/safetensors.h"
+#include "model/llava_size.h"
 #include "model/nf4.h"
 #include "data/import.h"
 #include "data/tok.h"
@@ -356,9 +357,7 @@ int mh5_load(const char *path, llava_model *m) {
         snprintf(path_i, sizeof path_i, "params/%s", ps[i].name);
         quant[i] = ps[i].is_linear && h5x_exists(f, path_i) && h5x_attr_exists(f, path_i, "quant_type") == 1;
         if (!quant[i]) continue;
-        int64_t nb = nf4_nblocks(ps[i].numel, NF4_BLOCKSIZE);
-        qtotal += (size_t)(((ps[i].numel + 1) / 2 + 63) & ~63LL) + (size_t)((nb + 63) & ~63LL) +
-                  sizeof(float) * (size_t)((nf4_nblocks(nb, NF4_BLOCKSIZE2) + 15) & ~15LL);
+        qtotal += ls_nf4_bytes(ps[i].numel); /* the size table's number (llava_size.c) */
     }
     llava_model_arena(m, ps, np, quant);
     m->qarena = mem_calloc(qtotal ? qtotal : 1, 1, "model weights (NF4)");

@@ -12,17 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/cpu_ops.h" /* the dequantisation (one implementation, the backend's) */
+#include "backend/tensor.h"
 #include "io/err.h"
 #include "io/h5x.h" /* the bf16 conversions */
 #include "io/mem.h"
-
-/* get_4bit_type("nf4") as fp32 (bit patterns bf800000 ... 3f800000). */
-const float nf4_code[16] = {
-    -0x1.0p+0f,      -0x1.647362p-1f, -0x1.0cd66p-1f,  -0x1.94654p-2f,
-    -0x1.23449ap-2f, -0x1.7a6a7ep-3f, -0x1.74f0e2p-4f, 0.0f,
-    0x1.45f5fep-4f,  0x1.4995c6p-3f,  0x1.f809bap-3f,  0x1.5a0674p-2f,
-    0x1.c3497p-2f,   0x1.200f56p-1f,  0x1.722766p-1f,  0x1.0p+0f,
-};
 
 /* Decision thresholds of dQuantizeNF4 (the double literals of kernels.cu rounded to fp32; they
  * equal the fp32 midpoints (c[i]+c[i+1])/2 that the torch back end bucketizes with). A value
@@ -31,74 +25,6 @@ static const float nf4_thr[15] = {
     -0x1.b239bp-1f,  -0x1.38a4ep-1f,  -0x1.d709p-2f,   -0x1.5bd4ecp-2f, -0x1.e079d8p-3f,
     -0x1.1a7178p-3f, -0x1.74f0e2p-5f, 0x1.45f5fep-5f,  0x1.ec90c4p-4f,  0x1.a0cfcp-3f,
     0x1.2b05a8p-2f,  0x1.8ea7f2p-2f,  0x1.00da08p-1f,  0x1.491b5ep-1f,  0x1.b913b4p-1f,
-};
-
-/* create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8), bitsandbytes 0.50.2 + torch 2.15. */
-const float nf4_dynamic_map[256] = {
-    -0x1.fc6666p-1f, -0x1.f53334p-1f, -0x1.eep-1f, -0x1.e6ccccp-1f,
-    -0x1.df999ap-1f, -0x1.d86666p-1f, -0x1.d13334p-1f, -0x1.cap-1f,
-    -0x1.c2ccccp-1f, -0x1.bb999ap-1f, -0x1.b46666p-1f, -0x1.ad3334p-1f,
-    -0x1.a6p-1f, -0x1.9eccccp-1f, -0x1.97999ap-1f, -0x1.906666p-1f,
-    -0x1.893334p-1f, -0x1.82p-1f, -0x1.7accccp-1f, -0x1.73999ap-1f,
-    -0x1.6c6668p-1f, -0x1.653334p-1f, -0x1.5ep-1f, -0x1.56ccccp-1f,
-    -0x1.4f999ap-1f, -0x1.486668p-1f, -0x1.413334p-1f, -0x1.3ap-1f,
-    -0x1.32ccccp-1f, -0x1.2b999ap-1f, -0x1.246668p-1f, -0x1.1d3334p-1f,
-    -0x1.16p-1f, -0x1.0eccccp-1f, -0x1.079998p-1f, -0x1.006666p-1f,
-    -0x1.f26664p-2f, -0x1.e4p-2f, -0x1.d59998p-2f, -0x1.c73334p-2f,
-    -0x1.b8ccccp-2f, -0x1.aa6666p-2f, -0x1.9cp-2f, -0x1.8d9998p-2f,
-    -0x1.7f3334p-2f, -0x1.70ccccp-2f, -0x1.626666p-2f, -0x1.54p-2f,
-    -0x1.459998p-2f, -0x1.373334p-2f, -0x1.28ccccp-2f, -0x1.1a6668p-2f,
-    -0x1.0cp-2f, -0x1.fb3332p-3f, -0x1.de6666p-3f, -0x1.c1999ap-3f,
-    -0x1.a4ccccp-3f, -0x1.88p-3f, -0x1.6b3334p-3f, -0x1.4e6666p-3f,
-    -0x1.31999ap-3f, -0x1.14ccccp-3f, -0x1.fp-4f, -0x1.b66668p-4f,
-    -0x1.93d70ap-4f, -0x1.8851eep-4f, -0x1.7ccccep-4f, -0x1.7147aep-4f,
-    -0x1.65c29p-4f, -0x1.5a3d7p-4f, -0x1.4eb854p-4f, -0x1.433334p-4f,
-    -0x1.37ae14p-4f, -0x1.2c28f6p-4f, -0x1.20a3d6p-4f, -0x1.151ebap-4f,
-    -0x1.09999ap-4f, -0x1.fc28f6p-5f, -0x1.e51ebap-5f, -0x1.ce147ap-5f,
-    -0x1.b70a3ep-5f, -0x1.ap-5f, -0x1.88f5c2p-5f, -0x1.71eb86p-5f,
-    -0x1.5ae146p-5f, -0x1.43d70ap-5f, -0x1.2ccccep-5f, -0x1.15c29p-5f,
-    -0x1.fd70a4p-6f, -0x1.cf5c2ap-6f, -0x1.a147aep-6f, -0x1.733334p-6f,
-    -0x1.451ebap-6f, -0x1.170a3ep-6f, -0x1.d1eb86p-7f, -0x1.75c29p-7f,
-    -0x1.3e76c8p-7f, -0x1.2c083p-7f, -0x1.19999ap-7f, -0x1.072b02p-7f,
-    -0x1.e978d4p-8f, -0x1.c49ba6p-8f, -0x1.9fbe76p-8f, -0x1.7ae148p-8f,
-    -0x1.56041ap-8f, -0x1.3126e8p-8f, -0x1.0c49bap-8f, -0x1.ced914p-9f,
-    -0x1.851eb8p-9f, -0x1.3b645ap-9f, -0x1.e353f8p-10f, -0x1.4fdf3ap-10f,
-    -0x1.eecbfep-11f, -0x1.b3d07cp-11f, -0x1.78d5p-11f, -0x1.3dd982p-11f,
-    -0x1.02de02p-11f, -0x1.8fc506p-12f, -0x1.19ce0ap-12f, -0x1.47ae16p-13f,
-    -0x1.743e96p-14f, -0x1.15df66p-14f, -0x1.6f0068p-15f, -0x1.64840cp-16f,
-    -0x1.040bfep-17f, -0x1.b43528p-19f, -0x1.27476ep-21f, 0.0f,
-    0x1.27476ep-21f, 0x1.b43528p-19f, 0x1.040bfep-17f, 0x1.64840cp-16f,
-    0x1.6f0068p-15f, 0x1.15df66p-14f, 0x1.743e96p-14f, 0x1.47ae16p-13f,
-    0x1.19ce0ap-12f, 0x1.8fc506p-12f, 0x1.02de02p-11f, 0x1.3dd982p-11f,
-    0x1.78d5p-11f, 0x1.b3d07cp-11f, 0x1.eecbfep-11f, 0x1.4fdf3ap-10f,
-    0x1.e353f8p-10f, 0x1.3b645ap-9f, 0x1.851eb8p-9f, 0x1.ced914p-9f,
-    0x1.0c49bap-8f, 0x1.3126e8p-8f, 0x1.56041ap-8f, 0x1.7ae148p-8f,
-    0x1.9fbe76p-8f, 0x1.c49ba6p-8f, 0x1.e978d4p-8f, 0x1.072b02p-7f,
-    0x1.19999ap-7f, 0x1.2c083p-7f, 0x1.3e76c8p-7f, 0x1.75c29p-7f,
-    0x1.d1eb86p-7f, 0x1.170a3ep-6f, 0x1.451ebap-6f, 0x1.733334p-6f,
-    0x1.a147aep-6f, 0x1.cf5c2ap-6f, 0x1.fd70a4p-6f, 0x1.15c29p-5f,
-    0x1.2ccccep-5f, 0x1.43d70ap-5f, 0x1.5ae146p-5f, 0x1.71eb86p-5f,
-    0x1.88f5c2p-5f, 0x1.ap-5f, 0x1.b70a3ep-5f, 0x1.ce147ap-5f,
-    0x1.e51ebap-5f, 0x1.fc28f6p-5f, 0x1.09999ap-4f, 0x1.151ebap-4f,
-    0x1.20a3d6p-4f, 0x1.2c28f6p-4f, 0x1.37ae14p-4f, 0x1.433334p-4f,
-    0x1.4eb854p-4f, 0x1.5a3d7p-4f, 0x1.65c29p-4f, 0x1.7147aep-4f,
-    0x1.7ccccep-4f, 0x1.8851eep-4f, 0x1.93d70ap-4f, 0x1.b66668p-4f,
-    0x1.fp-4f, 0x1.14ccccp-3f, 0x1.31999ap-3f, 0x1.4e6666p-3f,
-    0x1.6b3334p-3f, 0x1.88p-3f, 0x1.a4ccccp-3f, 0x1.c1999ap-3f,
-    0x1.de6666p-3f, 0x1.fb3332p-3f, 0x1.0cp-2f, 0x1.1a6668p-2f,
-    0x1.28ccccp-2f, 0x1.373334p-2f, 0x1.459998p-2f, 0x1.54p-2f,
-    0x1.626666p-2f, 0x1.70ccccp-2f, 0x1.7f3334p-2f, 0x1.8d9998p-2f,
-    0x1.9cp-2f, 0x1.aa6666p-2f, 0x1.b8ccccp-2f, 0x1.c73334p-2f,
-    0x1.d59998p-2f, 0x1.e4p-2f, 0x1.f26664p-2f, 0x1.006666p-1f,
-    0x1.079998p-1f, 0x1.0eccccp-1f, 0x1.16p-1f, 0x1.1d3334p-1f,
-    0x1.246668p-1f, 0x1.2b999ap-1f, 0x1.32ccccp-1f, 0x1.3ap-1f,
-    0x1.413334p-1f, 0x1.486668p-1f, 0x1.4f999ap-1f, 0x1.56ccccp-1f,
-    0x1.5ep-1f, 0x1.653334p-1f, 0x1.6c6668p-1f, 0x1.73999ap-1f,
-    0x1.7accccp-1f, 0x1.82p-1f, 0x1.893334p-1f, 0x1.906666p-1f,
-    0x1.97999ap-1f, 0x1.9eccccp-1f, 0x1.a6p-1f, 0x1.ad3334p-1f,
-    0x1.b46666p-1f, 0x1.bb999ap-1f, 0x1.c2ccccp-1f, 0x1.cap-1f,
-    0x1.d13334p-1f, 0x1.d86666p-1f, 0x1.df999ap-1f, 0x1.e6ccccp-1f,
-    0x1.eep-1f, 0x1.f53334p-1f, 0x1.fc6666p-1f, 0x1.0p+0f
 };
 
 int64_t nf4_nblocks(int64_t n, int blocksize) {
@@ -356,10 +282,7 @@ int nf4_quantize_full(const float *w, int64_t n, int blocksize, int blocksize2, 
 
 void nf4_absmax_dequant(const uint8_t *qabsmax, const float *absmax2, float offset, int64_t b0, int64_t b1,
                         int blocksize2, float *out) {
-    for (int64_t b = b0; b < b1; b++) {
-        float a = nf4_dynamic_map[qabsmax[b]] * absmax2[b / blocksize2];
-        out[b - b0] = a + offset;
-    }
+    for (int64_t b = b0; b < b1; b++) out[b - b0] = cpu_nf4_absmax(qabsmax, absmax2, offset, b, blocksize2);
 }
 
 static int check_deq_args(int64_t n, int blocksize, int blocksize2) {
@@ -370,37 +293,11 @@ static int check_deq_args(int64_t n, int blocksize, int blocksize2) {
     return ERR_OK;
 }
 
-/* Elements [e0, e1) of the flattened tensor into out[0 .. e1-e0). */
-static void deq_range(const uint8_t *packed, const uint8_t *qabsmax, const float *absmax2, float offset,
-                      int blocksize, int blocksize2, int64_t e0, int64_t e1, float *out) {
-    int64_t e = e0;
-    while (e < e1) {
-        int64_t b = e / blocksize, bend = (b + 1) * blocksize < e1 ? (b + 1) * blocksize : e1;
-        float a;
-        nf4_absmax_dequant(qabsmax, absmax2, offset, b, b + 1, blocksize2, &a);
-        float *o = out + (e - e0);
-        if (e & 1) {
-            *o++ = nf4_code[packed[e >> 1] & 15] * a;
-            e++;
-        }
-        for (; e + 1 < bend; e += 2) {
-            uint8_t byte = packed[e >> 1];
-            o[0] = nf4_code[byte >> 4] * a;
-            o[1] = nf4_code[byte & 15] * a;
-            o += 2;
-        }
-        if (e < bend) {
-            *o = nf4_code[packed[e >> 1] >> 4] * a;
-            e++;
-        }
-    }
-}
-
 int nf4_dequantize(const uint8_t *packed, const uint8_t *qabsmax, const float *absmax2, float offset, int64_t n,
                    int blocksize, int blocksize2, float *out) {
     int rc = check_deq_args(n, blocksize, blocksize2);
     if (rc) return rc;
-    deq_range(packed, qabsmax, absmax2, offset, blocksize, blocksize2, 0, n, out);
+    cpu_nf4_dequant_range(out, DT_F32, packed, qabsmax, absmax2, offset, blocksize, blocksize2, 0, n);
     return ERR_OK;
 }
 
@@ -412,7 +309,7 @@ int nf4_dequantize_rows(const uint8_t *packed, const uint8_t *qabsmax, const flo
                        (long long)r0, (long long)r1, (long long)rows, (long long)cols);
     int rc = check_deq_args(rows * cols, blocksize, blocksize2);
     if (rc) return rc;
-    deq_range(packed, qabsmax, absmax2, offset, blocksize, blocksize2, r0 * cols, r1 * cols, out);
+    cpu_nf4_dequant_range(out, DT_F32, packed, qabsmax, absmax2, offset, blocksize, blocksize2, r0 * cols, r1 * cols);
     return ERR_OK;
 }
 
@@ -420,11 +317,6 @@ int nf4_dequantize_bf16(const uint8_t *packed, const uint8_t *qabsmax, const flo
                         int64_t n, int blocksize, int blocksize2, uint16_t *out) {
     int rc = check_deq_args(n, blocksize, blocksize2);
     if (rc) return rc;
-    float buf[4096];
-    for (int64_t s = 0; s < n; s += blocksize) {
-        int64_t e = s + blocksize < n ? s + blocksize : n;
-        deq_range(packed, qabsmax, absmax2, offset, blocksize, blocksize2, s, e, buf);
-        for (int64_t i = s; i < e; i++) out[i] = h5x_f32_to_bf16(buf[i - s]);
-    }
+    cpu_nf4_dequant_range(out, DT_BF16, packed, qabsmax, absmax2, offset, blocksize, blocksize2, 0, n);
     return ERR_OK;
 }

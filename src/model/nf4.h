@@ -17,7 +17,9 @@
  *   nf4_cpu_lut()                                           the 65536-entry 8-bit LUT of bnb's CPU kernel
  *
  * Constants: nf4_code[16] (get_4bit_type("nf4"), fp32) and nf4_dynamic_map[256]
- * (create_dynamic_map(signed=True) of bitsandbytes 0.50.2 / torch 2.15), both bit-exact.
+ * (create_dynamic_map(signed=True) of bitsandbytes 0.50.2 / torch 2.15), both bit-exact, in backend/nf4_tables.h.
+ * Dequantisation is the backend's op (backend/cpu/cpu_nf4.c, ops->nf4_dequant); the nf4_dequantize* functions
+ * here check their arguments and call it.
  *
  * Layout (docs/nf4.md): element e of the flattened row-major tensor is nibble e of `packed`,
  * element 2j in the HIGH nibble of byte j, 2j+1 in the LOW nibble; an odd n leaves one pad
@@ -41,11 +43,10 @@
 
 #include <stdint.h>
 
+#include "backend/nf4_tables.h" /* nf4_code, nf4_dynamic_map */
+
 enum { NF4_FLAVOR_CUDA = 0, NF4_FLAVOR_CPU = 1 };
 enum { NF4_BLOCKSIZE = 64, NF4_BLOCKSIZE2 = 256 };
-
-extern const float nf4_code[16];
-extern const float nf4_dynamic_map[256];
 
 int64_t nf4_nblocks(int64_t n, int blocksize);
 

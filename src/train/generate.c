@@ -46,10 +46,11 @@ int gen_pairs(trainer *t, const ldr_pair *pairs, int n, const lt_gen_opts *g, ch
     uint32_t *streams = mem_alloc(sizeof(uint32_t) * (size_t)n, "generation streams");
     for (int i = 0; i < n; i++) {
         const ldr_pair *p = &pairs[i];
-        lp[i] = (lt_pair){p->pixels, p->n_patches, p->height, p->width, p->prefix, p->prefix_len, NULL, NULL, 0, 0};
+        lp[i] = (lt_pair){p->pixels, p->n_patches, p->height, p->width, p->prefix, p->prefix_len, NULL, NULL, 0, 0, NULL};
         streams[i] = (uint32_t)p->index;
     }
-    int rc = run(t, lp, n, streams, g, answers, ntok);
+    int rc = tr_pair_features(t, pairs, n, lp); /* a plan with the vision features from a cache */
+    if (!rc) rc = run(t, lp, n, streams, g, answers, ntok);
     free(lp);
     free(streams);
     return rc;
@@ -117,7 +118,7 @@ int gen_image(trainer *t, const img_rgb *im, const char *question, const lt_gen_
     if (!rc) rc = tpl_encode(tr_tok(t), question, "x", (int32_t)nimg, &seq);
     if (!rc) {
         (void)c;
-        lt_pair p = {pix, np, im->h, im->w, seq.ids.v, (int32_t)seq.answer_start, NULL, NULL, 0, 0};
+        lt_pair p = {pix, np, im->h, im->w, seq.ids.v, (int32_t)seq.answer_start, NULL, NULL, 0, 0, NULL};
         uint32_t stream = 0;
         rc = run(t, &p, 1, &stream, g, answer, ntok);
     }

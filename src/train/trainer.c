@@ -9,12 +9,14 @@
 #include <sys/resource.h>
 
 #include "backend/device.h"
+#include "backend/tensor.h"
 #include "data/import.h"
 #include "data/loader.h"
 #include "data/tok.h"
 #include "io/err.h"
 #include "io/log.h"
 #include "io/mem.h"
+#include "model/llava_size.h"
 #include "model/llava_train.h"
 #include "model/model_h5.h"
 #include "train/adamw.h"
@@ -22,6 +24,7 @@
 #include "train/ckpt.h"
 #include "train/orpo.h"
 #include "train/sched.h"
+#include "train/vcache.h"
 
 #define MAX_GROUPS 8
 
@@ -54,6 +57,9 @@ struct trainer {
     ldr_cursor cursor;
     orpo_config oc;
     met_log *metrics;
+    vc_file *vc;              /* the vision cache (plans with LS_VIS_CACHE), else NULL */
+    void *vfeat;              /* lt_feature_buffer: one micro-batch's cached features */
+    size_t vfeat_bytes;
 };
 
 static double mem_peak_mb(void) {
@@ -63,14 +69,6 @@ static double mem_peak_mb(void) {
 }
 
 /* largest anyres tile count of the model */
-static int max_tiles(const llava_config *c) {
-    int m = 1;
-    for (int i = 0; i < c->anyres.n_pinpoints; i++) {
-        int t = 1 + (c->anyres.pinpoints[i][0] / c->anyres.tile) * (c->anyres.pinpoints[i][1] / c->anyres.tile);
-        if (t > m) m = t;
-    }
-    return m;
-}
 
 static double lr_for_group(const tr_config *c, const char *group) {
     for (int i = 0; i < c->n_group_lr; i++)
@@ -143,11 +141,52 @@ static int setup(trainer *r) {
     r->stop_step = c->max_steps > 0 && c->max_steps < r->total_steps ? c->max_steps : r->total_steps;
     /* trainer, sized once from the largest pair in data.h5 */
     if ((rc = lt_init(&r->t, &r->m, &c->spec))) return rc;
-    const int64_t per_pair = r->meta.max_prefix_len + r->meta.max_n_image_tokens + 2 * r->meta.max_answer_len + 2;
-    if ((rc = lt_plan(&r->t, micro * per_pair, (int)micro * max_tiles(&r->m.cfg), micro * per_pair))) return rc;
+    ls_dims dims;
+    ls_dims_pairs(r->meta.max_prefix_len, r->meta.max_n_image_tokens, r->meta.max_answer_len, micro,
+                  ls_image_tiles(&r->m.cfg), &dims);
+    /* generation: eval samples get as many new tokens as the longest answer (at most 256: log_samples) */
+    int gen_new = c->gen_max_new;
+    if (c->eval_samples > 0) {
+        int sm = r->meta.max_answer_len > 0 && r->meta.max_answer_len < 256 ? (int)r->meta.max_answer_len : 256;
+        if (sm > gen_new) gen_new = sm;
+    }
+    dims.gen_prompts = gen_new > 0 ? (int)micro : 0;
+    dims.gen_max_new = gen_new;
+    ls_strategy st;
+    ls_strategy_default(&st, c->spec.act_dtype);
+    st.recompute = c->spec.grad_ckpt;
+    if (c->have_strategy) {
+        st = c->strategy;
+        st.act_dtype = c->spec.act_dtype;
+    }
+    st.forward_only = r->mode == TR_EVAL; /* evaluation runs no backward */
+    /* the vision features: from the cache when training with runtime.vision_cache (or a plan that needs it);
+     * evaluation and generation run the tower */
+    if (r->mode == TR_TRAIN && c->vision_cache) st.vision = LS_VIS_CACHE;
+    if (r->mode == TR_EVAL) st.vision = LS_VIS_RUN;
+    if (st.vision == LS_VIS_CACHE) {
+        if (!c->vision_cache)
+            return err_set(ERR_DATA, "the plan of %s needs the vision features from a cache (the vision tower does "
+                           "not fit runtime.gpu_memory_gb): set runtime.vision_cache: PATH (built once at the "
+                           "start, then read instead of running the tower)", c->name ? c->name : "the job");
+        /* data parallel: rank 0 builds it when missing, the others open it once it is there */
+        vc_source vs = {c->data_path, &r->ref, c->model_hash, c->data_hash, c->stop_requested};
+        if (r->rank == 0) rc = vc_open(c->vision_cache, &r->t, &vs, &r->vc); /* may plan lt to build it */
+        if ((rc = dist_status(c->dist, rc, "the vision cache"))) return rc;
+        if (r->rank != 0 && (rc = vc_open(c->vision_cache, &r->t, &vs, &r->vc))) return rc;
+    }
+    if ((rc = lt_plan_ex(&r->t, &dims, &st))) return rc;
+    r->vfeat = lt_feature_buffer(&r->t, &r->vfeat_bytes);
     r->lp = mem_calloc((size_t)micro, sizeof *r->lp, "trainer: micro-batch pairs");
-    r->dlogp = mem_alloc(sizeof(float) * (size_t)(micro * per_pair), "trainer: log-prob gradients");
-    r->gsum = mem_calloc((size_t)(r->t.nstore + 1), sizeof(float), "trainer: the step's gradient");
+    r->dlogp = mem_alloc(sizeof(float) * (size_t)dims.max_rows, "trainer: log-prob gradients");
+    /* the step's gradient and AdamW's moments on the trainer's device (the size table's trainable.step_grads,
+     * .adam_m, .adam_v), fp32 */
+    const ops *fo = ops_for(r->t.ctx.device, DT_F32);
+    if (!fo) return err_set(ERR_INTERNAL, "trainer: this binary has no fp32 table for device %d", r->t.ctx.device);
+    const size_t gbytes = sizeof(float) * (size_t)(r->t.nstore ? r->t.nstore : 1);
+    r->gsum = fo->mem_alloc(&r->t.ctx, gbytes, MEM_DEVICE, "trainer: the step's gradient");
+    r->mom = fo->mem_alloc(&r->t.ctx, 2 * gbytes, MEM_DEVICE, "optimiser: AdamW moments");
+    if ((rc = fo->sync(&r->t.ctx))) return rc;
     r->vp = mem_calloc((size_t)(r->n_val > 0 ? r->n_val : 1), sizeof *r->vp, "validation: per-pair sums");
     r->vidx = mem_calloc((size_t)(r->n_val > 0 ? r->n_val : 1), sizeof *r->vidx, "validation: pair indices");
     r->oc.beta = c->orpo_beta;
@@ -155,10 +194,13 @@ static int setup(trainer *r) {
     /* optimiser: one group per tensor group, with its learning rate */
     int nt = lt_tensor_count(&r->t);
     r->at = mem_calloc((size_t)(nt ? nt : 1), sizeof *r->at, "optimiser: tensor list");
-    r->mom = mem_calloc((size_t)(2 * r->t.nstore + 1), sizeof(float), "optimiser: AdamW moments");
     r->ck = mem_calloc((size_t)(3 * nt + 1), sizeof *r->ck, "checkpoint: tensor views");
     r->ck_names = mem_calloc((size_t)(nt + 1), sizeof *r->ck_names, "checkpoint: tensor names");
     adamw_init(&r->opt);
+    /* the optimiser runs on the trainer's device, in fp32 (masters, gradients and moments are fp32) */
+    const ops *opt_ops = ops_for(r->t.ctx.device, DT_F32);
+    if (!opt_ops) return err_set(ERR_INTERNAL, "optimiser: this binary has no fp32 table for device %d", r->t.ctx.device);
+    if ((rc = adamw_bind(&r->opt, opt_ops, &r->t.ctx))) return rc;
     int64_t off = 0;
     for (int i = 0; i < nt; i++) {
         const lt_tensor_info *ti = lt_tensor(&r->t, i);
@@ -209,16 +251,21 @@ void tr_close(trainer *r) {
     if (!r) return;
     ldr_close(r->train);
     ldr_close(r->val);
+    vc_close(r->vc);
+    adamw_release(&r->opt);
+    const ops *fo = ops_for(r->t.ctx.device, DT_F32);
+    if (fo && r->t.o) {
+        fo->mem_free(&r->t.ctx, r->mom, MEM_DEVICE);
+        fo->mem_free(&r->t.ctx, r->gsum, MEM_DEVICE);
+    }
     lt_free(&r->t);
     llava_model_free(&r->m);
     tok_free(r->tk);
     free(r->at);
-    free(r->mom);
     free(r->ck);
     free(r->ck_names);
     free(r->lp);
     free(r->dlogp);
-    free(r->gsum);
     free(r->vp);
     free(r->vidx);
     free(r);
@@ -324,7 +371,25 @@ static int nll_tokens_of(const trainer *r, const ldr_pair *p) {
 
 static void to_lt_pair(const ldr_pair *p, lt_pair *q) {
     *q = (lt_pair){p->pixels, p->n_patches, p->height, p->width, p->prefix, p->prefix_len,
-                   p->chosen, p->rejected, p->chosen_len, p->rejected_len};
+                   p->chosen, p->rejected, p->chosen_len, p->rejected_len, NULL};
+}
+
+int tr_pair_features(trainer *r, const ldr_pair *pairs, int n, lt_pair *lp) {
+    if (!r->vc) return ERR_OK;
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        const size_t bytes = (size_t)pairs[i].n_patches * (size_t)(r->t.m->cfg.v_image / r->t.m->cfg.v_patch) *
+                             (size_t)(r->t.m->cfg.v_image / r->t.m->cfg.v_patch) * (size_t)r->t.m->cfg.v_hidden *
+                             dtype_size(r->c.spec.act_dtype);
+        if (off + bytes > r->vfeat_bytes)
+            return err_set(ERR_INTERNAL, "vision cache: the micro-batch's features need more than the planned %zu "
+                           "bytes", r->vfeat_bytes);
+        int rc = vc_read(r->vc, pairs[i].index, pairs[i].n_patches, (char *)r->vfeat + off, r->vfeat_bytes - off);
+        if (rc) return rc;
+        lp[i].features = (char *)r->vfeat + off;
+        off += bytes;
+    }
+    return ERR_OK;
 }
 
 /* the loss sums of one micro-batch, and its packed tokens, as one vector for dist_fold_f64 */
@@ -344,13 +409,14 @@ static int train_step(trainer *r, met_train *row) {
     for (int i = 0; i < b->n; i++) norm.nll_tokens += nll_tokens_of(r, &b->pairs[i]);
     const int micro = (int)c->micro_batch_pairs, nmb = (b->n + micro - 1) / micro;
     double sums[NSUMS] = {0};
-    memset(r->gsum, 0, sizeof(float) * (size_t)r->t.nstore);
+    r->t.of->memset(&r->t.ctx, r->gsum, 0, sizeof(float) * (size_t)r->t.nstore);
     for (int round = 0; round * r->world < nmb; round++) {
         int k = round * r->world + r->rank, has = k < nmb;
         double mine[NSUMS] = {0};
         if (has) {
             int off = k * micro, n = b->n - off < micro ? b->n - off : micro;
             for (int i = 0; i < n; i++) to_lt_pair(&b->pairs[off + i], &r->lp[i]);
+            if ((rc = tr_pair_features(r, &b->pairs[off], n, r->lp))) return rc;
             lt_zero_grads(&r->t);
             lt_batch lb = {r->lp, n, (uint32_t)r->step, 0};
             lt_fwd fw;
@@ -368,13 +434,13 @@ static int train_step(trainer *r, met_train *row) {
         if ((rc = dist_fold_f32(c->dist, r->gsum, r->t.gstore, r->t.nstore, has, what))) return rc;
         if ((rc = dist_fold_f64(c->dist, sums, mine, NSUMS, has, what))) return rc;
     }
-    memcpy(r->t.gstore, r->gsum, sizeof(float) * (size_t)r->t.nstore); /* the optimiser reads the tensors' grads */
+    r->t.of->copy(&r->t.ctx, r->t.gstore, r->gsum, r->t.nstore); /* the optimiser reads the tensors' grads */
     orpo_accum acc;
     memcpy(&acc, sums, sizeof acc);
     int64_t toks = (int64_t)sums[SUM_TOKENS];
     orpo_metrics m;
     if ((rc = orpo_finish(&acc, &norm, &m))) return rc;
-    double gnorm = adamw_clip(r->groups, r->ng, c->max_grad_norm);
+    double gnorm = adamw_clip(&r->opt, r->groups, r->ng, c->max_grad_norm);
     double factor = sched_factor(c->cosine ? SCHED_COSINE : SCHED_CONSTANT, r->step, c->warmup_steps, r->total_steps);
     if ((rc = adamw_step(&r->opt, r->groups, r->ng, factor))) return rc;
     r->step++;
@@ -428,6 +494,7 @@ int tr_evaluate(trainer *r, met_val *row, int64_t *pairs, int (*on_pair)(void *c
             to_lt_pair(&b->pairs[i], &r->lp[i]);
             r->vidx[done + i] = b->pairs[i].index;
         }
+        if ((rc = tr_pair_features(r, b->pairs, n, r->lp))) return rc;
         lt_batch lb = {r->lp, n, (uint32_t)r->step, 1};
         lt_fwd fw;
         if ((rc = lt_forward(&r->t, &lb, &fw))) return rc;
@@ -623,4 +690,41 @@ out:
     sum->elapsed = r->elapsed;
     r->metrics = NULL;
     return rc;
+}
+
+/* bytes of the loaded model's vision tower (fp32, its linears NF4 when the model stores them so) */
+static size_t tower_bytes(const llava_model *m) {
+    const llava_config *cfg = &m->cfg;
+    llava_weights w;
+    memset(&w, 0, sizeof w);
+    w.vis = mem_calloc((size_t)(cfg->v_run_layers > 0 ? cfg->v_run_layers : 1), sizeof *w.vis, "tower size");
+    w.dec = mem_calloc((size_t)(cfg->t_layers > 0 ? cfg->t_layers : 1), sizeof *w.dec, "tower size");
+    llava_param *ps = NULL;
+    int np = 0;
+    size_t n = 0;
+    const int nf4 = cfg->v_run_layers > 0 && m->w.vis[0].q.dtype == DT_NF4;
+    if (llava_params_build(cfg, &w, &ps, &np) == ERR_OK)
+        for (int i = 0; i < np; i++)
+            if (!strncmp(ps[i].name, "vision_tower.", 13))
+                n += ps[i].is_linear && nf4 ? ls_nf4_bytes(ps[i].numel) : sizeof(float) * (size_t)ps[i].numel;
+    free(ps);
+    free(w.vis);
+    free(w.dec);
+    return n;
+}
+
+void tr_memory(trainer *r, tr_memory_use *u) {
+    memset(u, 0, sizeof *u);
+    const ls_table *tab = lt_table(&r->t);
+    if (!tab) return;
+    u->plan_weights = ls_total(tab, LS_DEVICE, LS_WEIGHTS);
+    u->weights = sizeof(float) * r->m.arena_floats + r->m.qbytes;
+    /* with the vision features from a cache the CPU model still holds the tower (it may have built the cache), but
+     * the run never reads it: it is not part of the run's weights (a GPU backend leaves it on the host) */
+    if (r->vc) u->weights -= tower_bytes(&r->m);
+    u->plan_device = ls_total(tab, LS_DEVICE, LS_ANY) - u->plan_weights;
+    u->plan_host = ls_total(tab, LS_HOST, LS_ANY);
+    size_t live;
+    r->t.o->mem_stats(&r->t.ctx, MEM_DEVICE, &live, &u->device_peak);
+    r->t.o->mem_stats(&r->t.ctx, MEM_HOST, &live, &u->host_peak);
 }

@@ -16,6 +16,8 @@
  *                                 eval_max_pairs val pairs (n: pairs seen); on_pair (may be NULL) gets each pair
  *   tr_step(t) / tr_stop_step(t)  optimiser steps done / where training stops
  *   tr_close(t)                   free everything (safe on NULL)
+ *   tr_pair_features(t, pairs, n, lp)   a plan with the vision features from a cache: each lt_pair's features
+ *                                 from the cache (lp[i] made from pairs[i]); nothing otherwise
  *   tr_lt(t) / tr_tok(t) / tr_cfg(t) / tr_ref(t)   the model trainer, tokenizer, configuration and model reference
  *                                 (src/train/generate.c generates with them)
  *
@@ -38,6 +40,7 @@
 
 #include "data/dataset.h"
 #include "dist/dist.h"
+#include "model/llava_size.h"
 #include "model/llava_train.h"
 #include "train/metrics.h"
 
@@ -67,6 +70,15 @@ typedef struct tr_config {
     int n_group_lr;
     int64_t ckpt_every, keep_last;        /* 0: only at the end / keep all */
     int64_t eval_every, eval_max_pairs, eval_samples;
+    ls_strategy strategy;     /* the memory strategies of the plan (job_plan.c), when have_strategy; else none,
+                               * with recompute as spec.grad_ckpt */
+    int have_strategy;
+    const char *vision_cache; /* runtime.vision_cache (NULL: not set). Training with it reads the frozen vision
+                               * features from this file (train/vcache.h; built at tr_open when missing) instead of
+                               * running the tower; a plan with the cache (have_strategy) needs it. TR_EVAL runs
+                               * the tower */
+    int gen_max_new;          /* generation (generate, the hallucination benchmark): new tokens at most per prompt;
+                               * 0: none besides eval samples. Sizes the plan's KV cache */
     uint64_t job_hash, model_hash, data_hash; /* recorded in every checkpoint */
     const char *job_yaml;                 /* the frozen configuration, recorded in every checkpoint */
     int (*stop_requested)(void);          /* nonzero: checkpoint and stop (NULL: never) */
@@ -99,12 +111,22 @@ typedef struct trainer trainer;
 int tr_open(const tr_config *c, int mode, trainer **out);
 int tr_restore(trainer *t, const char *path, int check_job, tr_restored *info);
 int tr_train(trainer *t, met_log *m, tr_summary *sum);
+
+/* memory of the run: what the size table planned (llava_size.h) and what the backend measured */
+typedef struct tr_memory_use {
+    size_t plan_weights, weights;         /* frozen weights: planned, loaded */
+    size_t plan_device, device_peak;      /* everything else on the device: planned, high-water of the backend */
+    size_t plan_host, host_peak;          /* host arenas (packed batch, offloaded layer inputs) */
+} tr_memory_use;
+void tr_memory(trainer *t, tr_memory_use *u);
 int tr_evaluate(trainer *t, met_val *row, int64_t *pairs, int (*on_pair)(void *ctx, const tr_pair_result *p),
                 void *ctx);
 int64_t tr_step(const trainer *t);
 int64_t tr_stop_step(const trainer *t);
 void tr_close(trainer *t);
 struct tok;
+struct ldr_pair;
+int tr_pair_features(trainer *t, const struct ldr_pair *pairs, int n, lt_pair *lp);
 llava_trainer *tr_lt(trainer *t);
 const struct tok *tr_tok(const trainer *t);
 const tr_config *tr_cfg(const trainer *t);

@@ -9,6 +9,8 @@
  *   du_init()                                  skip (exit 77, with the reason) without MPI in this build or mpirun
  *                                              on the machine; the environment OpenMPI needs in a test (root, two
  *                                              cores: --oversubscribe)
+ *   du_start()                                 du_init, a fresh test directory with the demo set-up (cu_setup; a
+ *                                              failed set-up ends the test as failed); returns the directory
  *   du_spawn(&c, np, dir, verb, out, extra...) start `[mpirun -np NP] orpo-hpc VERB dir/job.yaml --set
  *                                              job.output_dir=OUT DU_SETS... extra...` (np 0: no mpirun)
  *   du_run(&log, np, dir, verb, out, extra...) the same to its end (at most 600 s); the exit code
@@ -61,6 +63,17 @@ static inline void du_init(void) {
     setenv("OMPI_MCA_hwloc_base_binding_policy", "none", 1);
     setenv("ORPO_LOG", "info", 1);
     printf("mpirun: %s\n", du_mpirun_path);
+}
+
+static inline const char *du_start(void) {
+    du_init();
+    const char *dir = test_tmpdir();
+    if (cu_setup(dir)) {
+        CHECK(0);
+        printf("%s: %d passed, %d failed (the demo set-up failed)\n", __FILE__, t_pass, t_fail);
+        exit(1);
+    }
+    return dir;
 }
 
 #define DU_MAX_ARGS 48

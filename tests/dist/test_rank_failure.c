@@ -96,12 +96,7 @@ static void scenario(const char *dir, const char *name, int victim, int sig, int
 }
 
 int main(void) {
-    du_init();
-    const char *dir = test_tmpdir();
-    if (cu_setup(dir)) {
-        CHECK(0);
-        TEST_MAIN_END();
-    }
+    const char *dir = du_start();
     scenario(dir, "stop1", 1, SIGSTOP, 4, "orpo-hpc: error: rank 1 did not answer within 10 s", 1);
     scenario(dir, "stop0", 0, SIGSTOP, 4, "orpo-hpc[rank 1]: error: rank 0 did not answer within 10 s", 0);
     scenario(dir, "kill1", 1, SIGKILL, -1, "rank 1", 0);

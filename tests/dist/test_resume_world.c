@@ -22,12 +22,7 @@ static void piece(int np, const char *dir, const char *verb, const char *out, co
 }
 
 int main(void) {
-    du_init();
-    const char *dir = test_tmpdir();
-    if (cu_setup(dir)) {
-        CHECK(0);
-        TEST_MAIN_END();
-    }
+    const char *dir = du_start();
     char ref[1200], out[1200], sig[1200], p[1300];
     snprintf(ref, sizeof ref, "%s/ref", dir);
     snprintf(out, sizeof out, "%s/pieces", dir);

@@ -21,12 +21,7 @@ static void run_ok(int np, const char *dir, const char *out, const char *accum) 
 }
 
 int main(void) {
-    du_init();
-    const char *dir = test_tmpdir();
-    if (cu_setup(dir)) {
-        CHECK(0);
-        TEST_MAIN_END();
-    }
+    const char *dir = du_start();
     char ref2[1200], np2[1200], ref4[1200], np4[1200];
     snprintf(ref2, sizeof ref2, "%s/ref2", dir);
     snprintf(np2, sizeof np2, "%s/np2", dir);

@@ -142,13 +142,13 @@ static void run_adamw(const char *name) {
                 memcpy(S.t[k][j].grad, gr, sizeof(float) * n);
                 free(gr);
             }
-        double norm = adamw_clip(S.g, ng, max_norm);
+        double norm = adamw_clip(&opt, S.g, ng, max_norm);
         double rn = fabs(norm - norms[s]) / norms[s];
         if (rn > worst_norm) worst_norm = rn;
         CHECK(rn <= kappa);
         if (max_norm < norms[s]) {
             /* clipping was active: the clipped gradients have norm max_norm (up to the 1e-6 of torch) */
-            CHECK_NEAR(adamw_grad_norm(S.g, ng), max_norm * norms[s] / (norms[s] + 1e-6), kappa * max_norm);
+            CHECK_NEAR(adamw_grad_norm(&opt, S.g, ng), max_norm * norms[s] / (norms[s] + 1e-6), kappa * max_norm);
         }
         double factor = sched_factor(kind, s, warm, total);
         for (int k = 0; k < ng; k++) CHECK_NEAR(S.g[k].lr * factor, lrs[s * ng + k], 1e-15);

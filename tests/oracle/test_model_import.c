@@ -1,4 +1,5 @@
 /* import-model: HF directory -> model.h5 -> CPU forward, against transformers.
+ *   (the forward is the trainer's, lt_forward in a forward-only plan, through tests/fwd_full.h)
  *   - fp32 import: logits match transformers within max|diff|/max|ref| <= 2 tol_llava_fwd + u for every image
  *     case (tolerance.h: the worst-case fp32 error of the forward chain in any summation order, ours and the
  *     oracle's; about 2.6e-4 for the tiny model; was 1e-4, below that worst case)
@@ -12,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "fixture_h5.h"
+#include "fwd_full.h"
 #include "io/err.h"
 #include "io/fsutil.h"
 #include "io/h5x.h"
@@ -26,12 +28,10 @@
 
 static const char *cases[] = {"square", "wide", "tall", "tiny", "odd"};
 
-/* logits of every position for one fixture case */
-static float *run_case(const llava_model *m, hid_t F, const char *cs, size_t *nlog) {
+/* logits of every position for one fixture case: the trainer's forward (fwd_full.h: target rows from its lm_head,
+ * the positions followed by an <image> token and the last from the host lm_head on its final hidden states) */
+static float *run_case(llava_model *m, hid_t F, const char *cs, size_t *nlog) {
     const llava_config *cfg = &m->cfg;
-    const ops *o = ops_cpu();
-    opctx ctx;
-    memset(&ctx, 0, sizeof ctx);
     char p[128];
     size_t npx, nsz, nid;
     snprintf(p, sizeof p, "%s/pixel_values", cs);
@@ -40,26 +40,18 @@ static float *run_case(const llava_model *m, hid_t F, const char *cs, size_t *nl
     int32_t *hw = fx_i32(F, p, &nsz);
     snprintf(p, sizeof p, "%s/input_ids", cs);
     int32_t *ids = fx_i32(F, p, &nid);
-    const int64_t D = cfg->t_hidden, L = (int64_t)nid, np = (int64_t)(cfg->v_image / cfg->v_patch) * (cfg->v_image / cfg->v_patch);
+    const int64_t L = (int64_t)nid;
     int P = (int)(npx / (3 * (size_t)cfg->v_image * cfg->v_image));
-    void *ws = malloc(llava_ws_size(cfg, L, P));
-    float *sel = malloc(sizeof(float) * (size_t)(P * np * cfg->v_hidden));
-    float *proj = malloc(sizeof(float) * (size_t)(P * np * D));
-    llava_vision_forward(o, &ctx, cfg, &m->w, pix, P, sel, ws);
-    llava_project(o, &ctx, cfg, &m->w, sel, P * np, proj, ws);
-    int64_t n_img = llava_pack_image(cfg, &m->w, proj, P, hw[0], hw[1], NULL);
-    float *feat = malloc(sizeof(float) * (size_t)(n_img * D)), *x = malloc(sizeof(float) * (size_t)(L * D));
-    llava_pack_image(cfg, &m->w, proj, P, hw[0], hw[1], feat);
-    llava_embed(o, &ctx, cfg, &m->w, ids, L, feat, n_img, x);
-    int32_t *pos = malloc(sizeof(int32_t) * (size_t)L);
-    int64_t *rows = malloc(sizeof(int64_t) * (size_t)L);
-    for (int64_t i = 0; i < L; i++) { pos[i] = (int32_t)i; rows[i] = i; }
-    seq_desc sd = {0, (int32_t)L, 0, -1};
-    llava_decoder_forward(o, &ctx, cfg, &m->w, x, pos, &sd, 1, L, ws);
+    lt_pair pr = ff_pair(ids, L, pix, P, hw[0], hw[1]);
+    llava_trainer t;
     *nlog = (size_t)(L * cfg->vocab);
     float *logits = malloc(sizeof(float) * *nlog);
-    llava_lm_head(o, &ctx, cfg, &m->w, x, rows, L, logits, ws);
-    free(pix); free(hw); free(ids); free(ws); free(sel); free(proj); free(feat); free(x); free(pos); free(rows);
+    int rc = ff_init(&t, m, L, P, 1, 1);
+    if (!rc) rc = ff_logits(&t, &pr, 1, logits, NULL, NULL);
+    if (rc) fprintf(stderr, "%s: %s\n", cs, err_msg());
+    CHECK_EQ_INT(rc, 0);
+    lt_free(&t);
+    free(pix); free(hw); free(ids);
     return logits;
 }
 

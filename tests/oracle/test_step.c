@@ -50,40 +50,7 @@ static void set_tolerances(const llava_model *m) {
     TOL_METRIC = 2 * tol_llava_fwd(&m->cfg, L) + tol_gamma(m->cfg.vocab) + 4 * TOL_U;
 }
 
-/* one micro-batch: forward, ORPO, backward; returns metrics */
-static int step_grads(llava_trainer *t, uint32_t step, orpo_metrics *m) {
-    lt_batch b = {pairs, 2, step, 0};
-    lt_fwd fw;
-    lt_zero_grads(t);
-    int rc = lt_forward(t, &b, &fw);
-    if (rc) return rc;
-    int64_t nll = 0;
-    for (int64_t i = 0; i < fw.nrows; i++) nll += (fw.role[i] & ORPO_TOK_NLL) != 0;
-    orpo_config oc = {0.1, ORPO_NLL_ALL};
-    orpo_norm norm = {2, nll};
-    orpo_batch ob = {fw.nrows, fw.logp, fw.role, fw.pair, 2};
-    orpo_accum acc;
-    orpo_accum_init(&acc);
-    float *dlogp = malloc(sizeof(float) * (size_t)fw.nrows);
-    rc = orpo_tokens(&oc, &ob, &norm, &acc, dlogp);
-    if (!rc) rc = orpo_finish(&acc, &norm, m);
-    if (!rc) rc = lt_backward(t, dlogp);
-    free(dlogp);
-    return rc;
-}
-
-static void set_init(llava_trainer *t, const char *grp) {
-    for (int i = 0; i < lt_tensor_count(t); i++) {
-        const lt_tensor_info *ti = lt_tensor(t, i);
-        char p[300];
-        size_t n;
-        snprintf(p, sizeof p, "%s/init/%s", grp, ti->name);
-        float *v = fx_f32(F, p, &n);
-        CHECK_EQ_INT(n, ti->numel);
-        memcpy(ti->data, v, sizeof(float) * n);
-        free(v);
-    }
-}
+static void set_init(llava_trainer *t, const char *grp) { step_set_init(F, t, grp); }
 
 static double max_grad_err(llava_trainer *t, const char *grp, const char *what) {
     double worst = 0;
@@ -164,7 +131,7 @@ static void check_dropout(llava_model *m) {
         lt_plan(&t, 512, 16, 512);
         set_init(&t, "lora_fp32");
         orpo_metrics mt;
-        CHECK_EQ_INT(step_grads(&t, 7, &mt), 0);
+        CHECK_EQ_INT(step_grads(&t, pairs, 7, &mt), 0);
         n = t.nstore;
         g[k] = malloc(sizeof(float) * (size_t)n);
         memcpy(g[k], t.gstore, sizeof(float) * (size_t)n);
@@ -272,7 +239,7 @@ static void check_adamw(llava_trainer *t, const char *grp) {
     ab_init(&b, &opt, N);
     for (int s = 1; s <= 3; s++) {
         orpo_metrics mt;
-        CHECK_EQ_INT(step_grads(t, (uint32_t)s, &mt), 0);
+        CHECK_EQ_INT(step_grads(t, pairs, (uint32_t)s, &mt), 0);
         double ss = 0, kt = 0;
         for (int i = 0; i < nt; i++) {
             const lt_tensor_info *ti = lt_tensor(t, i);
@@ -283,7 +250,7 @@ static void check_adamw(llava_trainer *t, const char *grp) {
             kt = fmax(kt, gamma_n((double)ti->numel) / 2);
         }
         kt += gamma_n(nt) / 2 + 2 * AB_U;
-        double norm = adamw_clip(&g, 1, clip);
+        double norm = adamw_clip(&opt, &g, 1, clip);
         double c = norm > 0 && clip / (norm + 1e-6) < 1 ? clip / (norm + 1e-6) : 1;
         double k = norm > 0 ? sqrt(ss) / norm + kt : 0;
         CHECK(k < 0.5);
@@ -368,7 +335,7 @@ static void run_variant(const char *variant, const char *base, llava_model *m) {
             CHECK_EQ_INT(lt_plan(&t, 512, 16, 512), 0);
             set_init(&t, grp);
             orpo_metrics mt;
-            int rc = step_grads(&t, 1, &mt);
+            int rc = step_grads(&t, pairs, 1, &mt);
             if (rc) fprintf(stderr, "%s\n", err_msg());
             CHECK_EQ_INT(rc, 0);
             const char *names[8] = {"loss", "nll_loss", "log_odds_ratio", "log_odds_chosen", "chosen_logps",
@@ -415,17 +382,8 @@ static void run_variant(const char *variant, const char *base, llava_model *m) {
 int main(void) {
     F = fx_open(test_fixture("step/step.h5"));
     step_pairs_load(F, pairs);
-    const char *tmp = test_tmpdir();
     char fp32[1024], nf4[1024];
-    snprintf(fp32, sizeof fp32, "%s/fp32.h5", tmp);
-    snprintf(nf4, sizeof nf4, "%s/nf4.h5", tmp);
-    mh5_opts o;
-    mh5_opts_default(&o);
-    o.quant = MH5_QUANT_FP32;
-    CHECK_EQ_INT(mh5_import(test_fixture("llava_tiny/model"), fp32, &o), 0);
-    mh5_opts_default(&o);
-    o.nf4_flavor = NF4_FLAVOR_CPU;
-    CHECK_EQ_INT(mh5_import(test_fixture("llava_tiny/model"), nf4, &o), 0);
+    step_models(fp32, nf4);
     const char *bases[2] = {"fp32", "nf4"};
     const char *paths[2] = {fp32, nf4};
     for (int b = 0; b < 2; b++)

@@ -1,5 +1,5 @@
 /* Unit test: make-demo (src/demo). Writes the demo into a temp dir and checks that
- *   - the model directory parses, imports to model.h5 (mh5_import, NF4 and fp32) and runs the CPU forward on a
+ *   - the model directory parses, imports to model.h5 (mh5_import, NF4 and fp32) and runs the trainer's forward on a
  *     demo example (real PNG -> anyres -> template ids): logits finite, fp32 import == HF-directory load,
  *     NF4 close to fp32;
  *   - the tokenizer loads from the written tokenizer.json; every question/answer round-trips
@@ -30,6 +30,7 @@
 #include "data/template.h"
 #include "data/tok.h"
 #include "demo/demo.h"
+#include "fwd_full.h"
 #include "io/err.h"
 #include "io/fsutil.h"
 #include "io/log.h"
@@ -392,8 +393,8 @@ static void test_parquet(const char *dir) {
     pq_close(pq);
 }
 
-/* logits of every position of pair i (question + chosen), or NULL */
-static float *forward(const llava_model *m, const char *dir, int i, int64_t *L_out) {
+/* logits of every position of pair i (question + chosen), or NULL: the trainer's forward (tests/fwd_full.h) */
+static float *forward(llava_model *m, const char *dir, int i, int64_t *L_out) {
     const llava_config *cfg = &m->cfg;
     char rel[100], path[900], *buf = NULL;
     size_t n = 0;
@@ -419,26 +420,20 @@ static float *forward(const llava_model *m, const char *dir, int i, int64_t *L_o
     CHECK_EQ_INT(tok_load_file(path, &t), 0);
     CHECK_EQ_INT(tpl_encode(t, rows[i].question, rows[i].chosen, (int32_t)n_img, &seq), 0);
     tok_free(t);
-    const ops *o = ops_cpu();
-    opctx ctx;
-    memset(&ctx, 0, sizeof ctx);
-    const int64_t D = cfg->t_hidden, L = (int64_t)seq.ids.n, npt = (int64_t)(T / cfg->v_patch) * (T / cfg->v_patch);
-    void *ws = malloc(llava_ws_size(cfg, L, P));
-    float *sel = malloc(sizeof(float) * (size_t)(P * npt * cfg->v_hidden));
-    float *proj = malloc(sizeof(float) * (size_t)(P * npt * D));
-    float *feat = malloc(sizeof(float) * (size_t)(n_img * D)), *x = malloc(sizeof(float) * (size_t)(L * D));
-    int32_t *pos = malloc(sizeof(int32_t) * (size_t)L);
-    int64_t *rws = malloc(sizeof(int64_t) * (size_t)L);
+    const int64_t L = (int64_t)seq.ids.n;
     float *logits = malloc(sizeof(float) * (size_t)(L * cfg->vocab));
-    llava_vision_forward(o, &ctx, cfg, &m->w, pix, P, sel, ws);
-    llava_project(o, &ctx, cfg, &m->w, sel, P * npt, proj, ws);
-    CHECK_EQ_INT(llava_pack_image(cfg, &m->w, proj, P, im.h, im.w, feat), n_img);
-    CHECK_EQ_INT(llava_embed(o, &ctx, cfg, &m->w, seq.ids.v, L, feat, n_img, x), 0);
-    for (int64_t k = 0; k < L; k++) pos[k] = (int32_t)k, rws[k] = k;
-    seq_desc sd = {0, (int32_t)L, 0, -1};
-    llava_decoder_forward(o, &ctx, cfg, &m->w, x, pos, &sd, 1, L, ws);
-    llava_lm_head(o, &ctx, cfg, &m->w, x, rws, L, logits, ws);
-    free(pix); free(ws); free(sel); free(proj); free(feat); free(x); free(pos); free(rws);
+    lt_pair pr = ff_pair(seq.ids.v, L, pix, P, im.h, im.w);
+    llava_trainer tr;
+    rc = ff_init(&tr, m, L, P, 1, 1);
+    if (!rc) rc = ff_logits(&tr, &pr, 1, logits, NULL, NULL);
+    if (rc) fprintf(stderr, "%s\n", err_msg());
+    CHECK_EQ_INT(rc, 0);
+    int64_t cap = n_img * cfg->t_hidden, got = -1;
+    float *feat = malloc(sizeof(float) * (size_t)cap);
+    CHECK_EQ_INT(rc ? rc : lt_peek(&tr, "image_rows", feat, cap, &got, NULL), 0);
+    CHECK_EQ_INT(got, n_img); /* the packed image rows fill the template's <image> tokens */
+    lt_free(&tr);
+    free(pix); free(feat);
     img_free(&im);
     tpl_free(&seq);
     *L_out = L;

@@ -20,10 +20,8 @@ exists() { if [ -s "$1" ]; then ok; else bad "missing $1"; fi; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/orpo-export-cli-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 export ORPO_LOG=info
-"$bin" make-demo --out "$tmp/D" --pairs 40 >/dev/null 2>&1 || { echo "FAIL: make-demo"; exit 1; }
-"$bin" import-model --from "$tmp/D/model" --out "$tmp/D/model.h5" >/dev/null 2>&1 || { echo "FAIL: import-model"; exit 1; }
-"$bin" import-data --parquet "$tmp/D/data/rlaif-v-demo.parquet" --model "$tmp/D/model.h5" --out "$tmp/D/data.h5" \
-    --val-fraction 0.25 --seed 1 >/dev/null 2>&1 || { echo "FAIL: import-data"; exit 1; }
+. "$src/tests/demo_inputs.sh"
+demo_inputs "$tmp/D"
 sed "s|@DIR@|$tmp|g" "$src/tests/crash/job.yaml.in" >"$tmp/job.yaml"
 job="$tmp/job.yaml"
 

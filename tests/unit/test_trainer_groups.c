@@ -110,7 +110,7 @@ static void check_combo(const lt_spec *sp, const char *label) {
         if (strstr(ti->name, "/B"))
             for (int64_t k = 0; k < ti->numel; k++) ti->data[k] = 0.05f * frand();
     }
-    lt_pair pr = {pixels, P, H, W, prefix, n_prefix, chosen, rejected, 4, 5};
+    lt_pair pr = {pixels, P, H, W, prefix, n_prefix, chosen, rejected, 4, 5, NULL};
     lt_batch b = {&pr, 1, 1, 0};
     lt_fwd fw;
     lt_zero_grads(&t);

@@ -1,4 +1,5 @@
-/* cpu_act — element-wise ops: GELU (erf), quick GELU, SwiGLU, residual add; forward and backward. */
+/* cpu_act — element-wise ops: GELU (erf), quick GELU, SwiGLU, residual add (in place, and out = a + b); forward and
+ * backward. */
 #include <math.h>
 
 #include "backend/cpu/cpu_ops.h"
@@ -68,4 +69,11 @@ void cpu_add_inplace(opctx *c, void *y_, const void *x_, int64_t n) {
     float *y = y_;
     const float *x = x_;
     for (int64_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+void cpu_add(opctx *c, void *out_, const void *a_, const void *b_, int64_t n) {
+    (void)c;
+    float *out = out_;
+    const float *a = a_, *b = b_;
+    for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }

@@ -1,6 +1,8 @@
 /* cpu_ops — the op table of the fp32 CPU reference. */
 #include "backend/cpu/cpu_ops.h"
 
+#include "backend/cpu/cpu_mem.h"
+
 static const ops g_cpu_ops = {
     .name = "cpu",
     .linear_fwd = cpu_linear_fwd,
@@ -31,6 +33,16 @@ static const ops g_cpu_ops = {
     .dropout = cpu_dropout,
     .gather_rows = cpu_gather_rows,
     .scatter_add_rows = cpu_scatter_add_rows,
+    .gather_rows_fill = cpu_gather_rows_fill,
+    .scatter_rows = cpu_scatter_rows,
+    .add = cpu_add,
+    .nf4_dequant = cpu_nf4_dequant,
+    .im2col = cpu_im2col,
+    .vis_embed = cpu_vis_embed,
+    .cast = cpu_cast,
+    .sumsq = cpu_sumsq,
+    .adamw = cpu_adamw,
+    CPU_MEM_OPS,
 };
 
 const ops *ops_cpu(void) { return &g_cpu_ops; }

@@ -45,5 +45,26 @@ void cpu_dropout(opctx *c, void *y, const void *x, int64_t n, float p, const uin
                  uint64_t c0);
 void cpu_gather_rows(opctx *c, void *dst, const void *src, const int64_t *rows, int64_t nrows, int64_t D);
 void cpu_scatter_add_rows(opctx *c, void *dst, const void *src, const int64_t *rows, int64_t nrows, int64_t D);
+void cpu_gather_rows_fill(opctx *c, void *dst, const void *src, const int64_t *rows, int64_t nrows, int64_t D,
+                          const void *fill);
+void cpu_scatter_rows(opctx *c, void *dst, const void *src, const int64_t *rows, int64_t nrows, int64_t D);
+void cpu_add(opctx *c, void *out, const void *a, const void *b, int64_t n);
+void cpu_nf4_dequant(opctx *c, void *out, int out_dtype, const uint8_t *packed, const uint8_t *qabsmax,
+                     const float *absmax2, float offset, int64_t n, int bs, int bs2);
+void cpu_im2col(opctx *c, void *rows, const float *pixels, int P, int T, int p);
+void cpu_vis_embed(opctx *c, void *h, const void *patch, const float *cls, const float *pos, int64_t ntiles,
+                   int64_t np, int64_t D);
+void cpu_cast(opctx *c, void *dst, int dst_dtype, const void *src, int src_dtype, int64_t n);
+void cpu_sumsq(opctx *c, double *out, const float *x, int64_t n);
+void cpu_adamw(opctx *c, float *p, const float *g, float *m, float *v, int64_t n, float decay, int has_wd, float w1,
+               float b2, float w2, float bc2, float eps, float neg_step);
+
+/* NF4 helpers of cpu_nf4.c, also used by model/nf4.c (one implementation):
+ *   cpu_nf4_absmax(q, a2, off, b, bs2)                  absmax of block b (dynamic_map[q[b]] * a2[b / bs2] + off)
+ *   cpu_nf4_dequant_range(out, dt, packed, q, a2, off, bs, bs2, e0, e1)  elements [e0, e1) into out[0 .. e1 - e0),
+ *                                                       dt DT_F32 or DT_BF16 (nearest even) */
+float cpu_nf4_absmax(const uint8_t *qabsmax, const float *absmax2, float offset, int64_t b, int bs2);
+void cpu_nf4_dequant_range(void *out, int out_dtype, const uint8_t *packed, const uint8_t *qabsmax,
+                           const float *absmax2, float offset, int bs, int bs2, int64_t e0, int64_t e1);
 
 #endif
