@@ -46,7 +46,10 @@
 /* question kinds */
 enum { DEMO_Q_COLOUR, DEMO_Q_SHAPE, DEMO_Q_COUNT, DEMO_Q_POSITION, DEMO_Q_EXIST, DEMO_Q_DESCRIBE, DEMO_NQ };
 /* model initialisation (demo_model.c) */
-enum { DEMO_INIT_SCALED, DEMO_INIT_HF };
+enum { DEMO_INIT_SCALED, DEMO_INIT_HF, DEMO_INIT_BUILT };
+/* DEMO_INIT_BUILT's vision features (demo_model.c): channel DEMO_VF_PRESENT + colour is 1 where the tile holds that
+ * shape colour, 0 where not; DEMO_VF_COUNT how many shape colours the tile holds */
+enum { DEMO_VF_PRESENT = 55, DEMO_VF_COUNT = 61 };
 
 typedef struct demo_opts {
     uint64_t seed;

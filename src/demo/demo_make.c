@@ -238,8 +238,8 @@ int demo_make(const char *out_dir, const demo_opts *o) {
         total += o->mix[k];
     }
     if (total < 1) return err_set(ERR_ARGS, "make-demo: the task weights of the mix add up to 0");
-    if (o->init != DEMO_INIT_SCALED && o->init != DEMO_INIT_HF)
-        return err_set(ERR_ARGS, "make-demo: init %d: expected DEMO_INIT_SCALED or DEMO_INIT_HF", o->init);
+    if (o->init != DEMO_INIT_SCALED && o->init != DEMO_INIT_HF && o->init != DEMO_INIT_BUILT)
+        return err_set(ERR_ARGS, "make-demo: init %d: expected DEMO_INIT_BUILT, DEMO_INIT_SCALED or DEMO_INIT_HF", o->init);
     char model_dir[4096], data_dir[4096];
     int rc;
     if ((rc = fs_join(model_dir, sizeof model_dir, out_dir, "model")) ||

@@ -340,6 +340,57 @@ static void test_init(const char *dir) {
     CHECK_EQ_INT(demo_make(sub, &o), ERR_ARGS);
 }
 
+/* --init built: the constructed vision tower sees the colours of a tile. One 56 x 56 tile, white, with a red square in
+ * its upper left (28 x 28) and a blue rectangle (14 x 28) at the bottom right, goes through the C tower; every patch's
+ * features say red and blue are there (DEMO_VF_PRESENT + colour ~ 1), nothing else (~ 0), and two colours
+ * (DEMO_VF_COUNT ~ 2); a tile with nothing but white says none. */
+static void test_built(void) {
+    char sub[960], hf[990];
+    snprintf(sub, sizeof sub, "%s/built-init", test_tmpdir());
+    demo_opts o;
+    demo_opts_default(&o);
+    o.pairs = 2;
+    o.init = DEMO_INIT_BUILT;
+    CHECK_EQ_INT(demo_make(sub, &o), 0);
+    snprintf(hf, sizeof hf, "%s/model", sub);
+    llava_model m;
+    CHECK_EQ_INT(llava_model_load_hf(hf, &m), 0);
+    const int T = m.cfg.v_image, np = (T / m.cfg.v_patch) * (T / m.cfg.v_patch);
+    const int64_t Dv = m.cfg.v_hidden;
+    static const double mean[3] = {0.48145466, 0.4578275, 0.40821073}, std[3] = {0.26862954, 0.26130258, 0.27577711};
+    float *pix = malloc(sizeof(float) * 3 * (size_t)(T * T)), *feat = malloc(sizeof(float) * (size_t)(np * Dv));
+    llava_trainer tr;
+    CHECK_EQ_INT(ff_init(&tr, &m, 8, 1, 1, 1), 0);
+    for (int blank = 0; blank < 2; blank++) {
+        for (int y = 0; y < T; y++)
+            for (int x = 0; x < T; x++) {
+                uint8_t rgb[3] = {255, 255, 255};
+                if (!blank && y < 28 && x < 28) demo_colour_rgb(DEMO_RED, rgb);
+                if (!blank && y >= 42 && x >= 28) demo_colour_rgb(DEMO_BLUE, rgb);
+                for (int c = 0; c < 3; c++) pix[(c * T + y) * T + x] = (float)((rgb[c] / 255.0 - mean[c]) / std[c]);
+            }
+        int rc = lt_vision_features(&tr, pix, 1, feat);
+        if (rc) fprintf(stderr, "%s\n", err_msg());
+        CHECK_EQ_INT(rc, 0);
+        double worst = 0;
+        for (int p = 0; p < np; p++) {
+            const float *f = feat + p * Dv;
+            for (int c = 0; c < DEMO_NCOLOURS; c++) {
+                int there = !blank && (c == DEMO_RED || c == DEMO_BLUE);
+                worst = fmax(worst, fabs(f[DEMO_VF_PRESENT + c] - there));
+            }
+            worst = fmax(worst, fabs(f[DEMO_VF_COUNT] - (blank ? 0 : 2)));
+        }
+        printf("built tower, %s tile: presence and count within %.3f of the truth on all %d patches\n",
+               blank ? "white" : "red + blue", worst, np);
+        CHECK(worst < 0.1);
+    }
+    lt_free(&tr);
+    free(pix);
+    free(feat);
+    llava_model_free(&m);
+}
+
 static void test_parquet(const char *dir) {
     char path[900];
     snprintf(path, sizeof path, "%s/data/rlaif-v-demo.parquet", dir);
@@ -594,6 +645,7 @@ int main(void) {
     test_images(dir_a);
     test_mix();
     test_init(dir_a);
+    test_built();
     test_parquet(dir_a);
     test_model(dir_a);
     test_determinism();
