@@ -1,5 +1,5 @@
 /* orpo-hpc make-demo: the tiny demo model (HF LLaVA-NeXT directory) and synthetic preference data.
- *   make-demo --out DIR [--pairs N] [--seed S] [--mix c,s,n,p,e,d] [--init scaled|hf]   (docs/demo.md) */
+ *   make-demo --out DIR [--pairs N] [--seed S] [--mix c,s,n,p,e,d] [--init scaled|hf|built]   (docs/demo.md) */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,7 +44,8 @@ int cmd_make_demo(int argc, char **argv) {
         } else if (!strcmp(a, "--init") && v) {
             if (!strcmp(v, "scaled")) o.init = DEMO_INIT_SCALED;
             else if (!strcmp(v, "hf")) o.init = DEMO_INIT_HF;
-            else return err_set(ERR_ARGS, "make-demo: --init %s: expected scaled or hf", v), cli_fail();
+            else if (!strcmp(v, "built")) o.init = DEMO_INIT_BUILT;
+            else return err_set(ERR_ARGS, "make-demo: --init %s: expected scaled, hf or built", v), cli_fail();
             i++;
         } else {
             return err_set(ERR_ARGS, "make-demo: unexpected argument '%s' (see orpo-hpc help make-demo)", a), cli_fail();

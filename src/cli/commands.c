@@ -78,7 +78,7 @@ const cli_command cli_commands[] = {
      "  Checks rank, alpha, targets and shapes against the job (exit 2 or 3 naming the tensor), then writes\n"
      "  checkpoint step 0 into job.output_dir; orpo-hpc resume JOB.yaml continues from it."},
     {"make-demo", cmd_make_demo, "write the tiny demo model and synthetic preference data",
-     "orpo-hpc make-demo --out DIR [--pairs N] [--seed S] [--mix c,s,n,p,e,d] [--init scaled|hf]\n"
+     "orpo-hpc make-demo --out DIR [--pairs N] [--seed S] [--mix c,s,n,p,e,d] [--init scaled|hf|built]\n"
      "  DIR/model: a tiny LLaVA-NeXT as a HuggingFace directory; DIR/data: synthetic preference pairs as PNG +\n"
      "  pairs.jsonl and an RLAIF-V-shaped Parquet file. Docs: docs/demo.md."},
     {"bench", cmd_bench, "benchmarks: forward, step, generate",

@@ -30,7 +30,8 @@
  *
  * Hallucination benchmark (demo_halluc.c, `orpo-hpc eval --hallucination`):
  *   demo_halluc_item(seed, i, &scene, &pair) held-out scene i (a stream make-demo's pairs never use) and a question
- *                                            about it (the default mix), with its true and hallucinated answers
+ *                                            about it (a fixed mix, make-demo's former default), with its true and
+ *                                            hallucinated answers
  *   demo_halluc_score(&scene, &pair, answer, &r)   parse a generated answer against the scene: object mentions
  *                                            (a shape word with its colour), the ones absent from the scene (CHAIR),
  *                                            and whether it states something false (a wrong colour, shape, count,
@@ -45,7 +46,10 @@
 /* question kinds */
 enum { DEMO_Q_COLOUR, DEMO_Q_SHAPE, DEMO_Q_COUNT, DEMO_Q_POSITION, DEMO_Q_EXIST, DEMO_Q_DESCRIBE, DEMO_NQ };
 /* model initialisation (demo_model.c) */
-enum { DEMO_INIT_SCALED, DEMO_INIT_HF };
+enum { DEMO_INIT_SCALED, DEMO_INIT_HF, DEMO_INIT_BUILT };
+/* DEMO_INIT_BUILT's vision features (demo_model.c): channel DEMO_VF_PRESENT + colour is 1 where the tile holds that
+ * shape colour, 0 where not; DEMO_VF_COUNT how many shape colours the tile holds */
+enum { DEMO_VF_PRESENT = 55, DEMO_VF_COUNT = 61 };
 
 typedef struct demo_opts {
     uint64_t seed;

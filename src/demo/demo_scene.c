@@ -233,15 +233,39 @@ void demo_pair_make(const demo_scene *s, const demo_opts *opt, int64_t i, demo_p
         snprintf(no, sizeof no, "No, there is no %s %s.", c, sh);
         snprintf(p->chosen, sizeof p->chosen, "%s", present ? yes : no);
         snprintf(p->rejected, sizeof p->rejected, "%s", present ? no : yes);
+        /* besides this flip, the rejected answer is one of the hallucinations a tiny model makes while it learns:
+         * - the verdict alone flipped ("Yes, there is no green square." / "No, there is a red circle."): the model
+         *   decides yes/no at the first answer word, before it has read the question, and corrects itself later;
+         *   only the first word differs, so ORPO trains exactly that decision;
+         * - "Yes" about the asked shape in a colour of the image (another object's colour when there is one): a
+         *   model that takes the colour from the image instead of the question. Colours and shapes are unique
+         *   within an image, so the asked shape in another present colour is never there. */
+        int v = demo_below(&st, 4);
+        if (v == 1 || v == 2) {
+            if (present) snprintf(p->rejected, sizeof p->rejected, "No, there is %s %s %s.", a, c, sh);
+            else snprintf(p->rejected, sizeof p->rejected, "Yes, there is no %s %s.", c, sh);
+        } else if (v == 3) {
+            int c2;
+            if (s->nobj > 1 || !present) {
+                do c2 = s->obj[demo_below(&st, s->nobj)].colour; while (c2 == colour);
+            } else {
+                c2 = other(&st, DEMO_NCOLOURS, colour);
+            }
+            snprintf(p->rejected, sizeof p->rejected, "Yes, there is %s %s %s.", article(c2), colour_names[c2], sh);
+        }
         break;
     }
-    default: { /* describe: the rejected answer adds an object that is not there, or miscolours the big one */
+    default: { /* describe: the rejected answer gives the big shape another outline (half of them), adds an
+                  object that is not there, or miscolours the big one */
         snprintf(p->question, sizeof p->question, "Describe the image.");
         describe(s, s->obj, s->nobj, p->chosen, sizeof p->chosen);
         demo_obj fake[DEMO_MAX_OBJ + 1];
         memcpy(fake, s->obj, sizeof s->obj[0] * (size_t)s->nobj);
         int n = s->nobj;
-        if (n < DEMO_MAX_OBJ && demo_below(&st, 2)) {
+        int v = demo_below(&st, 4);
+        if (v >= 2) { /* the model's commonest error: the right colours, the big shape's outline misread */
+            fake[0].shape = other(&st, DEMO_NSHAPES, fake[0].shape);
+        } else if (n < DEMO_MAX_OBJ && v == 1) {
             int shape_used = 0, colour_used = 0;
             for (int j = 0; j < n; j++) shape_used |= 1 << fake[j].shape, colour_used |= 1 << fake[j].colour;
             do fake[n].shape = demo_below(&st, DEMO_NSHAPES); while (shape_used >> fake[n].shape & 1);

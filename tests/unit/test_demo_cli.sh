@@ -39,9 +39,13 @@ if [ "$n" -eq 20 ]; then ok; else bad "--mix 1,0,0,0,0,0: $n of 20 colour questi
 expect_rc 0 "$bin" make-demo --out "$tmp/s" --pairs 20 --mix 1,0,0,0,0,0 --init scaled
 if cmp -s "$tmp/m/data/pairs.jsonl" "$tmp/s/data/pairs.jsonl" &&
    ! cmp -s "$tmp/m/model/model.safetensors" "$tmp/s/model/model.safetensors"; then ok; else bad "--init changes the data or not the model"; fi
+# --init built: the constructed vision tower (another model file than scaled, the same data; its features: test_demo)
+expect_rc 0 "$bin" make-demo --out "$tmp/b" --pairs 20 --mix 1,0,0,0,0,0 --init built
+if cmp -s "$tmp/b/data/pairs.jsonl" "$tmp/s/data/pairs.jsonl" &&
+   ! cmp -s "$tmp/b/model/model.safetensors" "$tmp/s/model/model.safetensors"; then ok; else bad "--init built changes the data or not the model"; fi
 expect_rc 2 "$bin" make-demo --out "$tmp/x" --mix 1,2;          expect_out "--mix 1,2: expected 6 comma-separated integers"
 expect_rc 2 "$bin" make-demo --out "$tmp/x" --mix 0,0,0,0,0,0;  expect_out "add up to 0"
-expect_rc 2 "$bin" make-demo --out "$tmp/x" --init zero;        expect_out "--init zero: expected scaled or hf"
+expect_rc 2 "$bin" make-demo --out "$tmp/x" --init zero;        expect_out "--init zero: expected scaled, hf or built"
 # bad arguments: exit 2 with a message; an output under a regular file: exit 4
 expect_rc 2 "$bin" make-demo;                               expect_out "--out DIR is required"
 expect_rc 2 "$bin" make-demo --out "$tmp/x" --pairs 0;      expect_out "expected an integer in 1..1000000"
