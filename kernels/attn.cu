@@ -16,8 +16,8 @@
 // so the output differs from the reference's by the bf16 rounding of P and dS (relative 2^-9 per term) besides the
 // fp32 order: tests/kernels/test_k_attn.c derives the bound.
 //
-// Scratch (kscratch), with P = ntok rounded up to 16, H = nq, R = rows per chunk = clamp(E / (H P), 1, ntok),
-// E = kc_attn_chunk_entries (2^23), each part rounded up to 256 bytes:
+// Scratch (kscratch; backend/attn_scratch.h), with P = ntok rounded up to 16, H = nq, R = rows per chunk =
+// clamp(E / (H P), 1, ntok), E = kc_attn_chunk_entries (2^23), each part rounded up to 256 bytes:
 //   forward   4 ntok (row owners) + 2 H R hd (q rows) + 4 H R P (scores) + 2 H R P (P) + 4 H R hd (P V) + 2 * 4 H R
 //   backward  4 ntok + 2 * 2 H R hd (q, dout rows) + 2 * 4 H R P (scores, dout v^T) + 2 * 2 H R P (P, dS)
 //             + 4 H R hd (dS k) + 4 ntok nkv hd for each of dk, dv that is wanted (fp32 sums)
@@ -26,11 +26,12 @@
 // without a synchronisation): O(ntok^2 nq hd) flops and about 20 bytes per score entry of memory traffic forward, 40
 // backward, whatever the sequences. The fused path (issue 12, 2b) is the fast one.
 #include "kgemm.h"
+#include "backend/attn_scratch.h"
 #include "kops.h"
 
 // score entries per chunk, all heads (tests lower it to run several chunks)
 extern "C" {
-int64_t kc_attn_chunk_entries = (int64_t)1 << 23;
+int64_t kc_attn_chunk_entries = ATTN_CHUNK_ENTRIES;
 }
 
 enum { ATTN_EW_THREADS = 256 };
@@ -46,42 +47,9 @@ static int row_threads(int64_t ntok) {
     return (int)KMAX((int64_t)32, KMIN(t, (int64_t)256));
 }
 
-struct attn_layout {
-    int64_t pitch, rows;
-    size_t owner, q, dout, s, dp, p, ds, o, m, l, dk, dv, total;
-};
-
-static size_t up256(size_t b) { return (b + 255) & ~(size_t)255; }
-
+// the layout: backend/attn_scratch.h (the memory plan reserves the same bytes)
 static attn_layout layout_of(int64_t ntok, int nq, int nkv, int hd, int bwd, int want_dk, int want_dv) {
-    attn_layout L;
-    L.pitch = (ntok + 15) & ~(int64_t)15;
-    int64_t r = kc_attn_chunk_entries / ((int64_t)nq * L.pitch);
-    L.rows = KMAX((int64_t)1, KMIN(r, ntok));
-    const size_t HR = (size_t)nq * (size_t)L.rows, HRP = HR * (size_t)L.pitch, HRD = HR * (size_t)hd;
-    const size_t kv = (size_t)ntok * (size_t)nkv * (size_t)hd;
-    size_t o = 0;
-#define TAKE(f, bytes) (L.f = o, o += up256(bytes))
-    TAKE(owner, 4 * (size_t)ntok);
-    TAKE(q, 2 * HRD);
-    TAKE(s, 4 * HRP);
-    TAKE(p, 2 * HRP);
-    TAKE(o, 4 * HRD);
-    if (!bwd) {
-        TAKE(m, 4 * HR);
-        TAKE(l, 4 * HR);
-        L.dout = L.dp = L.ds = L.dk = L.dv = 0;
-    } else {
-        TAKE(dout, 2 * HRD);
-        TAKE(dp, 4 * HRP);
-        TAKE(ds, 2 * HRP);
-        TAKE(dk, want_dk ? 4 * kv : 0);
-        TAKE(dv, want_dv ? 4 * kv : 0);
-        L.m = L.l = 0;
-    }
-#undef TAKE
-    L.total = o;
-    return L;
+    return attn_layout_of(kc_attn_chunk_entries, ntok, nq, nkv, hd, bwd, want_dk, want_dv);
 }
 
 // ---- kernels ------------------------------------------------------------------------------------------------------

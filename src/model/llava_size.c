@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/attn_scratch.h"
 #include "backend/tensor.h"
 #include "io/err.h"
 #include "io/mem.h"
@@ -24,6 +25,7 @@ void ls_weights_default(ls_weights *w, int device) {
     memset(w, 0, sizeof *w);
     w->linear_dtype = DT_NF4;
     w->dtype = device == 1 /* DEVICE_CUDA */ ? DT_BF16 : DT_F32;
+    w->embed_host = device == 1;
 }
 
 size_t ls_nf4_bytes(int64_t n) {
@@ -104,9 +106,9 @@ static int add_weights(ls_table *t, const llava_config *cfg, const ls_weights *w
         LS_DEVICE);
     add(t, "weights.vision_tower", wt->dtype, vision, LS_WEIGHTS, LS_DEVICE);
     add(t, "weights.projector", wt->dtype, proj, LS_WEIGHTS, LS_DEVICE);
-    add(t, "weights.embed_tokens", wt->dtype, embed, LS_WEIGHTS, LS_DEVICE);
+    add(t, "weights.embed_tokens", DT_F32, embed, LS_WEIGHTS, wt->embed_host ? LS_HOST : LS_DEVICE);
     add(t, "weights.lm_head", wt->dtype, head, LS_WEIGHTS, LS_DEVICE);
-    add(t, "weights.other", wt->dtype, other, LS_WEIGHTS, LS_DEVICE);
+    add(t, "weights.other", DT_F32, other, LS_WEIGHTS, LS_DEVICE);
     for (int i = first; i < t->n; i++)
         t->items[i].bytes = t->items[i].dtype == DT_NF4 ? (size_t)nf4_bytes
                                                         : dtype_size(t->items[i].dtype) * (size_t)t->items[i].count;
@@ -331,8 +333,20 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
         add(tab, "host.gen_logits", F, nb * V, LS_MICRO, LS_HOST);
         if (A != F) add(tab, "host.gen_raw", A, chunk * V, LS_MICRO, LS_HOST);
     }
-    if (st->ws_cap) {
+    if (st->ws_cap) { /* CUDA */
         add(tab, "ws.library", U8, (int64_t)st->ws_cap, LS_WORKSPACE, LS_DEVICE);
+        /* the CUDA attention's scratch (backend/attn_scratch.h; it grows to the largest call and stays): the decoder
+         * over the micro-batch, and the tower's (forward when frozen: one image; backward over every tile with
+         * vision LoRA) */
+        size_t ks = attn_layout_of(ATTN_CHUNK_ENTRIES, T, c->t_heads, c->t_kv_heads, c->t_head_dim, bw, bw, bw).total;
+        if (vis_run && c->v_heads > 0) {
+            const int vb = nad && bw;
+            const int64_t Pi = P < ls_image_tiles(c) ? P : ls_image_tiles(c), ntv = vb ? NT : Pi * (np + 1);
+            size_t kv = attn_layout_of(ATTN_CHUNK_ENTRIES, ntv, c->v_heads, c->v_heads, (int)(Dv / c->v_heads), vb, vb,
+                                       vb).total;
+            if (kv > ks) ks = kv;
+        }
+        add(tab, "ws.kernel_scratch", U8, (int64_t)ks, LS_WORKSPACE, LS_DEVICE);
     }
     if (st->ctx_reserve) add(tab, "ws.context_reserve", U8, (int64_t)st->ctx_reserve, LS_WORKSPACE, LS_DEVICE);
     /* the vision features read from the cache for one micro-batch, uploaded to proj.features (last: the trainer

@@ -74,7 +74,10 @@ typedef struct ls_strategy {
 typedef struct ls_weights {
     int linear_dtype;    /* the decoder's linears: DT_NF4, DT_BF16 or DT_F32 */
     int quant_all;       /* 1: the vision tower's and the projector's linears are stored as linear_dtype too */
-    int dtype;           /* every other weight (norms, embeddings, lm_head, which is never NF4): DT_F32 or DT_BF16 */
+    int dtype;           /* the other linears (the tower's, the projector's unless quant_all, lm_head, which is never
+                          * NF4): DT_F32 or DT_BF16; norms, biases, position and token embeddings stay DT_F32 */
+    int embed_host;      /* 1 (CUDA): the token embedding table stays in pinned host memory, which the GPU reads
+                          * directly (a step gathers a few thousand rows of it) */
 } ls_weights;
 
 typedef struct ls_item {

@@ -359,8 +359,8 @@ static void up_lin(wup *u, lin_w *l) {
     up_f32(u, &l->b, l->out);
 }
 
-/* the decoder, projector (unless it is trained: its arrays are then the trainable masters), image_newline,
- * embeddings, final norm and lm_head */
+/* the decoder, projector (unless it is trained: its arrays are then the trainable masters), image_newline, final
+ * norm and lm_head */
 static void walk_main(wup *u) {
     llava_trainer *t = u->t;
     const llava_config *c = &t->m->cfg;
@@ -370,8 +370,7 @@ static void walk_main(wup *u) {
         up_lin(u, &w->proj1);
         up_lin(u, &w->proj2);
     }
-    up_f32(u, &w->newline, D);
-    up_f32(u, &w->embed, (int64_t)c->vocab * D);
+    up_f32(u, &w->newline, D); /* (the embedding table: weights_to_device, pinned host memory) */
     for (int l = 0; l < c->t_layers; l++) {
         dec_layer *ly = &w->dec[l];
         up_f32(u, &ly->in_norm, D);
@@ -443,7 +442,16 @@ static int weights_to_device(llava_trainer *t) {
                              "the model's decoder weights (host)");
     if (c->v_run_layers > 0) memcpy(t->host_vis, w->vis, sizeof *w->vis * (size_t)c->v_run_layers);
     if (c->t_layers > 0) memcpy(t->host_dec, w->dec, sizeof *w->dec * (size_t)c->t_layers);
-    return upload_weights(t, walk_main, &t->wdev, "the frozen weights");
+    int rc = upload_weights(t, walk_main, &t->wdev, "the frozen weights");
+    if (rc) return rc;
+    /* the token embedding table (the size table's weights.embed_tokens, LS_HOST): pinned host memory, which the GPU
+     * reads directly; a step gathers a few thousand of its rows (and writes the trainable ones) */
+    const size_t eb = sizeof(float) * (size_t)c->vocab * (size_t)c->t_hidden;
+    t->wemb = t->o->mem_alloc(&t->ctx, eb ? eb : 64, MEM_HOST, "the token embedding table (pinned host memory)");
+    if ((rc = t->o->sync(&t->ctx))) return rc;
+    memcpy(t->wemb, t->host_w.embed, eb);
+    w->embed = t->wemb;
+    return ERR_OK;
 }
 
 int lt_init(llava_trainer *t, llava_model *m, const lt_spec *spec) {
@@ -887,6 +895,7 @@ void lt_free(llava_trainer *t) {
         w->vis = vis;
         w->dec = dec;
         if (t->o) t->o->mem_free(&t->ctx, t->wdev, MEM_DEVICE);
+        if (t->o && t->wemb) t->o->mem_free(&t->ctx, t->wemb, MEM_HOST);
         free(t->host_vis);
         free(t->host_dec);
     }

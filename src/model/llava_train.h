@@ -171,8 +171,9 @@ typedef struct llava_trainer {
     int ctx_opened;         /* o->ctx_open ran: lt_free closes the context */
     /* a device backend (o->host_mem == 0): the frozen weights the step reads, uploaded once; the model's weight
      * pointers point at them while the trainer lives (lt_free puts the model's own back) */
-    void *wdev;             /* decoder, projector, embeddings, final norm, lm_head, image_newline */
+    void *wdev;             /* decoder, projector, final norm, lm_head, image_newline */
     void *wvis;             /* the vision tower (only while a plan runs it: not with the vision features cached) */
+    void *wemb;             /* the token embedding table: pinned host memory (MEM_HOST) the device reads */
     llava_weights host_w;   /* the model's own pointers */
     vis_layer *host_vis;
     dec_layer *host_dec;
