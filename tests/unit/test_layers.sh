@@ -35,6 +35,8 @@ while IFS= read -r f; do
     if [ -z "$me" ]; then echo "FAIL: $f: folder '$layer' is not in the layer table"; fails=$((fails + 1)); continue; fi
     while IFS= read -r inc; do
         dir=${inc%%/*}
+        # kernels/simt/ (the CPU executor) is a folder of the kernels layer, included from kernels/ as "simt/..."
+        [ "$layer" = kernels ] && [ "$dir" = simt ] && dir=kernels
         to=$(rank "$dir")
         [ "$dir" = kernels ] && to=3
         ok=0
