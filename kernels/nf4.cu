@@ -116,15 +116,7 @@ static void launch(opctx *c, O *out, const uint8_t *packed, const uint8_t *qabsm
 
 extern "C" void kc_nf4_dequant(opctx *c, void *out, int out_dtype, const uint8_t *packed, const uint8_t *qabsmax,
                                const float *absmax2, float offset, int64_t n, int bs, int bs2) {
-    if (out_dtype != DT_F32 && out_dtype != DT_BF16) {
-        opctx_fail(c, ERR_INTERNAL, "nf4_dequant: output dtype %d: expected f32 or bf16", out_dtype);
-        return;
-    }
-    if (n < 0 || bs < 1 || bs2 < 1) {
-        opctx_fail(c, ERR_INTERNAL, "nf4_dequant: %lld values in blocks of %d / %d: expected n >= 0 and blocks >= 1",
-                   (long long)n, bs, bs2);
-        return;
-    }
+    if (!nf4_dequant_args_ok(c, out_dtype, n, bs, bs2)) return;
     if (n == 0) return;
     if (out_dtype == DT_F32) launch(c, (float *)out, packed, qabsmax, absmax2, offset, n, bs, bs2);
     else launch(c, (bf16 *)out, packed, qabsmax, absmax2, offset, n, bs, bs2);

@@ -3,11 +3,14 @@
  *
  *   nf4_code[16]           get_4bit_type("nf4") as fp32 (bit patterns bf800000 ... 3f800000)
  *   nf4_dynamic_map[256]   create_dynamic_map(signed=True) of bitsandbytes 0.50.2 / torch 2.15 (the 8-bit absmax codes)
+ *   nf4_dequant_args_ok(c, dtype, n, bs, bs2)   the nf4_dequant op's argument check (CPU op and CUDA kernel)
  *   NF4_CODE_INIT, NF4_DYNAMIC_MAP_INIT   their values as initialisers, the one source of both (nf4_tables.c and the
  *                          CUDA kernels' __constant__ copies, kernels/nf4.cu)
  */
 #ifndef ORPO_NF4_TABLES_H
 #define ORPO_NF4_TABLES_H
+
+#include <stdint.h>
 
 /* get_4bit_type("nf4") as fp32 (bit patterns bf800000 ... 3f800000). */
 #define NF4_CODE_INIT {                                                 \
@@ -85,7 +88,20 @@
     0x1.eep-1f, 0x1.f53334p-1f, 0x1.fc6666p-1f, 0x1.0p+0f                    \
 }
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 extern const float nf4_code[16];
 extern const float nf4_dynamic_map[256];
+
+struct opctx;
+/* the nf4_dequant op's arguments (backend/ops.h): 1 when they are valid (n >= 0, blocks >= 1, output f32 or bf16),
+ * else 0 with the context's sticky error set: the one check of the CPU op and the CUDA kernel */
+int nf4_dequant_args_ok(struct opctx *c, int out_dtype, int64_t n, int bs, int bs2);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
