@@ -6,16 +6,7 @@ set -uo pipefail
 bin=${ORPO_BIN:?}
 src=${ORPO_SOURCE_DIR:?}
 . "$src/tests/cuda/gpu_util.sh"
-gpu_or_skip
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/orpo-demoacc-XXXXXX")
-fails=0
-trap 'if [ $fails -eq 0 ]; then rm -rf "$tmp"; else echo "kept $tmp"; fi' EXIT
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
-export ORPO_LOG=info
-mkdir -p "$tmp/jobs"
-cp "$src/jobs/demo.yaml" "$tmp/jobs/demo.yaml"
-. "$src/tests/demo_inputs.sh"
-demo_inputs "$tmp/demo" 6000
+gpu_demo_start demoacc 6000
 t0=$(date +%s)
 out=$("$bin" train "$tmp/jobs/demo.yaml" --set runtime.device=cuda --set "job.output_dir=$tmp/run" 2>&1)
 rc=$?

@@ -6,20 +6,8 @@ set -uo pipefail
 bin=${ORPO_BIN:?}
 src=${ORPO_SOURCE_DIR:?}
 . "$src/tests/cuda/gpu_util.sh"
-gpu_or_skip
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/orpo-resumegpu-XXXXXX")
-fails=0
-trap 'if [ $fails -eq 0 ]; then rm -rf "$tmp"; else echo "kept $tmp"; fi' EXIT
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
-code() { [ "$1" = "$2" ] || bad "$3: exit $1, expected $2"; }
-export ORPO_LOG=info
+gpu_demo_start resumegpu
 for t in h5dump h5diff; do command -v $t >/dev/null || { echo "FAIL: $t (hdf5-tools) is needed to compare the runs"; exit 1; }; done
-mkdir -p "$tmp/jobs"
-cp "$src/jobs/demo.yaml" "$tmp/jobs/demo.yaml"
-job=$tmp/jobs/demo.yaml
-. "$src/tests/demo_inputs.sh"
-demo_inputs "$tmp/demo"
-. "$src/tests/unit/run_compare.sh"
 set_=(--set runtime.device=cuda --set checkpoint.every_steps=3 --set eval.every_steps=0)
 out=$("$bin" train "$job" "${set_[@]}" --set "job.output_dir=$tmp/straight" --set train.max_steps=6 2>&1)
 code $? 0 "train 6 steps on cuda"

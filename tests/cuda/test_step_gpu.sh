@@ -10,19 +10,8 @@ set -uo pipefail
 bin=${ORPO_BIN:?}
 src=${ORPO_SOURCE_DIR:?}
 . "$src/tests/cuda/gpu_util.sh"
-gpu_or_skip
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/orpo-stepgpu-XXXXXX")
-fails=0
-trap 'if [ $fails -eq 0 ]; then rm -rf "$tmp"; else echo "kept $tmp"; fi' EXIT
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
-code() { [ "$1" = "$2" ] || bad "$3: exit $1, expected $2"; }
-export ORPO_LOG=info
+gpu_demo_start stepgpu
 for t in h5dump h5diff; do command -v $t >/dev/null || { echo "FAIL: $t (hdf5-tools) is needed to compare the runs"; exit 1; }; done
-mkdir -p "$tmp/jobs"
-cp "$src/jobs/demo.yaml" "$tmp/jobs/demo.yaml"
-. "$src/tests/demo_inputs.sh"
-demo_inputs "$tmp/demo"
-. "$src/tests/unit/run_compare.sh"
 train() { # $1: output dir, rest: --set arguments
     local dir=$1
     shift
