@@ -22,9 +22,10 @@
 //   backward  4 ntok + 2 * 2 H R hd (q, dout rows) + 2 * 4 H R P (scores, dout v^T) + 2 * 2 H R P (P, dS)
 //             + 4 H R hd (dS k) + 4 ntok nkv hd for each of dk, dv that is wanted (fp32 sums)
 // i.e. at most about 6 E = 48 MiB (forward) and 12 E = 96 MiB + 8 ntok nkv hd (backward) beyond a few rows.
-// Cost: every chunk scores all ntok keys (the descriptors are device memory, so the host cannot narrow the key window
-// without a synchronisation): O(ntok^2 nq hd) flops and about 20 bytes per score entry of memory traffic forward, 40
-// backward, whatever the sequences. The fused path (issue 12, 2b) is the fast one.
+// Cost: each chunk scores only its key window (key_window: the keys its rows' sequences and their prefixes span; the
+// descriptors are read to the host once per call, a synchronisation of a few hundred bytes): a packed batch of
+// answers sharing prompts, or of image tiles, costs what its sequences cost, not ntok^2. About 20 bytes per score
+// entry of memory traffic forward, 40 backward. The fused path (issue 12, 2b) would be the fast one.
 #include "kgemm.h"
 #include "backend/attn_scratch.h"
 #include "kops.h"
@@ -97,26 +98,26 @@ __device__ static __forceinline__ bool sees(const key_ranges &r, int64_t j) {
 // one block per (head, row) of the chunk: the row's masked softmax numerators e_j = exp(S_j scale - m) as bf16 P,
 // its max m and sum l (fp32); a row outside the computed sequences gets P = 0
 __global__ static void softmax_fwd_k(bf16 *P, float *mo, float *lo, const float *S, const int *owner,
-                                     const seq_desc *seqs, int64_t i0, int64_t qc, int64_t ntok, int64_t pitch,
-                                     float scale, int causal) {
+                                     const seq_desc *seqs, int64_t i0, int64_t qc, int64_t k0, int64_t nk,
+                                     int64_t pitch, float scale, int causal) {
     __shared__ float red[32];
     const int64_t row = blockIdx.x, i = i0 + row % qc;
     const float *s = S + row * pitch;
     bf16 *p = P + row * pitch;
     const int o = owner[i];
     if (o < 0) { // the same for the whole block
-        for (int64_t j = threadIdx.x; j < ntok; j += blockDim.x) p[j] = f2bf(0.0f);
+        for (int64_t j = threadIdx.x; j < nk; j += blockDim.x) p[j] = f2bf(0.0f);
         if (threadIdx.x == 0) mo[row] = 0.0f, lo[row] = 1.0f;
         return;
     }
     const key_ranges kr = keys_of(seqs, o, i, causal);
     float mx = -INFINITY;
-    for (int64_t j = threadIdx.x; j < ntok; j += blockDim.x)
-        if (sees(kr, j)) mx = fmaxf(mx, s[j] * scale);
+    for (int64_t j = threadIdx.x; j < nk; j += blockDim.x)
+        if (sees(kr, k0 + j)) mx = fmaxf(mx, s[j] * scale);
     mx = block_max(mx, red);
     float l = 0.0f;
-    for (int64_t j = threadIdx.x; j < ntok; j += blockDim.x) {
-        float e = sees(kr, j) ? expf(s[j] * scale - mx) : 0.0f;
+    for (int64_t j = threadIdx.x; j < nk; j += blockDim.x) {
+        float e = sees(kr, k0 + j) ? expf(s[j] * scale - mx) : 0.0f;
         l += e;
         p[j] = f2bf(e);
     }
@@ -140,14 +141,14 @@ __global__ static void finish_fwd_k(bf16 *out, float *lse, const float *O, const
 // one block per (head, row): D = dout . out, p = exp(S scale - lse), dS = p (dP - D) scale; P and dS as bf16
 __global__ static void softmax_bwd_k(bf16 *P, bf16 *dS, const float *S, const float *dP, const float *lse,
                                      const bf16 *dout, const bf16 *out, const int *owner, const seq_desc *seqs,
-                                     int64_t i0, int64_t qc, int64_t ntok, int64_t pitch, int nq, int hd, float scale,
-                                     int causal) {
+                                     int64_t i0, int64_t qc, int64_t k0, int64_t nk, int64_t pitch, int nq, int hd,
+                                     float scale, int causal) {
     __shared__ float red[32];
     const int64_t row = blockIdx.x, h = row / qc, i = i0 + row % qc;
     bf16 *p = P + row * pitch, *ds = dS + row * pitch;
     const int o = owner[i];
     if (o < 0) {
-        for (int64_t j = threadIdx.x; j < ntok; j += blockDim.x) p[j] = ds[j] = f2bf(0.0f);
+        for (int64_t j = threadIdx.x; j < nk; j += blockDim.x) p[j] = ds[j] = f2bf(0.0f);
         return;
     }
     const bf16 *doi = dout + (i * nq + h) * hd, *oi = out + (i * nq + h) * hd;
@@ -157,9 +158,9 @@ __global__ static void softmax_bwd_k(bf16 *P, bf16 *dS, const float *S, const fl
     const float li = lse[i * nq + h];
     const key_ranges kr = keys_of(seqs, o, i, causal);
     const float *s = S + row * pitch, *dp = dP + row * pitch;
-    for (int64_t j = threadIdx.x; j < ntok; j += blockDim.x) {
+    for (int64_t j = threadIdx.x; j < nk; j += blockDim.x) {
         float pv = 0.0f, dv = 0.0f;
-        if (sees(kr, j)) {
+        if (sees(kr, k0 + j)) {
             pv = expf(s[j] * scale - li);
             dv = pv * (dp[j] - d) * scale;
         }
@@ -231,6 +232,45 @@ static void keys_acc(opctx *c, float *Acc, const bf16 *A, const bf16 *X, int64_t
     kgemm(c, g);
 }
 
+// the descriptors on the host (they are device memory): the nseq computed ones and every prefix they name (a KV
+// cache's lie beyond nseq); NULL with the sticky error set when they cannot be read
+static seq_desc *host_descs(opctx *c, const seq_desc *seqs, int nseq) {
+    seq_desc *h = (seq_desc *)malloc(sizeof *h * (size_t)nseq);
+    if (!h) return opctx_fail(c, ERR_IO, "attention: out of memory for %d descriptors", nseq), (seq_desc *)NULL;
+    if (kget(c, h, seqs, sizeof *h * (size_t)nseq)) return free(h), (seq_desc *)NULL;
+    int need = nseq;
+    for (int s = 0; s < nseq; s++)
+        if (h[s].prefix >= need) need = h[s].prefix + 1;
+    if (need > nseq) {
+        seq_desc *g = (seq_desc *)realloc(h, sizeof *h * (size_t)need);
+        if (!g) return free(h), opctx_fail(c, ERR_IO, "attention: out of memory for %d descriptors", need), (seq_desc *)NULL;
+        h = g;
+        if (kget(c, h + nseq, seqs + nseq, sizeof *h * (size_t)(need - nseq))) return free(h), (seq_desc *)NULL;
+    }
+    return h;
+}
+
+// [*k0, *k1): the keys rows i0 .. i0 + qc - 1 may see, spanning every computed sequence among them (its own keys, up
+// to the chunk's last row when causal, and its prefix's); empty when no row of the chunk is computed. A chunk of one
+// answer then scores its prompt and itself, not the whole packed batch
+static void key_window(const seq_desc *hs, int nseq, int64_t i0, int64_t qc, int causal, int64_t *k0, int64_t *k1) {
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    for (int s = 0; s < nseq; s++) {
+        const int64_t a = hs[s].start, b = a + hs[s].len;
+        if (b <= i0 || a >= i0 + qc) continue;
+        int64_t l = a, h = causal ? KMIN(b, i0 + qc) : b;
+        if (hs[s].prefix >= 0) {
+            const seq_desc p = hs[hs[s].prefix];
+            l = KMIN(l, (int64_t)p.start);
+            h = KMAX(h, (int64_t)p.start + p.len);
+        }
+        lo = KMIN(lo, l);
+        hi = KMAX(hi, h);
+    }
+    *k0 = hi > lo ? lo : 0;
+    *k1 = hi > lo ? hi : 0;
+}
+
 extern "C" void kc_attn_fwd(opctx *c, void *out, float *lse, const void *q, const void *k, const void *v,
                             const seq_desc *seqs, int nseq, int64_t ntok, int nq, int nkv, int hd, int causal) {
     if (c->err || ntok <= 0 || nseq <= 0 || !attn_args_ok(c, nq, nkv, hd)) return;
@@ -242,17 +282,24 @@ extern "C" void kc_attn_fwd(opctx *c, void *out, float *lse, const void *q, cons
     float *S = (float *)(base + L.s), *O = (float *)(base + L.o), *mo = (float *)(base + L.m), *lo = (float *)(base + L.l);
     const int group = nq / nkv, rt = row_threads(ntok);
     const float scale = 1.0f / sqrtf((float)hd);
+    seq_desc *hs = host_descs(c, seqs, nseq);
+    if (!hs) return;
     KLAUNCH(owner_k, ew_grid(ntok), ATTN_EW_THREADS, 0, c, owner, seqs, nseq, ntok);
     for (int64_t i0 = 0; i0 < ntok; i0 += L.rows) {
         const int64_t qc = KMIN(L.rows, ntok - i0);
+        int64_t k0, k1;
+        key_window(hs, nseq, i0, qc, causal, &k0, &k1);
+        if (k1 <= k0) continue; /* no row of the chunk is computed: none is written */
+        const int64_t nk = k1 - k0, kv0 = k0 * nkv * hd;
         KLAUNCH(gather_k, ew_grid(nq * qc * hd), ATTN_EW_THREADS, 0, c, Q, (const bf16 *)q, i0, qc, nq, hd);
-        scores(c, S, Q, k, qc, ntok, L.pitch, nkv, group, hd);
+        scores(c, S, Q, (const bf16 *)k + kv0, qc, nk, L.pitch, nkv, group, hd);
         KLAUNCH(softmax_fwd_k, (unsigned)(nq * qc), rt, 0, c, P, mo, lo, (const float *)S, (const int *)owner, seqs,
-                i0, qc, ntok, L.pitch, scale, causal);
-        times_keys(c, O, P, v, qc, ntok, L.pitch, nkv, group, hd);
+                i0, qc, k0, nk, L.pitch, scale, causal);
+        times_keys(c, O, P, (const bf16 *)v + kv0, qc, nk, L.pitch, nkv, group, hd);
         KLAUNCH(finish_fwd_k, ew_grid(nq * qc * hd), ATTN_EW_THREADS, 0, c, (bf16 *)out, lse, (const float *)O,
                 (const float *)mo, (const float *)lo, (const int *)owner, i0, qc, nq, hd);
     }
+    free(hs);
 }
 
 extern "C" void kc_attn_bwd(opctx *c, void *dq, void *dk, void *dv, const void *dout, const void *out,
@@ -270,26 +317,33 @@ extern "C" void kc_attn_bwd(opctx *c, void *dq, void *dk, void *dv, const void *
     const int group = nq / nkv, rt = row_threads(ntok);
     const int64_t nkvv = ntok * nkv * hd;
     const float scale = 1.0f / sqrtf((float)hd);
+    seq_desc *hs = host_descs(c, seqs, nseq);
+    if (!hs) return;
     KLAUNCH(owner_k, ew_grid(ntok), ATTN_EW_THREADS, 0, c, owner, seqs, nseq, ntok);
     if (dk) KLAUNCH(widen_k, ew_grid(nkvv), ATTN_EW_THREADS, 0, c, DK, (const bf16 *)dk, nkvv);
     if (dv) KLAUNCH(widen_k, ew_grid(nkvv), ATTN_EW_THREADS, 0, c, DV, (const bf16 *)dv, nkvv);
     for (int64_t i0 = 0; i0 < ntok; i0 += L.rows) {
         const int64_t qc = KMIN(L.rows, ntok - i0);
+        int64_t k0, k1;
+        key_window(hs, nseq, i0, qc, causal, &k0, &k1);
+        if (k1 <= k0) continue; /* no row of the chunk is computed: no gradient comes from it */
+        const int64_t nk = k1 - k0, kv0 = k0 * nkv * hd;
         KLAUNCH(gather_k, ew_grid(nq * qc * hd), ATTN_EW_THREADS, 0, c, Q, (const bf16 *)q, i0, qc, nq, hd);
         KLAUNCH(gather_k, ew_grid(nq * qc * hd), ATTN_EW_THREADS, 0, c, DO, (const bf16 *)dout, i0, qc, nq, hd);
-        scores(c, S, Q, k, qc, ntok, L.pitch, nkv, group, hd);
-        scores(c, DP, DO, v, qc, ntok, L.pitch, nkv, group, hd);
+        scores(c, S, Q, (const bf16 *)k + kv0, qc, nk, L.pitch, nkv, group, hd);
+        scores(c, DP, DO, (const bf16 *)v + kv0, qc, nk, L.pitch, nkv, group, hd);
         KLAUNCH(softmax_bwd_k, (unsigned)(nq * qc), rt, 0, c, P, DS, (const float *)S, (const float *)DP, lse,
-                (const bf16 *)dout, (const bf16 *)out, (const int *)owner, seqs, i0, qc, ntok, L.pitch, nq, hd, scale,
-                causal);
+                (const bf16 *)dout, (const bf16 *)out, (const int *)owner, seqs, i0, qc, k0, nk, L.pitch, nq, hd,
+                scale, causal);
         if (dq) {
-            times_keys(c, G, DS, k, qc, ntok, L.pitch, nkv, group, hd);
+            times_keys(c, G, DS, (const bf16 *)k + kv0, qc, nk, L.pitch, nkv, group, hd);
             KLAUNCH(add_rows_k, ew_grid(nq * qc * hd), ATTN_EW_THREADS, 0, c, (bf16 *)dq, (const float *)G,
                     (const int *)owner, i0, qc, nq, hd);
         }
-        if (dk) keys_acc(c, DK, DS, Q, qc, ntok, L.pitch, nkv, group, hd);
-        if (dv) keys_acc(c, DV, P, DO, qc, ntok, L.pitch, nkv, group, hd);
+        if (dk) keys_acc(c, DK + kv0, DS, Q, qc, nk, L.pitch, nkv, group, hd);
+        if (dv) keys_acc(c, DV + kv0, P, DO, qc, nk, L.pitch, nkv, group, hd);
     }
+    free(hs);
     if (dk) KLAUNCH(narrow_k, ew_grid(nkvv), ATTN_EW_THREADS, 0, c, (bf16 *)dk, (const float *)DK, nkvv);
     if (dv) KLAUNCH(narrow_k, ew_grid(nkvv), ATTN_EW_THREADS, 0, c, (bf16 *)dv, (const float *)DV, nkvv);
 }

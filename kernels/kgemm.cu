@@ -30,6 +30,22 @@ __global__ static void kg_bias_k(void *C, int cdt, int64_t ldc, const float *T, 
     }
 }
 
+int kget(opctx *c, void *dst, const void *src, size_t bytes) {
+    if (c->err) return c->err;
+#ifdef __CUDACC__
+    cudaStream_t st = (cudaStream_t)c->stream;
+    cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, st);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(st);
+    if (e != cudaSuccess) return opctx_fail(c, ERR_INTERNAL, "reading %zu bytes of descriptors: %s", bytes,
+                                            cudaGetErrorString(e));
+#else
+    if (simt_launch_hook) simt_launch_hook(1); // a device read, as the GPU's copy engine does it
+    memcpy(dst, src, bytes);
+    if (simt_launch_hook) simt_launch_hook(0);
+#endif
+    return 0;
+}
+
 void *kscratch(opctx *c, size_t bytes) {
     if (bytes <= c->kscratch_bytes && c->kscratch) return c->kscratch;
     void *p = NULL;
@@ -37,7 +53,10 @@ void *kscratch(opctx *c, size_t bytes) {
     cudaStream_t st = (cudaStream_t)c->stream;
     if (c->kscratch) cudaFreeAsync(c->kscratch, st);
     cudaError_t e = cudaMallocAsync(&p, bytes, st);
-    if (e != cudaSuccess) p = NULL;
+    if (e != cudaSuccess) {
+        cudaGetLastError(); // not a sticky CUDA error: the next launch must not report it
+        p = NULL;
+    }
 #else
     free(c->kscratch);
     p = malloc(bytes);
@@ -115,6 +134,7 @@ struct kg_slot {
     kg_key key;
     cublasLtMatmulAlgo_t algo;
     int used;
+    int none; // no algorithm takes this (biased) product
 };
 enum { KG_CACHE = 128 };
 static thread_local kg_slot kg_cache[KG_CACHE];
@@ -129,8 +149,13 @@ static thread_local int kg_next;
         }                                                                                                            \
     } while (0)
 
-// one cuBLASLt call; 1 when done, 0 when no algorithm takes this bias epilogue (the caller forms it), -1 on error
+// one cuBLASLt call; 1 when done, 0 when no algorithm takes this bias epilogue (the caller forms it), -1 on error.
+// The bias epilogue is asked for only where cuBLASLt documents it: the bias of D's type (cublasLt.h,
+// CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: "same as D" but for int8 / fp8 kernels), so fp32 D with an fp32 bias
+// aligned to 16 bytes; a bf16 D with our fp32 bias is formed by the caller (kg_bias_k), as is any product whose
+// biased algorithm fails at run time
 static int kg_lt(opctx *c, const kgemm_args &g) {
+    if (g.bias && (g.cdt != KG_F32 || kg_align(g.bias, 0, 1) < 16)) return 0;
     cublasLtHandle_t h = (cublasLtHandle_t)c->blas;
     const cudaDataType_t ct = g.cdt == KG_BF16 ? CUDA_R_16BF : CUDA_R_32F;
     const int64_t cb = g.cdt == KG_BF16 ? 2 : 4;
@@ -174,6 +199,10 @@ static int kg_lt(opctx *c, const kgemm_args &g) {
         kg_slot *hit = NULL;
         for (int i = 0; i < KG_CACHE && !hit; i++)
             if (kg_cache[i].used && !memcmp(&kg_cache[i].key, &key, sizeof key)) hit = &kg_cache[i];
+        if (hit && hit->none) { // this biased product has no algorithm: the caller forms the bias
+            rc = 0;
+            goto done;
+        }
         if (!hit) {
             KG_TRY(cublasLtMatmulPreferenceCreate(&pref));
             KG_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &key.ws,
@@ -189,19 +218,29 @@ static int kg_lt(opctx *c, const kgemm_args &g) {
             cublasLtMatmulHeuristicResult_t res;
             int nres = 0;
             cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(h, op, la, lb, lc, lc, pref, 1, &res, &nres);
-            if (hs != CUBLAS_STATUS_SUCCESS || nres < 1) {
-                if (g.bias) rc = 0; // the caller forms the bias
-                else st = hs != CUBLAS_STATUS_SUCCESS ? hs : CUBLAS_STATUS_NOT_SUPPORTED;
-                goto done;
-            }
             hit = &kg_cache[kg_next];
             kg_next = (kg_next + 1) % KG_CACHE;
             hit->key = key;
-            hit->algo = res.algo;
             hit->used = 1;
+            hit->none = hs != CUBLAS_STATUS_SUCCESS || nres < 1;
+            if (hit->none) {
+                if (g.bias) rc = 0; // the caller forms the bias (remembered: no second query for this shape)
+                else st = hs != CUBLAS_STATUS_SUCCESS ? hs : CUBLAS_STATUS_NOT_SUPPORTED;
+                goto done;
+            }
+            hit->algo = res.algo;
         }
-        KG_TRY(cublasLtMatmul(h, op, &g.alpha, g.B, la, g.A, lb, &g.beta, g.C, lc, g.C, lc, &hit->algo, c->blas_ws,
-                              key.ws, (cudaStream_t)c->stream));
+        cublasStatus_t ms = cublasLtMatmul(h, op, &g.alpha, g.B, la, g.A, lb, &g.beta, g.C, lc, g.C, lc, &hit->algo,
+                                           c->blas_ws, key.ws, (cudaStream_t)c->stream);
+        if (ms != CUBLAS_STATUS_SUCCESS && g.bias) { // a biased algorithm that fails: form the bias ourselves
+            hit->none = 1;
+            rc = 0;
+            goto done;
+        }
+        if (ms != CUBLAS_STATUS_SUCCESS) {
+            st = ms;
+            goto done;
+        }
         rc = 1;
     }
 done:

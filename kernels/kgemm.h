@@ -7,6 +7,8 @@
 //   kscratch(c, n)  n bytes of the context's kernel scratch (c->kscratch), grown when smaller (stream-ordered on the
 //                   GPU); NULL with the sticky error set when it cannot be had. One owner at a time: an op that holds
 //                   it must not call kgemm with a bias (that path may use it too).
+//   kget(c, dst, src, n)  n bytes of device memory read into host memory after the stream's earlier work (a
+//                   synchronisation, for the few descriptors an op must see on the host)
 #ifndef ORPO_KERNELS_KGEMM_H
 #define ORPO_KERNELS_KGEMM_H
 
@@ -42,5 +44,8 @@ struct kgemm_args {
 
 void kgemm(opctx *c, const kgemm_args &g);
 void *kscratch(opctx *c, size_t bytes);
+// bytes of device memory into host memory, after the stream's earlier work (a synchronisation: for a few small
+// descriptors an op must see on the host); 0 on success, else the context's sticky error is set
+int kget(opctx *c, void *dst, const void *src, size_t bytes);
 
 #endif

@@ -51,6 +51,7 @@
 #define kf_zero ksim_kf_zero
 #define kc_attn_chunk_entries ksim_kc_attn_chunk_entries
 #define kgemm(c, g) ksim_kgemm(c, g)
+#define kget(c, d, s, n) ksim_kget(c, d, s, n)
 #define kscratch(c, n) ksim_kscratch(c, n) // function-like: opctx has a field of that name
 
 #endif

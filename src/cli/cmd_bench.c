@@ -604,12 +604,13 @@ static int bench_shape(int argc, char **argv) {
         /* the CPU model holds the weights outside the backend (host arrays); a GPU backend allocates them */
         size_t wts = dev.kind == DEVICE_CPU ? sizeof(float) * m.arena_floats + m.qbytes : 0;
         if (wts && plan.st.vision == LS_VIS_CACHE) wts -= llava_model_tower_bytes(&m); /* never read by this run */
-        /* the kernels' scratch (attention; kgemm.h kscratch) grows outside the backend's allocations and stays */
-        size_t res = plan.st.ctx_reserve + plan.st.ws_cap, ks = t.ctx.kscratch_bytes, meas = hw + wts + res + ks;
+        /* the kernels' scratch (attention; kgemm.h kscratch) grows outside the backend's allocations and stays; the
+         * library workspace is one of the backend's (ctx_open); the context reserve is the plan's, not measured */
+        size_t res = plan.st.ctx_reserve, ks = t.ctx.kscratch_bytes, meas = hw + wts + res + ks;
         printf("peak device memory: measured %.3f GiB (backend high-water %.3f GiB", meas / GIB, hw / GIB);
         if (ks) printf(" + kernel scratch %.3f GiB", ks / GIB);
         if (wts) printf(" + weights held by the model %.3f GiB", wts / GIB);
-        if (res) printf(" + the plan's context reserve and workspace cap %.3f GiB, not measured", res / GIB);
+        if (res) printf(" + the plan's context reserve %.3f GiB, not measured", res / GIB);
         printf("); the plan predicted %.3f GiB: measured/plan %.3f (%zu / %zu bytes); budget %.2f GiB (%s)\n",
                plan.peak / GIB, (double)meas / (double)plan.peak, meas, plan.peak, plan.budget / GIB, plan.budget_from);
         if (plan.has_estimate)

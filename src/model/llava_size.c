@@ -346,6 +346,15 @@ int ls_build(const llava_config *c, const lt_spec *sp, const ls_weights *wt, con
                                        vb).total;
             if (kv > ks) ks = kv;
         }
+        /* a bf16 product with a bias is formed in fp32 scratch (kernels/kgemm.cu): the projector's outputs, and
+         * the running tower's widest linear (fc1) */
+        const size_t proj = sizeof(float) * (size_t)(NR * D);
+        if (proj > ks) ks = proj;
+        if (vis_run) {
+            const int64_t Pi = P < ls_image_tiles(c) ? P : ls_image_tiles(c), rows = nad ? NT : Pi * (np + 1);
+            const size_t fc1 = sizeof(float) * (size_t)(rows * VI);
+            if (fc1 > ks) ks = fc1;
+        }
         add(tab, "ws.kernel_scratch", U8, (int64_t)ks, LS_WORKSPACE, LS_DEVICE);
     }
     if (st->ctx_reserve) add(tab, "ws.context_reserve", U8, (int64_t)st->ctx_reserve, LS_WORKSPACE, LS_DEVICE);

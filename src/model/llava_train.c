@@ -570,6 +570,16 @@ static void *take(carver *cv, const char *name) {
     return p;
 }
 
+/* an item the plan counts on the device but the arena does not hold: the library's workspace (the context's
+ * ctx_open allocates it), the kernels' scratch (kgemm.h kscratch grows it) and the CUDA context itself. Its place in
+ * the table's order is taken, no bytes. */
+static void take_outside(carver *cv, const char *name) {
+    const size_t used[2] = {cv->used[0], cv->used[1]};
+    take(cv, name);
+    cv->used[0] = used[0];
+    cv->used[1] = used[1];
+}
+
 /* an item cut into several buffers: cut checks that they stay inside it (else the walk is bad: lt_plan_ex refuses
  * a size table and a carve that disagree) */
 typedef struct piece {
@@ -765,8 +775,9 @@ static void carve_ws(llava_trainer *t, lt_ws *s, carver *cv) {
             kv->V[l] = AT(t, s->gen_kv, (int64_t)(c->t_layers + l) * G * KV);
         }
     }
-    take(cv, "ws.library");
-    take(cv, "ws.context_reserve");
+    take_outside(cv, "ws.library");
+    take_outside(cv, "ws.kernel_scratch");
+    take_outside(cv, "ws.context_reserve");
     s->vfeat = take(cv, "host.vision_features");
 }
 

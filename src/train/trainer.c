@@ -164,6 +164,13 @@ static int setup(trainer *r) {
     r->total_steps = r->steps_per_epoch * c->epochs;
     r->stop_step = c->max_steps > 0 && c->max_steps < r->total_steps ? c->max_steps : r->total_steps;
     /* trainer, sized once from the largest pair in data.h5 */
+    if (spec.device == DEVICE_CUDA) { /* this rank's GPU: the local rank's, round robin (as the NCCL backend picks) */
+        int ngpu = 0;
+        char why[256];
+        device_cuda_count(&ngpu);
+        const int idx = ngpu > 0 ? dist_local_rank(c->dist) % ngpu : 0;
+        if ((rc = cudev_use(idx, why, sizeof why))) return err_set(rc, "runtime.device cuda: %s", why);
+    }
     if ((rc = lt_init(&r->t, &r->m, &spec))) return rc;
     r->on_device = !r->t.o->host_mem;
     if (r->on_device) {

@@ -71,4 +71,10 @@ check "demo job, 0.027 GB" --set train.gradient_checkpointing=true --set runtime
 check "demo job, 0.024 GB, vision cache" --set train.gradient_checkpointing=true --set runtime.gpu_memory_gb=0.024 \
     --set "runtime.vision_cache=$tmp/vision.h5"
 
+# a job planned for a GPU (runtime.device auto with a GPU budget: the plan's CUDA items, the library workspace, the
+# kernels' scratch and the context reserve, which the arena does not hold) that runs on this GPU-less machine trains
+out=$("$bin" train --restart "$tmp/jobs/demo.yaml" --set runtime.device=auto --set runtime.gpu_memory_gb=8 \
+      --set train.max_steps=1 --set eval.every_steps=0 --set "job.output_dir=$tmp/auto" 2>&1) ||
+    bad "device auto with a GPU budget: $(tail -3 <<<"$out")"
+
 if [ $fails -eq 0 ]; then echo "test_plan_memory: all checks passed"; else echo "test_plan_memory: $fails failed"; exit 1; fi
