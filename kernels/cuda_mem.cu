@@ -180,6 +180,8 @@ extern "C" void cuda_ctx_close(opctx *c) {
     c->blas_ws_bytes = 0;
     c->blas = NULL;
     c->stream = c->copy_stream = NULL;
+    c->err = 0; // a context opened again starts without the old sticky error
+    c->errmsg[0] = 0;
 }
 
 #define CTX_TRY(call)                                                                                                \

@@ -43,7 +43,9 @@ __host__ __device__ static __forceinline__ bf16 f2bf(float f) { return __float2b
     do {                                                                                                             \
         k<<<(grid), (block), (smem), (cudaStream_t)(c)->stream>>>(__VA_ARGS__);                                     \
         cudaError_t klaunch_e_ = cudaGetLastError();                                                                 \
-        if (klaunch_e_ != cudaSuccess) opctx_fail((c), ERR_INTERNAL, "kernel %s: %s", #k, cudaGetErrorString(klaunch_e_)); \
+        if (klaunch_e_ != cudaSuccess)                                                                               \
+            opctx_fail((c), ERR_INTERNAL, "kernel %s (or asynchronous work before it): %s", #k,                      \
+                       cudaGetErrorString(klaunch_e_));                                                              \
     } while (0)
 #else
 #include "simt/simt_cpu.h"

@@ -853,6 +853,49 @@ static void t_rows(st *s) {
     end(s);
 }
 
+/* the device's fp32 table (ops.f32: what the trainer does to its fp32 masters, gradients and the embedding table),
+ * against the fp32 CPU reference: the same formula in the same order, so bit-identical (exact) */
+static void t_f32_run(st *s) {
+    const int64_t R = 20, D = s->sh->d, nr = 13, n = R * D;
+    int64_t rows[13], perm[13];
+    for (int i = 0; i < 13; i++) rows[i] = (i * 7 + 3) % 20, perm[i] = (i * 11 + 5) % 20;
+    rows[5] = rows[2]; /* a repeat for scatter_add_rows */
+    float *x, *y, *src, *dst;
+    int64_t *hr;
+    begin(s, "f32.scale, copy, add_inplace, zero");
+    void *X = rf32(s, n, 2.0f, 0.0f, &x), *Y = rf32(s, n, 1.0f, 0.0f, &y);
+    READY(s);
+    s->ref->scale(&s->rc, x, n, 0.37f), s->dev->scale(s->dc, X, n, 0.37f);
+    s->ref->add_inplace(&s->rc, y, x, n), s->dev->add_inplace(s->dc, Y, X, n);
+    if (devok(s)) cmp(s, "scale then add_inplace", K_F32, Y, y, n, 0, 0.0, NULL);
+    s->ref->copy(&s->rc, x, y, n), s->dev->copy(s->dc, X, Y, n);
+    s->ref->zero(&s->rc, y, D), s->dev->zero(s->dc, Y, D);
+    if (devok(s)) cmp(s, "copy", K_F32, X, x, n, 0, 0.0, NULL);
+    if (devok(s)) cmp(s, "zero", K_F32, Y, y, n, 0, 0.0, NULL);
+    end(s);
+    begin(s, "f32.gather_rows, scatter_rows, scatter_add_rows");
+    void *S = rf32(s, R * D, 2.0f, 0.0f, &src), *Dd = rf32(s, R * D, 1.0f, 0.0f, &dst);
+    void *RW = buf(s, sizeof rows, rows, (void **)&hr);
+    READY(s);
+    s->ref->gather_rows(&s->rc, dst, src, hr, nr, D), s->dev->gather_rows(s->dc, Dd, S, RW, nr, D);
+    if (devok(s)) cmp(s, "gather_rows", K_F32, Dd, dst, R * D, 0, 0.0, NULL);
+    s->ref->scatter_add_rows(&s->rc, dst, src, hr, nr, D), s->dev->scatter_add_rows(s->dc, Dd, S, RW, nr, D);
+    if (devok(s)) cmp(s, "scatter_add_rows", K_F32, Dd, dst, R * D, 0, 0.0, NULL);
+    memcpy(hr, perm, sizeof perm); /* distinct rows for scatter_rows */
+    s->dev->upload(s->dc, RW, perm, sizeof perm);
+    s->ref->scatter_rows(&s->rc, dst, src, hr, nr, D), s->dev->scatter_rows(s->dc, Dd, S, RW, nr, D);
+    if (devok(s)) cmp(s, "scatter_rows", K_F32, Dd, dst, R * D, 0, 0.0, NULL);
+    end(s);
+}
+
+static void t_f32(st *s) {
+    const ops *dev = s->dev, *ref = s->ref;
+    if (!dev->f32 || dev->f32 == dev) return; /* the CPU's: its fp32 table is ops_cpu() itself */
+    s->dev = dev->f32, s->ref = ops_cpu();
+    t_f32_run(s);
+    s->dev = dev, s->ref = ref;
+}
+
 /* ---- NF4, vision, casts --------------------------------------------------------------------------------------------
  * NF4: absmax = map[q] * absmax2 + offset may be one FMA on a GPU (one rounding less): w = code * absmax then differs
  * by at most |code| u (|map a2| + |off|) plus its own rounding: 3 u |code| (|map a2| + |off|) in fp32, 1 ulp in bf16 */
@@ -1065,6 +1108,7 @@ int ops_selftest_ex(const ops *dev, opctx *dc, const selftest_shape *shape, uint
     t_embed(&s);
     t_logprob(&s);
     t_rows(&s);
+    t_f32(&s);
     t_nf4(&s);
     t_vision(&s);
     t_cast(&s);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "backend/devctx.h"
 #include "backend/device.h"
 #include "backend/selftest.h"
 #include "backend/tensor.h"
@@ -164,25 +165,29 @@ static int setup(trainer *r) {
     r->total_steps = r->steps_per_epoch * c->epochs;
     r->stop_step = c->max_steps > 0 && c->max_steps < r->total_steps ? c->max_steps : r->total_steps;
     /* trainer, sized once from the largest pair in data.h5 */
-    if (spec.device == DEVICE_CUDA) { /* this rank's GPU: the local rank's, round robin (as the NCCL backend picks) */
+    if (spec.device == DEVICE_CUDA) {
+        /* this rank's GPU (the local rank's, round robin, as the NCCL backend picks it), and before any weight goes
+         * there: every op of the CUDA table against the CPU reference (backend/selftest.c), in a context of its own.
+         * A new driver or GPU that computes something else is refused here, not trained on */
         int ngpu = 0;
-        char why[256];
+        char why[600];
         device_cuda_count(&ngpu);
         const int idx = ngpu > 0 ? dist_local_rank(c->dist) % ngpu : 0;
-        if ((rc = cudev_use(idx, why, sizeof why))) return err_set(rc, "runtime.device cuda: %s", why);
+        opctx sc;
+        double t0 = log_now();
+        if ((rc = devctx_open(DEVICE_CUDA, idx, &sc, why, sizeof why))) {
+            devctx_close(DEVICE_CUDA, &sc);
+            return err_set(rc, "runtime.device cuda: GPU %d: %s", idx, why);
+        }
+        rc = ops_selftest(ops_for(DEVICE_CUDA, DT_BF16), &sc, why, sizeof why);
+        devctx_close(DEVICE_CUDA, &sc);
+        if (rc)
+            return err_set(ERR_ARGS, "runtime.device: cuda refused: the self-test of GPU %d failed (%s); set "
+                           "runtime.device: cpu, or run `orpo-hpc device --selftest` for the details", idx, why);
+        log_info("GPU %d self-test: every op agrees with the CPU reference (%.2f s)", idx, log_now() - t0);
     }
     if ((rc = lt_init(&r->t, &r->m, &spec))) return rc;
     r->on_device = !r->t.o->host_mem;
-    if (r->on_device) {
-        /* before the first step: every op of the device's table against the CPU reference (backend/selftest.c);
-         * a new driver or GPU that computes something else is refused here, not trained on */
-        char why[600];
-        double t0 = log_now();
-        if (ops_selftest(r->t.o, &r->t.ctx, why, sizeof why))
-            return err_set(ERR_ARGS, "runtime.device: cuda refused: the GPU self-test failed (%s); set "
-                           "runtime.device: cpu, or run `orpo-hpc device --selftest` for the details", why);
-        log_info("GPU self-test: every op agrees with the CPU reference (%.2f s)", log_now() - t0);
-    }
     ls_dims dims;
     ls_dims_pairs(r->meta.max_prefix_len, r->meta.max_n_image_tokens, r->meta.max_answer_len, micro,
                   ls_image_tiles(&r->m.cfg), &dims);
