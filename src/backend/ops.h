@@ -2,7 +2,8 @@
  * reference in src/backend/cpu/ and a CUDA kernel in kernels/; tests run both on the same inputs.
  *
  * Conventions
- *   - Pointers are device pointers of the backend (host memory for the CPU). Activations (`void *`) have the
+ *   - Pointers are device pointers of the backend (host memory for the CPU), but dropout's `key` (two words on the
+ *     host, passed by value to the kernel). Activations (`void *`) have the
  *     table's activation dtype (ops_cpu: f32; ops_cpu_bf16 and CUDA: bf16), and so do the weights `w` of
  *     linear_fwd / linear_bwd / matmul_acc and the fill row of gather_rows_fill; biases, norm weights, embedding
  *     tables, cls / pos and pixels stay f32, as does every `float *` (statistics saved for backward: rstd, mean,
