@@ -8,6 +8,7 @@
  *                               into the test's temporary directory; their paths (1024 bytes each)
  *   step_grads(t, pairs, step, &m)  one micro-batch of the two pairs: forward, ORPO (beta 0.1, NLL over prompt and
  *                               answer, as the fixture), backward into t's gradients (zeroed first); the metrics
+ *   step_grads_logp(t, pairs, step, &m, &logp, &nrows)   the same, and a malloc'd copy of the per-row log-probs
  */
 #ifndef ORPO_STEP_PAIRS_H
 #define ORPO_STEP_PAIRS_H
@@ -78,12 +79,19 @@ static inline void step_models(char fp32[1024], char nf4[1024]) {
     CHECK_EQ_INT(mh5_import(test_fixture("llava_tiny/model"), nf4, &o), 0);
 }
 
-static inline int step_grads(llava_trainer *t, const lt_pair *pairs, uint32_t step, orpo_metrics *m) {
+/* step_grads, and (logp non-NULL) a malloc'd copy of the forward's per-row log-probs, *nrows of them */
+static inline int step_grads_logp(llava_trainer *t, const lt_pair *pairs, uint32_t step, orpo_metrics *m,
+                                  float **logp, int64_t *nrows) {
     lt_batch b = {pairs, 2, step, 0};
     lt_fwd fw;
     lt_zero_grads(t);
     int rc = lt_forward(t, &b, &fw);
     if (rc) return rc;
+    if (logp) {
+        *nrows = fw.nrows;
+        *logp = malloc(sizeof(float) * (size_t)(fw.nrows ? fw.nrows : 1));
+        memcpy(*logp, fw.logp, sizeof(float) * (size_t)fw.nrows);
+    }
     int64_t nll = 0;
     for (int64_t i = 0; i < fw.nrows; i++) nll += (fw.role[i] & ORPO_TOK_NLL) != 0;
     orpo_config oc = {0.1, ORPO_NLL_ALL};
@@ -97,6 +105,10 @@ static inline int step_grads(llava_trainer *t, const lt_pair *pairs, uint32_t st
     if (!rc) rc = lt_backward(t, dlogp);
     free(dlogp);
     return rc;
+}
+
+static inline int step_grads(llava_trainer *t, const lt_pair *pairs, uint32_t step, orpo_metrics *m) {
+    return step_grads_logp(t, pairs, step, m, NULL, NULL);
 }
 
 #endif
