@@ -228,12 +228,17 @@ int llava_shard_visit(const llava_config *cfg, const char *path, llava_param *ps
     return rc;
 }
 
-void llava_model_setup(llava_model *m, llava_param **ps, int *np) {
+int llava_model_setup(llava_model *m, llava_param **ps, int *np) {
     m->vis = mem_calloc((size_t)m->cfg.v_run_layers, sizeof *m->vis, "vision layers");
     m->dec = mem_calloc((size_t)m->cfg.t_layers, sizeof *m->dec, "decoder layers");
     m->w.vis = m->vis;
     m->w.dec = m->dec;
     llava_params_build(&m->cfg, &m->w, ps, np);
+    if (*np > 0) return ERR_OK;
+    free(*ps);
+    *ps = NULL;
+    llava_model_free(m);
+    return err_set(ERR_INTERNAL, "llava: empty parameter list");
 }
 
 void llava_model_arena(llava_model *m, llava_param *ps, int np, const char *skip) {
@@ -273,12 +278,7 @@ int llava_model_load_hf(const char *dir, llava_model *m) {
     if (rc) return rc;
     llava_param *ps = NULL;
     int np = 0;
-    llava_model_setup(m, &ps, &np);
-    if (np <= 0) {
-        free(ps);
-        llava_model_free(m);
-        return err_set(ERR_INTERNAL, "llava: empty parameter list");
-    }
+    if ((rc = llava_model_setup(m, &ps, &np))) return rc;
     llava_model_arena(m, ps, np, NULL);
     char *seen = mem_calloc((size_t)np, 1, "model parameter list");
     /* sharded (index) or single file */

@@ -18,7 +18,8 @@
  *                                        NF4 (nf4_decoder) in model.h5's layout (llava_random.c): benchmarks of a
  *                                        shape without a checkpoint
  *   llava_model_setup(&m, &list, &n)     with m.cfg set: the layer arrays of m.w and the parameter list whose
- *                                        slots point into m.w (the loaders' first step; list is malloc'ed)
+ *                                        slots point into m.w (the loaders' first step; list is malloc'ed); an
+ *                                        empty list is ERR_INTERNAL (the model freed)
  *   llava_model_arena(&m, list, n, skip) one zeroed fp32 arena (m.arena) for every parameter i with !skip[i]
  *                                        (all when skip is NULL), in list order; their slots point into it
  *   llava_match_tensor(cfg, p, t, file)  shape check of a checkpoint tensor against a parameter (ERR_DATA naming
@@ -73,7 +74,7 @@ int llava_model_load_hf(const char *dir, llava_model *m);
 void llava_model_free(llava_model *m);
 size_t llava_model_tower_bytes(const llava_model *m);
 int llava_model_random(const llava_config *cfg, int nf4_decoder, uint64_t seed, llava_model *m);
-void llava_model_setup(llava_model *m, llava_param **list, int *n);
+int llava_model_setup(llava_model *m, llava_param **list, int *n);
 void llava_model_arena(llava_model *m, llava_param *list, int n, const char *skip);
 
 #endif

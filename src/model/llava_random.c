@@ -41,12 +41,8 @@ int llava_model_random(const llava_config *cfg, int nf4_decoder, uint64_t seed, 
     m->cfg = *cfg;
     llava_param *ps = NULL;
     int np = 0;
-    llava_model_setup(m, &ps, &np);
-    if (np <= 0) {
-        free(ps);
-        llava_model_free(m);
-        return err_set(ERR_INTERNAL, "llava_model_random: empty parameter list");
-    }
+    int rc = llava_model_setup(m, &ps, &np);
+    if (rc) return rc;
     char *quant = mem_calloc((size_t)np, 1, "model parameter list");
     size_t qtotal = 0;
     for (int i = 0; i < np; i++) {

@@ -348,7 +348,10 @@ int mh5_load(const char *path, llava_model *m) {
     }
     llava_param *ps = NULL;
     int np = 0;
-    llava_model_setup(m, &ps, &np);
+    if ((rc = llava_model_setup(m, &ps, &np))) {
+        h5x_close(&f);
+        return rc;
+    }
     /* first pass: which linears are NF4 on disk; they get no fp32 space */
     char *quant = mem_calloc((size_t)(np > 0 ? np : 1), 1, "model parameter list");
     size_t qtotal = 0;
