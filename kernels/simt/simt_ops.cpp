@@ -112,7 +112,10 @@ static void *s_alloc(opctx *c, size_t bytes, int where, const char *what) {
     return p;
 }
 
+static void run_copies(uint64_t upto);
+
 static void s_free(opctx *c, void *p, int where) {
+    run_copies(UINT64_MAX); // cudaFree waits for the whole device
     region *r = where == MEM_DEVICE && p ? find(p) : NULL;
     if (!r) {
         cpu_mem_free(c, p, where);
@@ -133,10 +136,51 @@ static void s_upload(opctx *c, void *dst, const void *src, size_t bytes) { GUARD
 static void s_download(opctx *c, void *dst, const void *src, size_t bytes) {
     GUARDED(cpu_mem_download(c, dst, src, bytes));
 }
-static void s_copy_async(opctx *c, void *dst, const void *src, size_t bytes, int dir) {
-    GUARDED(cpu_mem_copy_async(c, dst, src, bytes, dir));
-}
 static void s_memset(opctx *c, void *p, int value, size_t bytes) { GUARDED(cpu_mem_memset(c, p, value, bytes)); }
+
+// ---- the copy stream, as late as CUDA allows -------------------------------------------------------------------
+// On a GPU, copy_async runs on the copy stream after the compute work issued before it, at some time before the
+// compute stream passes a copy_wait on a later fence (or a sync, or a free: cudaFree waits for the device). The CPU
+// backend copies at once, the earliest time, which hides a missing wait. Here the copies are queued and run, in issue
+// order, at the latest time instead: a compute op that overwrites a copy's source, or reads its destination, without
+// the wait in between then sees the wrong bytes, and test_step_simt's step (offloaded layer inputs) fails.
+
+struct pending {
+    void *dst;
+    const void *src;
+    size_t bytes;
+    uint64_t fence; // the first fence recorded after it
+};
+static std::vector<pending> g_copies;
+static uint64_t g_fences;
+
+static void run_copies(uint64_t upto) {
+    size_t n = 0;
+    while (n < g_copies.size() && g_copies[n].fence <= upto) n++;
+    for (size_t i = 0; i < n; i++) GUARDED(memmove(g_copies[i].dst, g_copies[i].src, g_copies[i].bytes));
+    g_copies.erase(g_copies.begin(), g_copies.begin() + (long)n);
+}
+
+static void s_copy_async(opctx *c, void *dst, const void *src, size_t bytes, int dir) {
+    (void)c;
+    (void)dir;
+    if (bytes) g_copies.push_back(pending{dst, src, bytes, g_fences + 1});
+}
+
+static uint64_t s_copy_fence(opctx *c) {
+    (void)c;
+    return ++g_fences;
+}
+
+static void s_copy_wait(opctx *c, uint64_t fence) {
+    (void)c;
+    run_copies(fence);
+}
+
+static int s_sync(opctx *c) {
+    run_copies(UINT64_MAX);
+    return cpu_mem_sync(c);
+}
 
 static void fill_mem(ops *o) {
     o->mem_alloc = s_alloc;
@@ -144,10 +188,10 @@ static void fill_mem(ops *o) {
     o->upload = s_upload;
     o->download = s_download;
     o->copy_async = s_copy_async;
-    o->copy_fence = cpu_mem_copy_fence;
-    o->copy_wait = cpu_mem_copy_wait;
+    o->copy_fence = s_copy_fence;
+    o->copy_wait = s_copy_wait;
     o->memset = s_memset;
-    o->sync = cpu_mem_sync;
+    o->sync = s_sync;
     o->mem_stats = cpu_mem_stats_of;
     o->host_mem = 0;
 }

@@ -1428,12 +1428,18 @@ static void decoder_and_head(llava_trainer *t) {
     const ops *o = t->o;
     opctx *cx = &t->ctx;
     const int64_t D = c->t_hidden, T = s->ntok, V = c->vocab;
+    /* with offloading, layer l writes its output over layer l - 1's input (two device buffers): the copy of that
+     * input to host memory, issued one layer earlier, must be done first; the copy of layer l's own input runs
+     * beside layer l */
+    uint64_t copied[2] = {0, 0}; /* the fence after the copy of the input in each buffer */
     offload_input(t, 0);
+    if (s->st.offload) copied[0] = o->copy_fence(cx);
     for (int l = 0; l < c->t_layers; l++) {
         dec_acts *a = &s->acts[s->st.recompute || s->st.forward_only ? 0 : l];
-        if (s->st.offload) o->copy_wait(cx, o->copy_fence(cx)); /* layer l - 1's input is in host memory */
+        if (s->st.offload) o->copy_wait(cx, copied[(l + 1) & 1]); /* layer l - 1's input is in host memory */
         layer_fwd(t, l, layer_input(t, l), a, layer_input(t, l + 1));
         offload_input(t, l + 1);
+        if (s->st.offload) copied[(l + 1) & 1] = o->copy_fence(cx);
     }
     o->rmsnorm_fwd(cx, s->hfin, s->rstd_f, layer_input(t, c->t_layers), w->norm, T, D, c->t_eps);
     o->gather_rows(cx, s->rsel, s->hfin, s->d.row_h, s->nrows, D);
