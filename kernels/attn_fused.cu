@@ -100,9 +100,7 @@ static cudnn_sdpa_shape shape_of(const afz_seg &g, int nq, int nkv, int hd, int 
     return s;
 }
 
-// the segments of a call, every graph prepared, and the scratch; 1 and *base when cuDNN runs the call, 0 to fall back
-// (or on an error already in the sticky error: then nothing runs). *L0 receives the largest segment's layout offsets
-// per segment through lay()
+// a call cuDNN runs: its segments (malloc'd) and the scratch every segment's layout (lay) is carved from
 struct af_call {
     afz_seg *segs;
     int nsegs;
@@ -115,6 +113,8 @@ static afz_layout lay(const afz_seg &g, int nq, int nkv, int hd, int bwd, size_t
     return L;
 }
 
+// the segments of a call, every graph prepared, the scratch taken: 1 when cuDNN runs the call (or an error is already
+// in the sticky error: then nothing runs), 0 to fall back to attn.cu's version (counted, with the reason)
 static int af_setup(opctx *c, af_call *a, const seq_desc *seqs, int nseq, int64_t ntok, int nq, int nkv, int hd,
                     int causal, int bwd, int want_dk, int want_dv) {
     const char *dir = bwd ? "backward" : "forward";
@@ -149,7 +149,7 @@ static int af_setup(opctx *c, af_call *a, const seq_desc *seqs, int nseq, int64_
     }
     a->base = (char *)kscratch(c, need);
     if (!a->base) { // the sticky error is set: nothing runs
-        free(a->segs), a->segs = NULL;
+        free(a->segs), a->segs = NULL, a->nsegs = 0;
         return 1;
     }
     return 1;

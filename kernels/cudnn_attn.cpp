@@ -170,7 +170,11 @@ const entry *ready(opctx *c, const cudnn_sdpa_shape *s, int bwd, cudnnHandle_t *
     auto it = graphs.find(key{dev, bwd, s->sq, s->skv, s->nq, s->nkv, s->hd, s->causal});
     auto hi = handles.find(dev);
     if (it == graphs.end() || !it->second.why.empty() || hi == handles.end()) return nullptr;
-    if (fe::detail::set_stream(hi->second, (cudaStream_t)c->stream) != CUDNN_STATUS_SUCCESS) return nullptr;
+    try {
+        if (fe::detail::set_stream(hi->second, (cudaStream_t)c->stream) != CUDNN_STATUS_SUCCESS) return nullptr;
+    } catch (const std::exception &) {
+        return nullptr;
+    }
     *h = hi->second;
     return &it->second;
 }
