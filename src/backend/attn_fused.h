@@ -47,7 +47,9 @@
  *                                   ERR_OK, or ERR_INTERNAL with `why` naming the output, the element, both values
  *                                   and the bound (derived in attn_selftest.c); worst: the largest |diff| / bound
  *   afz_check_gpu(ctx, why, n)      the run-time check of afz_choose on a CUDA context (opctx *ctx): afz_selftest of
- *                                   afz_ops_cuda() against ops_for(cuda) with 8 / 2 heads of 128 and 4 / 4 of 64
+ *                                   afz_ops_cuda() against ops_for(cuda) with 8 / 2 heads of 128 and 4 / 4 of 64,
+ *                                   and every one of its 8 attention calls run by cuDNN (none fallen back: else
+ *                                   nonzero with the fallback's reason, e.g. libcudnn missing at run time)
  *   afz_counts(&fused, &fell, why, n)  the fused table's attention calls so far: run by cuDNN, fallen back to the
  *                                   kernels, and the latest fallback's reason (zeros and "" without CUDA)
  */

@@ -310,7 +310,18 @@ int afz_check_gpu(void *ctx, char *why, size_t why_len) {
         return ERR_INTERNAL;
     }
     /* the decoder's GQA at the 7B head size (32 / 8 heads of 128, here 8 / 2) and the tower's (heads of 64) */
+    long f0, b0, f1, b1;
+    char fw[256];
+    afz_counts(&f0, &b0, fw, sizeof fw);
     int rc = afz_selftest(ref, dev, (opctx *)ctx, 8, 2, 128, 70, 1, why, why_len, NULL);
     if (!rc) rc = afz_selftest(ref, dev, (opctx *)ctx, 4, 4, 64, 40, 2, why, why_len, NULL);
+    afz_counts(&f1, &b1, fw, sizeof fw);
+    /* the fused table falls back per call: agreeing with attn.cu is not enough, cuDNN must have run every call
+     * (libcudnn missing at run time, or an engine that refuses these shapes, would otherwise pass unnoticed) */
+    if (!rc && (b1 > b0 || f1 - f0 < 8)) {
+        snprintf(why, why_len, "cuDNN did not run the self-test's attention calls (%ld of 8; %s)", f1 - f0,
+                 fw[0] ? fw : "no reason recorded");
+        rc = ERR_INTERNAL;
+    }
     return rc;
 }
