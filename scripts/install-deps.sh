@@ -1,9 +1,38 @@
 #!/usr/bin/env bash
-# install-deps.sh — installs the Debian packages orpo-hpc needs to build and test, when missing.
+# install-deps.sh — installs the Debian packages orpo-hpc needs to build and test, when missing, and, where the CUDA
+# toolkit is present, the cuDNN frontend's headers (the PyPI wheel nvidia-cudnn-frontend, headers only, into the
+# user's python: the fused attention of the CUDA build, CMake ORPO_CUDNN; the build works without them).
 # Idempotent: does nothing when everything is present. On a machine without apt-get it prints what is
 # missing and how to get it, and exits 1.
 #   scripts/install-deps.sh [extra-package ...]
 set -euo pipefail
+
+# the cuDNN frontend headers (CMakeLists.txt finds include/cudnn_frontend.h in the site-packages of the python3 on
+# PATH), only with the CUDA toolkit; a failure is a warning (the CUDA build then has no cuDNN attention)
+FE_VERSION=1.32.0
+cudnn_frontend() {
+  local nvcc
+  nvcc=$(command -v nvcc 2>/dev/null || true)
+  [ -n "$nvcc" ] || { [ -x /usr/local/cuda/bin/nvcc ] && nvcc=/usr/local/cuda/bin/nvcc; } || true
+  [ -n "$nvcc" ] && command -v python3 >/dev/null 2>&1 || return 0
+  python3 - <<'PY' >/dev/null 2>&1 && return 0
+import os, site, sysconfig, sys
+d = [site.getusersitepackages()] + [sysconfig.get_paths()[k] for k in ("purelib", "platlib")]
+try:
+    d += site.getsitepackages()
+except Exception:
+    pass
+sys.exit(0 if any(os.path.isfile(os.path.join(p, "include", "cudnn_frontend.h")) for p in d) else 1)
+PY
+  echo "orpo-hpc: installing nvidia-cudnn-frontend $FE_VERSION (pip --user, headers only): cuDNN's fused attention" \
+       "of the CUDA build (ORPO_CUDNN)" >&2
+  if ! python3 -m pip install --user --quiet --disable-pip-version-check --no-deps \
+       "nvidia-cudnn-frontend==$FE_VERSION" >/dev/null 2>&1; then
+    echo "orpo-hpc: warning: pip could not install nvidia-cudnn-frontend; the CUDA build will have no cuDNN" \
+         "attention (install the wheel, or set -DCUDNN_FRONTEND_INCLUDE=DIR of cudnn_frontend.h)" >&2
+  fi
+  return 0
+}
 
 # openmpi-bin / libopenmpi-dev: the MPI backend of data parallelism and its tests (ctest -L dist); the build
 # works without them (the dist tests then say SKIP)
@@ -16,7 +45,7 @@ for p in "${pkgs[@]}"; do
     missing+=("$p")
   fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then cudnn_frontend; exit 0; fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
   cat >&2 <<MSG
@@ -39,3 +68,4 @@ echo "orpo-hpc: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+cudnn_frontend

@@ -10,6 +10,8 @@
 #define kc_add_inplace ksim_kc_add_inplace
 #define kc_attn_bwd ksim_kc_attn_bwd
 #define kc_attn_fwd ksim_kc_attn_fwd
+#define kc_attn_fused_bwd ksim_kc_attn_fused_bwd
+#define kc_attn_fused_fwd ksim_kc_attn_fused_fwd
 #define kc_cast ksim_kc_cast
 #define kc_copy ksim_kc_copy
 #define kc_dropout ksim_kc_dropout
@@ -50,6 +52,12 @@
 #define kf_scatter_rows ksim_kf_scatter_rows
 #define kf_zero ksim_kf_zero
 #define kc_attn_chunk_entries ksim_kc_attn_chunk_entries
+#define kc_attn_fused_count ksim_kc_attn_fused_count
+#define kc_attn_fused_why ksim_kc_attn_fused_why
+#define cudnn_sdpa_prepare ksim_cudnn_sdpa_prepare // attn_fused.cu's stand-ins of cudnn_attn.cpp
+#define cudnn_sdpa_fwd ksim_cudnn_sdpa_fwd
+#define cudnn_sdpa_bwd ksim_cudnn_sdpa_bwd
+#define cudnn_sdpa_version ksim_cudnn_sdpa_version
 #define kgemm(c, g) ksim_kgemm(c, g)
 #define kget(c, d, s, n) ksim_kget(c, d, s, n)
 #define kscratch(c, n) ksim_kscratch(c, n) // function-like: opctx has a field of that name

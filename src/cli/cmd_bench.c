@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend/attn_fused.h"
 #include "backend/devctx.h"
 #include "backend/device.h"
 #include "backend/tensor.h"
@@ -412,8 +413,34 @@ static const char *shape_gpu_name(const char *devname) {
 
 /* MERGE: the trainer on CUDA. lt_spec has no device yet and lt_init takes the CPU table (llava_train.c); when the
  * trainer gets its device (the CUDA context from devctx_open), set it here and drop the refusal. */
+/* --attention on a GPU (backend/attn_fused.h): cuDNN's fused attention when built and its self-test on this GPU
+ * passes (auto), or asked for (cudnn: refused otherwise), or the kernels'; one line says which and why */
+static int bench_attention(int mode, const device_info *dev, lt_spec *sp) {
+    if (dev->kind != DEVICE_CUDA) {
+        if (mode == AFZ_CUDNN)
+            return err_set(ERR_ARGS, "bench step --attention cudnn: cuDNN attention runs on a GPU; this bench runs on "
+                           "the CPU (use --attention auto or kernels, or --device cuda)");
+        return ERR_OK;
+    }
+    opctx sc;
+    char why[600], msg[700];
+    int use = 0, open = mode != AFZ_KERNELS && afz_ops_cuda() != NULL;
+    if (open && devctx_open(DEVICE_CUDA, dev->index, &sc, why, sizeof why)) {
+        devctx_close(DEVICE_CUDA, &sc);
+        return err_set(ERR_ARGS, "bench step --attention %s: GPU %d: %s", afz_mode_name(mode), dev->index, why);
+    }
+    int rc = afz_choose(mode, afz_ops_cuda() != NULL, afz_check_gpu, &sc, &use, msg, sizeof msg);
+    if (open) devctx_close(DEVICE_CUDA, &sc);
+    if (rc) return err_set(ERR_ARGS, "bench step --%s", msg);
+    if (msg[0]) printf("--%s\n", msg);
+    if (use) sp->ops = afz_ops_cuda();
+    printf("attention: %s (--attention %s)\n", use ? "cudnn (cuDNN's fused attention; calls it cannot take run the "
+           "kernels)" : "kernels (the materialised attention kernels)", afz_mode_name(mode));
+    return ERR_OK;
+}
+
 static int bench_shape(int argc, char **argv) {
-    const char *shape = NULL, *want = "auto";
+    const char *shape = NULL, *want = "auto", *attn = NULL;
     int h = 672, w = 672, npairs = 2, prompt = 39, answer = 129, iters = 3, warmup = 1, random = 0;
     double gb = 0;
     job_override *ov = NULL;
@@ -431,13 +458,16 @@ static int bench_shape(int argc, char **argv) {
         else if (!strcmp(argv[i], "--warmup") && v) { warmup = atoi(v); i++; }
         else if (!strcmp(argv[i], "--gpu-memory-gb") && v) { gb = atof(v); i++; }
         else if (!strcmp(argv[i], "--device") && v) { want = v; i++; }
+        else if (!strcmp(argv[i], "--attention") && v) { attn = v; i++; }
         else {
             job_free_overrides(ov, nov);
             return err_set(ERR_ARGS, "bench step --shape: unexpected argument '%s'", argv[i]), cli_fail();
         }
     }
-    int rc = ERR_OK;
-    if (!random) rc = err_set(ERR_ARGS, "bench step --shape %s: needs --random-weights (a shape has no checkpoint; "
+    int rc = ERR_OK, amode = AFZ_AUTO;
+    if (attn && afz_mode_parse(attn, &amode))
+        rc = err_set(ERR_ARGS, "bench step --attention %s: expected auto, cudnn or kernels", attn);
+    else if (!random) rc = err_set(ERR_ARGS, "bench step --shape %s: needs --random-weights (a shape has no checkpoint; "
                               "bench step --model DIR|model.h5 runs real weights)", shape);
     else if (npairs < 1 || npairs > 64 || prompt < 3 || answer < 1 || iters < 1 || warmup < 0 || gb < 0 || h < 1 || w < 1)
         rc = err_set(ERR_ARGS, "bench step --shape: --pairs 1..64, --prompt >= 3, --answer >= 1, --iters >= 1, "
@@ -514,6 +544,13 @@ static int bench_shape(int argc, char **argv) {
     llava_model m;
     llava_trainer t;
     lt_spec sp = plan.spec;
+    if (!attn) amode = job.runtime.attention; /* --set runtime.attention=..., else auto */
+    if ((rc = bench_attention(amode, &dev, &sp))) {
+        jp_free(&plan);
+        job_free(&job);
+        job_free_overrides(ov, nov);
+        return cli_fail();
+    }
     double t0 = log_now();
     sp.device = dev.kind; /* the trainer on the bench's device */
     if ((rc = llava_model_random(&cfg, plan.wts.linear_dtype == DT_NF4, 1, &m))) {
@@ -578,6 +615,9 @@ static int bench_shape(int argc, char **argv) {
     adamw_group grp = {"all", 2e-4, 0.01, at, nt};
     double best = 1e30, sum = 0;
     int64_t toks = 0;
+    long nf0 = 0, nb0 = 0;
+    char awhy[256];
+    afz_counts(&nf0, &nb0, awhy, sizeof awhy); /* the attention self-test's calls are not the step's */
     for (int it = 0; !rc && it < warmup + iters; it++) {
         lt_batch bt = {pairs, npairs, (uint32_t)it, 0};
         lt_fwd fw;
@@ -613,6 +653,12 @@ static int bench_shape(int argc, char **argv) {
         if (res) printf(" + the plan's context reserve %.3f GiB, not measured", res / GIB);
         printf("); the plan predicted %.3f GiB: measured/plan %.3f (%zu / %zu bytes); budget %.2f GiB (%s)\n",
                plan.peak / GIB, (double)meas / (double)plan.peak, meas, plan.peak, plan.budget / GIB, plan.budget_from);
+        long nf = 0, nb = 0;
+        afz_counts(&nf, &nb, awhy, sizeof awhy);
+        if (sp.ops && sp.ops == afz_ops_cuda())
+            printf("attention calls: %ld by cuDNN, %ld by the kernels (calls cuDNN could not take%s%s)\n", nf - nf0,
+                   nb - nb0,
+                   awhy[0] ? "; the latest: " : "", awhy);
         if (plan.has_estimate)
             printf("plan's roofline estimate on the %s: %.1f ms, %.2f pairs/s\n", plan.gpu ? plan.gpu->name : "GPU",
                    1e3 * plan.est.time_s, plan.est.pairs_per_s);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backend/attn_fused.h"
 #include "backend/device.h"
 #include "backend/ops.h"
 #include "backend/tensor.h"
@@ -28,6 +29,11 @@ static void serve_warnings(const job_config *c, const char *file, job_report *re
         job_report_add(rep, JOB_WARNING, file, c->pos[k].line, c->pos[k].col, "runtime.device",
                        "cuda with runtime.precision fp32: the GPU training backend runs bf16 activations: train, "
                        "resume and eval refuse this job (exit 2); set runtime.precision: bf16 or auto");
+    int a = job_find_key("runtime.attention");
+    if (c->runtime.attention == AFZ_CUDNN && !afz_ops_cuda())
+        job_report_add(rep, JOB_WARNING, file, c->pos[a].line, c->pos[a].col, "runtime.attention",
+                       "cudnn: this orpo-hpc was built without cuDNN attention: a run on a GPU refuses this job "
+                       "(exit 2); set runtime.attention: auto or kernels");
 }
 
 int cmd_validate(int argc, char **argv) {

@@ -87,7 +87,7 @@ const cli_command cli_commands[] = {
      "                           [--ranks N [--values N]]\n"
      "       orpo-hpc bench step --shape llava-v1.6-mistral-7b|demo|config.json --random-weights [--image HxW]\n"
      "                           [--pairs N] [--prompt N] [--answer N] [--iters N] [--warmup N] [--gpu-memory-gb G]\n"
-     "                           [--device auto|cpu|cuda] [--set k=v ...]\n"
+     "                           [--device auto|cpu|cuda] [--attention auto|cudnn|kernels] [--set k=v ...]\n"
      "       orpo-hpc bench generate --model DIR|model.h5 [--image HxW] [--prompt N] [--new N] [--batch N] [--iters N]\n"
      "  forward: CPU forward of one image + text; step: one ORPO micro-batch (forward + backward) with and\n"
      "  without prefix sharing; --ranks N: N MPI ranks (mpirun -np N, started by the command when no launcher\n"
@@ -97,7 +97,10 @@ const cli_command cli_commands[] = {
      "  QLoRA job (jobs/llava16-mistral7b-8gb.yaml's LoRA; --set to change it) planned for the device and budget\n"
      "  (--gpu-memory-gb; on a GPU default its memory), warm-up + timed training steps (forward, backward, AdamW):\n"
      "  step time, pairs/s, tokens/s and the measured peak device memory beside the plan's; a 7B shape needs a\n"
-     "  GPU (exit 2 on the CPU). Record results in docs/performance.md with the machine."},
+     "  GPU (exit 2 on the CPU). --attention (runtime.attention): cudnn = cuDNN's fused attention (exit 2 when\n"
+     "  not built or its self-test on the GPU fails), kernels = the attention kernels, auto (default) = cudnn when\n"
+     "  built and its self-test passes, else kernels, with one line saying why; the step then prints how many\n"
+     "  attention calls cuDNN ran. Record results in docs/performance.md with the machine."},
     {"device", cmd_device, "show the compute devices this binary can use",
      "orpo-hpc device [--selftest] [--want auto|cpu|cuda]\n"
      "  Lists whether CUDA is built in and which GPUs the driver reports; --selftest runs a\n"

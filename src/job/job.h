@@ -119,7 +119,7 @@ typedef struct job_pos {
     int from;      /* JOB_FROM_DEFAULT, JOB_FROM_FILE, JOB_FROM_SET */
 } job_pos;
 
-#define JOB_NKEYS 45
+#define JOB_NKEYS 46
 
 typedef struct job_config {
     char *file;     /* the job file path as given */
@@ -152,6 +152,7 @@ typedef struct job_config {
         int device;
         double gpu_memory_gb;
         int precision;        /* JOB_PREC_*: auto = fp32 on the CPU, bf16 on CUDA */
+        int attention;        /* AFZ_AUTO, AFZ_CUDNN, AFZ_KERNELS (backend/attn_fused.h) */
         char *vision_cache;   /* NULL when not set */
         int64_t threads;
         int data_parallel;

@@ -26,6 +26,7 @@ static const char *const v_groups[] = {"lora", "vision_lora", "mm_projector", "t
 static const char *const v_device[] = {"auto", "cpu", "cuda", NULL};
 static const char *const v_dp[] = {"auto", "none", "nccl", "mpi", NULL};
 static const char *const v_prec[] = {"auto", "fp32", "bf16", NULL};
+static const char *const v_attn[] = {"auto", "cudnn", "kernels", NULL}; /* backend/attn_fused.h AFZ_* order */
 
 /* clang-format off */
 static const job_key KEYS[] = {
@@ -128,6 +129,10 @@ static const job_key KEYS[] = {
   {"runtime.precision", JOB_T_ENUM, 0, "auto", 0, 0, v_prec, NULL, NULL, OFF(runtime.precision),
    "activations and dequantized weights: fp32, or bf16 (fp32 accumulation; LoRA masters, gradients and AdamW "
    "moments stay fp32); auto = fp32 on the CPU, bf16 on CUDA"},
+  {"runtime.attention", JOB_T_ENUM, 0, "auto", 0, 0, v_attn, NULL, NULL, OFF(runtime.attention),
+   "the attention of a CUDA run: cudnn (cuDNN's fused attention; refused when this binary has none or its self-test "
+   "fails on the GPU), kernels (the materialised attention kernels, always there), auto = cudnn when built and its "
+   "self-test passes, else kernels (one line says why); calls cuDNN cannot take run the kernels; the CPU ignores it"},
   {"runtime.vision_cache", JOB_T_PATH, 0, NULL, 0, 0, NULL, NULL, NULL, OFF(runtime.vision_cache),
    "HDF5 file of the frozen vision tower's features of every pair of data.h5 (docs/formats.md), built by the first "
    "train that names a missing file, then read instead of running the tower (same result); refused when built "

@@ -127,6 +127,7 @@ static int config_from_job(run *r) {
     c->data_path = j->data.path;
     c->output_dir = r->dir;
     c->precision_auto = j->runtime.precision == JOB_PREC_AUTO;
+    c->attention = j->runtime.attention; /* the AFZ_* order of the key's values (job_keys.c) */
     c->device = j->runtime.device == JOB_DEVICE_CUDA ? TR_DEVICE_CUDA
                 : j->runtime.device == JOB_DEVICE_CPU ? TR_DEVICE_CPU : TR_DEVICE_AUTO;
     c->threads = (int)j->runtime.threads;

@@ -464,7 +464,8 @@ int lt_init(llava_trainer *t, llava_model *m, const lt_spec *spec) {
     if (!t->o)
         return err_set(ERR_ARGS, "runtime.precision: no CPU backend for %s activations", dtype_name(spec->act_dtype));
     t->of = t->o->f32 ? t->o->f32 : ops_cpu();
-    t->ctx.device = spec->ops ? DEVICE_CPU : spec->device;
+    t->ctx.device = spec->ops && spec->device != DEVICE_CUDA ? DEVICE_CPU : spec->device; /* a CUDA table given:
+                                                                                             * the fused attention */
     t->ctx.act_dtype = spec->act_dtype;
     if (t->o->ctx_open) {
         int rc = t->o->ctx_open(&t->ctx);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "backend/attn_fused.h"
 #include "backend/devctx.h"
 #include "backend/device.h"
 #include "backend/selftest.h"
@@ -180,11 +181,24 @@ static int setup(trainer *r) {
             return err_set(rc, "runtime.device cuda: GPU %d: %s", idx, why);
         }
         rc = ops_selftest(ops_for(DEVICE_CUDA, DT_BF16), &sc, why, sizeof why);
-        devctx_close(DEVICE_CUDA, &sc);
-        if (rc)
+        if (rc) {
+            devctx_close(DEVICE_CUDA, &sc);
             return err_set(ERR_ARGS, "runtime.device: cuda refused: the self-test of GPU %d failed (%s); set "
                            "runtime.device: cpu, or run `orpo-hpc device --selftest` for the details", idx, why);
+        }
         log_info("GPU %d self-test: every op agrees with the CPU reference (%.2f s)", idx, log_now() - t0);
+        /* the attention (runtime.attention): cuDNN's fused one when built and it agrees with the kernels' on this
+         * GPU (backend/attn_fused.h), else the kernels' */
+        int use_fused = 0;
+        char amsg[700];
+        rc = afz_choose(c->attention, afz_ops_cuda() != NULL, afz_check_gpu, &sc, &use_fused, amsg, sizeof amsg);
+        devctx_close(DEVICE_CUDA, &sc);
+        if (rc) return err_set(ERR_ARGS, "runtime.%s", amsg);
+        if (amsg[0]) log_info("runtime.%s", amsg);
+        if (use_fused) {
+            spec.ops = afz_ops_cuda();
+            log_info("attention: cuDNN's fused attention (its self-test on GPU %d agrees with the kernels')", idx);
+        }
     }
     if ((rc = lt_init(&r->t, &r->m, &spec))) return rc;
     r->on_device = !r->t.o->host_mem;

@@ -57,6 +57,7 @@ typedef struct tr_config {
     const char *model_path, *data_path;   /* model.h5, data.h5 */
     const char *output_dir;               /* checkpoints/ go there */
     int device;                           /* TR_DEVICE_* */
+    int attention;                        /* runtime.attention: AFZ_AUTO, AFZ_CUDNN, AFZ_KERNELS (backend/attn_fused.h) */
     int precision_auto;                   /* runtime.precision auto: bf16 when the run uses CUDA (spec.act_dtype
                                            * is then set by setup), else spec.act_dtype (fp32) */
     int threads;                          /* BLAS threads; 0: the library's default */

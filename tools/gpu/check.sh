@@ -8,8 +8,9 @@
 #   5. ctest      ctest -L cuda (the long demo job test only with ORPO_GPU_LONG=1)
 #   6. selftest   orpo-hpc device --selftest (every op of the CUDA table against the CPU bf16 reference)
 #   7. bench-8gb  orpo-hpc bench step --shape llava-v1.6-mistral-7b --random-weights --image 672x672 --pairs 2
-#                 --gpu-memory-gb 8
-#   8. bench-full the same, unconstrained (the whole GPU)
+#                 --gpu-memory-gb 8 --attention cudnn (cuDNN's fused attention; fails when the build has none)
+#      bench-8gb-kernels   the same with --attention kernels (the materialised attention kernels), 2 timed steps
+#   8. bench-full the same, unconstrained (the whole GPU), --attention auto
 #   9. baseline   $BENCH/hf_orpo_baseline.py (transformers + PEFT, the same shapes)
 #  10. roofline   $BENCH/roofline.py
 #  11. memcheck, racecheck   compute-sanitizer on `orpo-hpc device --selftest` (every kernel, small shapes)
@@ -26,6 +27,8 @@
 #   ORPO_GPU_BUDGET_S  the time budget of the whole run (480); each stage gets its own limit, cut to what is left
 #   ORPO_GPU_LONG    1: also the long cuda tests (the demo job to >= 0.9 validation accuracy)
 #   ORPO_GPU_ARCH    the architecture to build (default from nvidia-smi: 90 on an H100/H200)
+#   ORPO_CUDNN_FRONTEND  the folder of cudnn_frontend.h (the wheel nvidia-cudnn-frontend's include/, carried to the
+#                    GPU machine, which has no network; default: what CMake finds through python3)
 #   BASELINE_LAYERS  decoder layers of the baseline model (default 32, the real depth)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -127,8 +130,10 @@ command -v h5diff >/dev/null || echo "warning: no h5dump/h5diff (hdf5-tools): th
 
 # ---- 3, 4. configure and build ------------------------------------------------------------------------------------
 built=0
-if stage configure 120 cmake --preset cuda -DORPO_CUDA_ARCHS="${arch:-90}"; then
-    pass_or_fail configure 0 "sm_${arch:-90}"
+fe=()
+[ -n "${ORPO_CUDNN_FRONTEND:-}" ] && fe=(-DCUDNN_FRONTEND_INCLUDE="$(cd "$ORPO_CUDNN_FRONTEND" && pwd)")
+if stage configure 120 cmake --preset cuda -DORPO_CUDA_ARCHS="${arch:-90}" "${fe[@]}"; then
+    pass_or_fail configure 0 "sm_${arch:-90}; $(grep -o 'cuDNN attention [A-Z]*[^(]*' "$out/configure.log" | head -1 | cut -c1-80)"
     targets=(orpo-hpc)
     for t in "$root"/tests/cuda/test_*.c; do targets+=("cuda_$(basename "$t" .c)"); done
     if stage build 300 cmake --build "$build" -j "$(nproc)" --target "${targets[@]}"; then
@@ -175,14 +180,23 @@ bench_figs() { # the bench's step and memory lines, short
     pl=$(grep -o 'plan predicted [0-9.]* GiB: measured/plan [0-9.]*' "$f" | head -1)
     echo "${ms:+$ms, }${step:-no step}; ${mem:-no memory line}; ${pl:-}"
 }
+attn_figs() { # how many attention calls cuDNN ran
+    grep -o 'attention calls: [0-9]* by cuDNN, [0-9]* by the kernels' "$1" | head -1 | sed 's/attention calls: /(/; s/$/)/'
+}
 if [ $built = 1 ]; then
     stage bench-8gb 150 "$bin" bench step --shape llava-v1.6-mistral-7b --random-weights --image 672x672 --pairs 2 \
-        --gpu-memory-gb 8
-    pass_or_fail bench-8gb $? "$(bench_figs "$out/bench-8gb.log")"
-    stage bench-full 150 "$bin" bench step --shape llava-v1.6-mistral-7b --random-weights --image 672x672 --pairs 2
-    pass_or_fail bench-full $? "$(bench_figs "$out/bench-full.log")"
+        --gpu-memory-gb 8 --attention cudnn
+    pass_or_fail bench-8gb $? "attention cudnn: $(bench_figs "$out/bench-8gb.log") $(attn_figs "$out/bench-8gb.log")"
+    stage bench-8gb-kernels 120 "$bin" bench step --shape llava-v1.6-mistral-7b --random-weights --image 672x672 \
+        --pairs 2 --gpu-memory-gb 8 --attention kernels --iters 2
+    pass_or_fail bench-8gb-kernels $? "attention kernels: $(bench_figs "$out/bench-8gb-kernels.log")"
+    stage bench-full 150 "$bin" bench step --shape llava-v1.6-mistral-7b --random-weights --image 672x672 --pairs 2 \
+        --attention auto
+    pass_or_fail bench-full $? "$(grep -o '^attention: [a-z]*' "$out/bench-full.log" | head -1): $(bench_figs \
+        "$out/bench-full.log") $(attn_figs "$out/bench-full.log")"
 else
     skip bench-8gb "no build"
+    skip bench-8gb-kernels "no build"
     skip bench-full "no build"
 fi
 
