@@ -226,33 +226,15 @@ void demo_pair_make(const demo_scene *s, const demo_opts *opt, int64_t i, demo_p
             shape = demo_below(&st, DEMO_NSHAPES);
             do colour = demo_below(&st, DEMO_NCOLOURS); while (used >> colour & 1);
         }
-        const char *c = colour_names[colour], *sh = shape_names[shape], *a = article(colour);
-        snprintf(p->question, sizeof p->question, "Is there %s %s %s?", a, c, sh);
-        char yes[256], no[256];
-        snprintf(yes, sizeof yes, "Yes, there is %s %s %s.", a, c, sh);
-        snprintf(no, sizeof no, "No, there is no %s %s.", c, sh);
-        snprintf(p->chosen, sizeof p->chosen, "%s", present ? yes : no);
-        snprintf(p->rejected, sizeof p->rejected, "%s", present ? no : yes);
-        /* besides this flip, the rejected answer is one of the hallucinations a tiny model makes while it learns:
-         * - the verdict alone flipped ("Yes, there is no green square." / "No, there is a red circle."): the model
-         *   decides yes/no at the first answer word, before it has read the question, and corrects itself later;
-         *   only the first word differs, so ORPO trains exactly that decision;
-         * - "Yes" about the asked shape in a colour of the image (another object's colour when there is one): a
-         *   model that takes the colour from the image instead of the question. Colours and shapes are unique
-         *   within an image, so the asked shape in another present colour is never there. */
-        int v = demo_below(&st, 4);
-        if (v == 1 || v == 2) {
-            if (present) snprintf(p->rejected, sizeof p->rejected, "No, there is %s %s %s.", a, c, sh);
-            else snprintf(p->rejected, sizeof p->rejected, "Yes, there is no %s %s.", c, sh);
-        } else if (v == 3) {
-            int c2;
-            if (s->nobj > 1 || !present) {
-                do c2 = s->obj[demo_below(&st, s->nobj)].colour; while (c2 == colour);
-            } else {
-                c2 = other(&st, DEMO_NCOLOURS, colour);
-            }
-            snprintf(p->rejected, sizeof p->rejected, "Yes, there is %s %s %s.", article(c2), colour_names[c2], sh);
-        }
+        snprintf(p->question, sizeof p->question, "Is there %s %s %s?", article(colour), colour_names[colour],
+                 shape_names[shape]);
+        /* the answer is the verdict alone, so that only the image can tell the chosen answer from the rejected one.
+         * With "Yes, there is a red square." / "No, there is no red square." the model learnt to tell them apart by
+         * the words after the verdict (a colour that the image does not have is unlikely after "Yes, there is a")
+         * instead of deciding the verdict from the image: 98% validation preference accuracy on existence, but the
+         * first word of its greedy answers right only 69% of the time (docs/demo.md, "Hallucination benchmark") */
+        snprintf(p->chosen, sizeof p->chosen, "%s", present ? "Yes." : "No.");
+        snprintf(p->rejected, sizeof p->rejected, "%s", present ? "No." : "Yes.");
         break;
     }
     default: { /* describe: the rejected answer gives the big shape another outline (half of them), adds an
