@@ -167,6 +167,34 @@ static void keys_in(opctx *c, bf16 *dst, const void *x, const afz_seg &g, int64_
     rows_in(c, dst + g.alen * w, x, g.b0, g.blen, g.skv - g.alen, w);
 }
 
+// one segment's cuDNN call, staged: its workspace size (cached per shape), its layout in the scratch, the lengths,
+// Q (its query rows) and K / V ([prefix; own rows]) copied in
+struct af_bufs {
+    afz_layout L;
+    int32_t *lens;
+    bf16 *Q, *K, *V;
+    float *st;
+};
+
+static af_bufs stage(opctx *c, const af_call &a, const afz_seg &g, const cudnn_sdpa_shape &s, int bwd, const void *q,
+                     const void *k, const void *v) {
+    size_t ws = 0;
+    char why[8];
+    cudnn_sdpa_prepare(c, &s, bwd, &ws, why, sizeof why);
+    af_bufs B;
+    B.L = lay(g, s.nq, s.nkv, s.hd, bwd, ws);
+    char *b = a.base;
+    B.lens = (int32_t *)(b + B.L.lens);
+    B.Q = (bf16 *)(b + B.L.q), B.K = (bf16 *)(b + B.L.k), B.V = (bf16 *)(b + B.L.v);
+    B.st = (float *)(b + B.L.stats);
+    KLAUNCH(lens_k, 1, 32, 0, c, B.lens, (int32_t)g.lq, (int32_t)(g.alen + g.blen));
+    const int64_t wq = (int64_t)s.nq * s.hd, wk = (int64_t)s.nkv * s.hd;
+    rows_in(c, B.Q, q, g.q0, g.lq, g.sq, wq);
+    keys_in(c, B.K, k, g, wk);
+    keys_in(c, B.V, v, g, wk);
+    return B;
+}
+
 extern "C" void kc_attn_fused_fwd(opctx *c, void *out, float *lse, const void *q, const void *k, const void *v,
                                   const seq_desc *seqs, int nseq, int64_t ntok, int nq, int nkv, int hd, int causal) {
     if (c->err || ntok <= 0 || nseq <= 0) return;
@@ -175,25 +203,15 @@ extern "C" void kc_attn_fused_fwd(opctx *c, void *out, float *lse, const void *q
         if (!c->err) kc_attn_fwd(c, out, lse, q, k, v, seqs, nseq, ntok, nq, nkv, hd, causal);
         return;
     }
-    const int64_t wq = (int64_t)nq * hd, wk = (int64_t)nkv * hd;
+    const int64_t wq = (int64_t)nq * hd;
     for (int i = 0; i < a.nsegs && !c->err; i++) {
         const afz_seg &g = a.segs[i];
         const cudnn_sdpa_shape s = shape_of(g, nq, nkv, hd, causal);
-        size_t ws = 0;
-        char why[8];
-        cudnn_sdpa_prepare(c, &s, 0, &ws, why, sizeof why); // cached: the workspace size of this shape
-        const afz_layout L = lay(g, nq, nkv, hd, 0, ws);
-        char *b = a.base;
-        int32_t *lens = (int32_t *)(b + L.lens);
-        bf16 *Q = (bf16 *)(b + L.q), *K = (bf16 *)(b + L.k), *V = (bf16 *)(b + L.v), *O = (bf16 *)(b + L.o);
-        float *st = (float *)(b + L.stats);
-        KLAUNCH(lens_k, 1, 32, 0, c, lens, (int32_t)g.lq, (int32_t)(g.alen + g.blen));
-        rows_in(c, Q, q, g.q0, g.lq, g.sq, wq);
-        keys_in(c, K, k, g, wk);
-        keys_in(c, V, v, g, wk);
-        if (cudnn_sdpa_fwd(c, &s, lens, Q, K, V, O, st, b + L.ws)) break;
+        const af_bufs B = stage(c, a, g, s, 0, q, k, v);
+        bf16 *O = (bf16 *)(a.base + B.L.o);
+        if (cudnn_sdpa_fwd(c, &s, B.lens, B.Q, B.K, B.V, O, B.st, a.base + B.L.ws)) break;
         kc_copy(c, (bf16 *)out + g.q0 * wq, O, g.lq * wq);
-        KLAUNCH(stats_out_k, af_grid(g.lq * nq), AF_THREADS, 0, c, lse, (const float *)st, g.q0, g.lq, g.sq, nq);
+        KLAUNCH(stats_out_k, af_grid(g.lq * nq), AF_THREADS, 0, c, lse, (const float *)B.st, g.q0, g.lq, g.sq, nq);
     }
     free(a.segs);
     kc_attn_fused_count[0]++;
@@ -212,23 +230,14 @@ extern "C" void kc_attn_fused_bwd(opctx *c, void *dq, void *dk, void *dv, const 
     for (int i = 0; i < a.nsegs && !c->err; i++) {
         const afz_seg &g = a.segs[i];
         const cudnn_sdpa_shape s = shape_of(g, nq, nkv, hd, causal);
-        size_t ws = 0;
-        char why[8];
-        cudnn_sdpa_prepare(c, &s, 1, &ws, why, sizeof why);
-        const afz_layout L = lay(g, nq, nkv, hd, 1, ws);
+        const af_bufs B = stage(c, a, g, s, 1, q, k, v);
         char *b = a.base;
-        int32_t *lens = (int32_t *)(b + L.lens);
-        bf16 *Q = (bf16 *)(b + L.q), *K = (bf16 *)(b + L.k), *V = (bf16 *)(b + L.v), *O = (bf16 *)(b + L.o);
-        bf16 *DO = (bf16 *)(b + L.dout), *DQ = (bf16 *)(b + L.dq), *DK = (bf16 *)(b + L.dk), *DV = (bf16 *)(b + L.dv);
-        float *st = (float *)(b + L.stats);
-        KLAUNCH(lens_k, 1, 32, 0, c, lens, (int32_t)g.lq, (int32_t)(g.alen + g.blen));
-        rows_in(c, Q, q, g.q0, g.lq, g.sq, wq);
+        bf16 *O = (bf16 *)(b + B.L.o), *DO = (bf16 *)(b + B.L.dout), *DQ = (bf16 *)(b + B.L.dq);
+        bf16 *DK = (bf16 *)(b + B.L.dk), *DV = (bf16 *)(b + B.L.dv);
         rows_in(c, O, out, g.q0, g.lq, g.sq, wq);
         rows_in(c, DO, dout, g.q0, g.lq, g.sq, wq);
-        keys_in(c, K, k, g, wk);
-        keys_in(c, V, v, g, wk);
-        KLAUNCH(stats_in_k, af_grid((int64_t)nq * g.sq), AF_THREADS, 0, c, st, lse, g.q0, g.lq, g.sq, nq);
-        if (cudnn_sdpa_bwd(c, &s, lens, Q, K, V, O, DO, st, DQ, DK, DV, b + L.ws)) break;
+        KLAUNCH(stats_in_k, af_grid((int64_t)nq * g.sq), AF_THREADS, 0, c, B.st, lse, g.q0, g.lq, g.sq, nq);
+        if (cudnn_sdpa_bwd(c, &s, B.lens, B.Q, B.K, B.V, O, DO, B.st, DQ, DK, DV, b + B.L.ws)) break;
         if (dq) kc_add_inplace(c, (bf16 *)dq + g.q0 * wq, DQ, g.lq * wq);
         if (dk && g.alen > 0) kc_add_inplace(c, (bf16 *)dk + g.a0 * wk, DK, g.alen * wk);
         if (dk) kc_add_inplace(c, (bf16 *)dk + g.b0 * wk, DK + g.alen * wk, g.blen * wk);
