@@ -251,8 +251,12 @@ requeue_or_stop() {
     exit 75
   fi
   local out
+  # said before the call: the requeue ends this segment (SIGTERM, then SIGKILL after KillWait), which on a busy
+  # controller can come before `scontrol` returns, so a line after it may never be written
+  say "requeueing $target: scontrol requeue (restart $(( ${SLURM_RESTART_COUNT:-0} + 1 )) follows after Slurm's" \
+      "requeue delay)"
   if out=$(scontrol requeue "$target" 2>&1); then
-    say "requeued $target (restart $(( ${SLURM_RESTART_COUNT:-0} + 1 )) follows after Slurm's requeue delay)"
+    say "requeued $target"
     exit 0
   fi
   say "NOT requeued: scontrol requeue $target failed: $out"

@@ -298,7 +298,7 @@ requeue_cycle() { # JOBID LOG: how far LOG got, 7 = the whole cycle
   s == 0 && /orpo.sh: received SIGUSR1/ { s = 1; next }
   s == 1 && /signal 10: checkpointing at step/ { s = 2; next }
   s == 2 && /orpo.sh: trainer exit 75/ { s = 3; next }
-  s == 3 && $0 ~ ("orpo.sh: requeued " id " ") { s = 4; next }
+  s == 3 && $0 ~ ("orpo.sh: requeueing " id ": scontrol requeue") { s = 4; next }
   s == 4 && $0 ~ ("segment start: job " id " restart 1,") { s = 5; next }
   s == 5 && /resuming from .*checkpoints\/step-/ { s = 6; next }
   s == 6 && /orpo.sh: trainer exit 0: done/ { s = 7 }

@@ -70,7 +70,7 @@ bash "$src/slurm/orpo.sh" bad.yaml >/dev/null 2>&1
 rc=$?
 check "damaged model file: the trainer's exit code 3 is passed on (got $rc)" [ "$rc" -eq 3 ]
 check "damaged model file: FAILED in the log, not requeued" \
-  eval 'grep -q "FAILED: exit 3" bad/slurm.log && ! grep -q "orpo.sh: requeued" bad/slurm.log'
+  eval 'grep -q "FAILED: exit 3" bad/slurm.log && ! grep -q "orpo.sh: requeue" bad/slurm.log'
 rm -rf bad
 
 bash "$src/slurm/orpo.sh" direct.yaml >/dev/null 2>&1 &
@@ -143,7 +143,7 @@ cycle=$(requeue_cycle "$rid" rq/slurm.log)
 check "log shows signal -> checkpoint -> exit 75 -> requeue -> restart 1 -> resume -> done (reached $cycle of 7)" \
   [ "$cycle" = 7 ]
 echo "segments of the requeued job:"
-grep -E 'orpo.sh: (segment start|received|trainer exit|requeued)' rq/slurm.log | sed 's/^/  /'
+grep -E 'orpo.sh: (segment start|received|trainer exit|requeue)' rq/slurm.log | sed 's/^/  /'
 
 check "requeue: final checkpoint equals the uninterrupted run's (params, adam_m, adam_v, state)" \
   same_ckpt "rq/checkpoints/$ckpt" "ref/checkpoints/$ckpt"
@@ -174,7 +174,7 @@ check "chain: every link COMPLETED or cancelled while pending ($completed comple
 check "chain: at least 2 links ran, the rest were cancelled by the finishing link" \
   eval '[ "$ran" -ge 2 ] && [ "$cancelled" -ge 1 ] && grep -q "chain: done; cancelling the links still pending" chain/slurm.log'
 check "chain: never requeued, never called scontrol requeue" \
-  eval '! grep -q "orpo.sh: requeued" chain/slurm.log && [ "$(jobfield "${links[0]}" Restarts)" = 0 ]'
+  eval '! grep -q "orpo.sh: requeue" chain/slurm.log && [ "$(jobfield "${links[0]}" Restarts)" = 0 ]'
 check "chain: final checkpoint equals the uninterrupted run's" same_ckpt "chain/checkpoints/$ckpt" "ref/checkpoints/$ckpt"
 check "chain: metrics train table equals the uninterrupted run's" same_table chain /train "${x_train[@]}"
 check "chain: metrics.h5 segments (one per link, contiguous, interrupted... done)" segments_ok chain chain 0 "$steps"

@@ -90,7 +90,7 @@ check "log shows signal -> checkpoint -> exit 75 -> requeue -> restart 1 -> resu
 at=$(sed -n 's/.*signal 10: checkpointing at step \([0-9]*\).*/\1/p' tt/slurm.log | head -1)
 check "interrupted mid-run (checkpointed at step ${at:-?} of $steps)" eval '[ "${at:-0}" -gt 0 ] && [ "${at:-0}" -lt "$steps" ]'
 echo "segments of the job:"
-grep -E 'orpo.sh: (segment start|data parallel|received|trainer exit|requeued)' tt/slurm.log | sed 's/^/  /'
+grep -E 'orpo.sh: (segment start|data parallel|received|trainer exit|requeue)' tt/slurm.log | sed 's/^/  /'
 
 check "final checkpoint equals the uninterrupted one-process run's (params, adam_m, adam_v, state)" \
   same_ckpt "tt/checkpoints/$ckpt" "ref/checkpoints/$ckpt"
