@@ -233,8 +233,9 @@ static void keys_acc(opctx *c, float *Acc, const bf16 *A, const bf16 *X, int64_t
 }
 
 // the descriptors on the host (they are device memory): the nseq computed ones and every prefix they name (a KV
-// cache's lie beyond nseq); NULL with the sticky error set when they cannot be read
-static seq_desc *host_descs(opctx *c, const seq_desc *seqs, int nseq) {
+// cache's lie beyond nseq), their number in *ndesc when asked; NULL with the sticky error set when they cannot be
+// read. Also the fused attention's (attn_fused.cu)
+extern "C" seq_desc *kc_attn_host_descs(opctx *c, const seq_desc *seqs, int nseq, int *ndesc) {
     seq_desc *h = (seq_desc *)malloc(sizeof *h * (size_t)nseq);
     if (!h) return opctx_fail(c, ERR_IO, "attention: out of memory for %d descriptors", nseq), (seq_desc *)NULL;
     if (kget(c, h, seqs, sizeof *h * (size_t)nseq)) return free(h), (seq_desc *)NULL;
@@ -247,6 +248,7 @@ static seq_desc *host_descs(opctx *c, const seq_desc *seqs, int nseq) {
         h = g;
         if (kget(c, h + nseq, seqs + nseq, sizeof *h * (size_t)(need - nseq))) return free(h), (seq_desc *)NULL;
     }
+    if (ndesc) *ndesc = need;
     return h;
 }
 
@@ -282,7 +284,7 @@ extern "C" void kc_attn_fwd(opctx *c, void *out, float *lse, const void *q, cons
     float *S = (float *)(base + L.s), *O = (float *)(base + L.o), *mo = (float *)(base + L.m), *lo = (float *)(base + L.l);
     const int group = nq / nkv, rt = row_threads(ntok);
     const float scale = 1.0f / sqrtf((float)hd);
-    seq_desc *hs = host_descs(c, seqs, nseq);
+    seq_desc *hs = kc_attn_host_descs(c, seqs, nseq, NULL);
     if (!hs) return;
     KLAUNCH(owner_k, ew_grid(ntok), ATTN_EW_THREADS, 0, c, owner, seqs, nseq, ntok);
     for (int64_t i0 = 0; i0 < ntok; i0 += L.rows) {
@@ -317,7 +319,7 @@ extern "C" void kc_attn_bwd(opctx *c, void *dq, void *dk, void *dv, const void *
     const int group = nq / nkv, rt = row_threads(ntok);
     const int64_t nkvv = ntok * nkv * hd;
     const float scale = 1.0f / sqrtf((float)hd);
-    seq_desc *hs = host_descs(c, seqs, nseq);
+    seq_desc *hs = kc_attn_host_descs(c, seqs, nseq, NULL);
     if (!hs) return;
     KLAUNCH(owner_k, ew_grid(ntok), ATTN_EW_THREADS, 0, c, owner, seqs, nseq, ntok);
     if (dk) KLAUNCH(widen_k, ew_grid(nkvv), ATTN_EW_THREADS, 0, c, DK, (const bf16 *)dk, nkvv);

@@ -69,26 +69,6 @@ __global__ static void stats_out_k(float *lse, const float *stats, int64_t q0, i
 
 // ---- the host side -----------------------------------------------------------------------------------------------
 
-// the computed descriptors and every prefix they name, on the host; NULL with the sticky error set on failure
-static seq_desc *af_descs(opctx *c, const seq_desc *seqs, int nseq, int *ndesc) {
-    seq_desc *h = (seq_desc *)malloc(sizeof *h * (size_t)nseq);
-    if (!h) return opctx_fail(c, ERR_IO, "fused attention: out of memory for %d descriptors", nseq), (seq_desc *)NULL;
-    if (kget(c, h, seqs, sizeof *h * (size_t)nseq)) return free(h), (seq_desc *)NULL;
-    int n = nseq;
-    for (int s = 0; s < nseq; s++) n = KMAX(n, h[s].prefix + 1);
-    if (n > nseq) {
-        seq_desc *g = (seq_desc *)realloc(h, sizeof *h * (size_t)n);
-        if (!g) {
-            free(h);
-            return opctx_fail(c, ERR_IO, "fused attention: out of memory for %d descriptors", n), (seq_desc *)NULL;
-        }
-        h = g;
-        if (kget(c, h + nseq, seqs + nseq, sizeof *h * (size_t)(n - nseq))) return free(h), (seq_desc *)NULL;
-    }
-    *ndesc = n;
-    return h;
-}
-
 static void fell_back(const char *dir, const char *why) {
     kc_attn_fused_count[1]++;
     snprintf(kc_attn_fused_why, sizeof kc_attn_fused_why, "%s: %.230s", dir, why);
@@ -121,7 +101,7 @@ static int af_setup(opctx *c, af_call *a, const seq_desc *seqs, int nseq, int64_
     char why[256];
     a->segs = NULL, a->nsegs = 0, a->base = NULL;
     int ndesc = 0;
-    seq_desc *hs = af_descs(c, seqs, nseq, &ndesc);
+    seq_desc *hs = kc_attn_host_descs(c, seqs, nseq, &ndesc);
     if (!hs) return 0;
     size_t budget = attn_layout_of(ATTN_CHUNK_ENTRIES, ntok, nq, nkv, hd, bwd, want_dk, want_dv).total;
     budget = KMAX(budget, c->kscratch_bytes);

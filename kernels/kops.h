@@ -90,6 +90,9 @@ void kc_matmul_acc(opctx *c, void *y, const void *x, const void *w, int64_t M, i
 /* attn.cu: attention */
 /* the most score entries (heads x query rows x keys) one query chunk may hold; tests lower it to force chunks */
 extern int64_t kc_attn_chunk_entries;
+/* the packed-sequence descriptors (device memory) on the host: the nseq computed ones and every prefix they name
+ * (*ndesc of them, when asked); malloc'd, NULL with the sticky error set on failure */
+seq_desc *kc_attn_host_descs(opctx *c, const seq_desc *seqs, int nseq, int *ndesc);
 void kc_attn_fwd(opctx *c, void *out, float *lse, const void *q, const void *k, const void *v, const seq_desc *seqs,
                  int nseq, int64_t ntok, int nq, int nkv, int hd, int causal);
 void kc_attn_bwd(opctx *c, void *dq, void *dk, void *dv, const void *dout, const void *out, const float *lse,

@@ -52,6 +52,7 @@
 #define kf_scatter_rows ksim_kf_scatter_rows
 #define kf_zero ksim_kf_zero
 #define kc_attn_chunk_entries ksim_kc_attn_chunk_entries
+#define kc_attn_host_descs ksim_kc_attn_host_descs
 #define kc_attn_fused_count ksim_kc_attn_fused_count
 #define kc_attn_fused_why ksim_kc_attn_fused_why
 #define cudnn_sdpa_prepare ksim_cudnn_sdpa_prepare // attn_fused.cu's stand-ins of cudnn_attn.cpp
