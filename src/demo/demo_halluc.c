@@ -112,7 +112,16 @@ void demo_halluc_score(const demo_scene *s, const demo_pair *p, const char *answ
         if (first_pos >= 0) answered = 1, r->false_claim |= first_pos != big->pos;
         break;
     case DEMO_Q_EXIST:
-        if (n > 0 && (!strcmp(w[0], "yes") || negated)) {
+        /* "Green present." / "Green absent." (make-demo's answers); a claim about another colour than the asked one is
+         * judged as that: "Red present." is false when nothing is red. Also "Yes, ..." / "No, ..." (earlier demos). */
+        for (int i = 0; i < n && !answered; i++)
+            if (!strcmp(w[i], "present") || !strcmp(w[i], "absent")) {
+                int said = !strcmp(w[i], "present"), c = i > 0 ? word_index(w[i - 1], demo_colour_name, DEMO_NCOLOURS) : -1;
+                answered = 1;
+                if (c < 0 || c == asked_colour) r->false_claim |= said != has_object(s, asked_colour, asked_shape);
+                else r->false_claim |= said != has_object(s, c, -1);
+            }
+        if (!answered && n > 0 && (!strcmp(w[0], "yes") || negated)) {
             answered = 1;
             r->false_claim |= (!negated) != has_object(s, asked_colour, asked_shape);
         }

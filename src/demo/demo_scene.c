@@ -31,6 +31,7 @@ int demo_below(uint64_t *s, int n) { return n <= 1 ? 0 : (int)(demo_next(s) % (u
 /* ---- vocabulary ------------------------------------------------------------------------------------ */
 
 static const char *colour_names[DEMO_NCOLOURS] = {"red", "green", "blue", "yellow", "orange", "purple"};
+static const char *colour_caps[DEMO_NCOLOURS] = {"Red", "Green", "Blue", "Yellow", "Orange", "Purple"};
 static const uint8_t colour_rgb[DEMO_NCOLOURS][3] = {
     {220, 30, 30}, {30, 160, 50}, {40, 70, 220}, {240, 210, 20}, {245, 135, 20}, {140, 50, 180}};
 static const char *bg_names[DEMO_NBG] = {"white", "gray", "black"};
@@ -49,11 +50,12 @@ static const char *const words[] = {
     "What", "color", "is", "the", "big", "shape", "object", "How", "many", "shapes", "are", "there", "Where",
     "Is", "a", "an", "Describe", "image",
     /* answers */
-    "A", "The", "It", "There", "Yes", "No", "no", "small", "and", "on", "at", "in", "background",
+    "A", "The", "It", "There", "small", "and", "on", "at", "in", "background", "present", "absent",
     "left", "right", "top", "bottom", "center",
     "one", "two", "three",
     "circle", "square", "triangle",
     "red", "green", "blue", "yellow", "orange", "purple", "white", "gray", "black",
+    "Red", "Green", "Blue", "Yellow", "Orange", "Purple", /* an existence answer starts with the colour */
 };
 
 const char *const *demo_words(int *n) {
@@ -228,13 +230,14 @@ void demo_pair_make(const demo_scene *s, const demo_opts *opt, int64_t i, demo_p
         }
         snprintf(p->question, sizeof p->question, "Is there %s %s %s?", article(colour), colour_names[colour],
                  shape_names[shape]);
-        /* the answer is the verdict alone, so that only the image can tell the chosen answer from the rejected one.
-         * With "Yes, there is a red square." / "No, there is no red square." the model learnt to tell them apart by
-         * the words after the verdict (a colour that the image does not have is unlikely after "Yes, there is a")
-         * instead of deciding the verdict from the image: 98% validation preference accuracy on existence, but the
-         * first word of its greedy answers right only 69% of the time (docs/demo.md, "Hallucination benchmark") */
-        snprintf(p->chosen, sizeof p->chosen, "%s", present ? "Yes." : "No.");
-        snprintf(p->rejected, sizeof p->rejected, "%s", present ? "No." : "Yes.");
+        /* the answer is the asked colour, then the verdict: "Green present." / "Green absent.", the rejected answer the
+         * other verdict. Only the image tells the two apart (with "Yes, there is a red square." / "No, there is no red
+         * square." the model told them apart by the words after the verdict: docs/demo.md), and the verdict comes right
+         * after the colour word, so the model decides it where the current token is that colour: one attention step
+         * from the colour word to the image tokens of that colour. With the verdict alone ("Yes." / "No.", predicted at
+         * [/INST], three tokens after the colour) it needs two steps, and learnt them in one make-demo seed of three. */
+        snprintf(p->chosen, sizeof p->chosen, "%s %s.", colour_caps[colour], present ? "present" : "absent");
+        snprintf(p->rejected, sizeof p->rejected, "%s %s.", colour_caps[colour], present ? "absent" : "present");
         break;
     }
     default: { /* describe: the rejected answer gives the big shape another outline (half of them), adds an

@@ -2,7 +2,7 @@
 # On a machine with a GPU (long: minutes; tools/gpu/check.sh runs it only with ORPO_GPU_LONG=1): the demo job as
 # `make demo` runs it (6,000 pairs, jobs/demo.yaml, ~1,700 steps) on runtime.device cuda reaches a final validation
 # preference accuracy >= 0.9 (issue 12). On the CPU the current demo ends at 0.898 (fp32, make-demo seed 1) and at
-# 0.784 / 0.702 with seeds 2 / 3 (docs/demo.md, "Round 4"): the outcome depends on the seed, and a GPU run (bf16, other
+# 0.900 / 0.854 with seeds 2 / 3 (docs/demo.md, "Round 5"): the outcome depends on the seed, and a GPU run (bf16, other
 # summation orders) is in effect another seed, so this can fail on a correct backend. Skipped (77) without a GPU.
 set -uo pipefail
 bin=${ORPO_BIN:?}

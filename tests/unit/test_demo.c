@@ -6,10 +6,10 @@
  *     (decode(encode(s)) == s) with one token per word and punctuation mark; the vocabulary equals the model's;
  *   - the initialisation: scaled (default) and HF's N(0, 0.02^2), measured on the loaded weights;
  *   - every PNG decodes (img_decode) to exactly the drawn pixels; the answers are true / hallucinated as
- *     claimed, checked on the pixels (colour of the big shape, number of shapes, existence: a "No" object's
- *     colour is nowhere in the image; a rejected existence answer flips yes/no, all of it or the first word
- *     alone, or says yes about another object: the asked one in another colour, or the absent one's shape in a
- *     present colour); the task mix (default shares; --mix honoured; bad --mix refused);
+ *     claimed, checked on the pixels (colour of the big shape, number of shapes, existence: an "absent" object's
+ *     colour is nowhere in the image, a "present" one's is there; the answer is the capitalised colour and the
+ *     verdict, the rejected answer the other verdict); the task mix (default shares; --mix honoured; bad --mix
+ *     refused);
  *   - the Parquet file reads back with the pq_ reader, RLAIF-V columns and types, the same rows as pairs.jsonl
  *     and the PNG bytes of the image files;
  *   - two runs with the same seed give byte-identical files, another seed gives other files.
@@ -223,14 +223,17 @@ static void test_images(const char *dir) {
         } else if (!strncmp(r->question, "Is there a", 10)) {
             char art[8], cw[32], sw[32];
             sscanf(r->question + 9, "%7s %31s %31[a-z]", art, cw, sw);
-            int c = colour_of(cw), yes = !strcmp(r->chosen, "Yes.");
+            int c = colour_of(cw), yes = strstr(r->chosen, " present.") != NULL;
             checked++;
             exist_yes += yes;
             exist_n++;
             /* yes: that colour is there; no: that colour is nowhere in the image (the hallucinated object) */
             if (c < 0 || (yes ? cnt[c] == 0 : cnt[c] != 0)) bad_truth++;
-            /* the verdict alone, the rejected answer the other one */
-            if (strcmp(r->chosen, yes ? "Yes." : "No.") || strcmp(r->rejected, yes ? "No." : "Yes.")) bad_truth++;
+            /* the asked colour, capitalised, then the verdict; the rejected answer the other verdict */
+            char want_c[40], want_r[40];
+            snprintf(want_c, sizeof want_c, "%c%s %s.", cw[0] - 'a' + 'A', cw + 1, yes ? "present" : "absent");
+            snprintf(want_r, sizeof want_r, "%c%s %s.", cw[0] - 'a' + 'A', cw + 1, yes ? "absent" : "present");
+            if (strcmp(r->chosen, want_c) || strcmp(r->rejected, want_r)) bad_truth++;
             if (strcmp(art, cw[0] == 'o' ? "an" : "a")) bad_truth++; /* "an orange", "a red" */
         }
         if (!strcmp(r->chosen, r->rejected)) bad_truth++;

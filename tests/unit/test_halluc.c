@@ -70,6 +70,18 @@ int main(void) {
     CHECK(r.answered && !r.false_claim && r.mentions == 0);
     demo_halluc_score(&s, &q, "Yes, there is a green circle.", &r);
     CHECK(r.false_claim && r.absent == 1);
+    /* make-demo's form: the colour, then the verdict; a claim about another colour is judged as that */
+    demo_halluc_score(&s, &q, "Green absent.", &r);
+    CHECK(r.answered && !r.false_claim && r.mentions == 0);
+    demo_halluc_score(&s, &q, "Green present.", &r);
+    CHECK(r.answered && r.false_claim);
+    demo_halluc_score(&s, &q, "Red present.", &r);
+    CHECK(r.answered && !r.false_claim);
+    demo_halluc_score(&s, &q, "Red absent.", &r);
+    CHECK(r.answered && r.false_claim);
+    snprintf(q.question, sizeof q.question, "Is there a red circle?");
+    demo_halluc_score(&s, &q, "Red present.", &r);
+    CHECK(r.answered && !r.false_claim);
     q.kind = DEMO_Q_COUNT;
     snprintf(q.question, sizeof q.question, "How many shapes are there?");
     demo_halluc_score(&s, &q, "There are two shapes.", &r);
