@@ -35,7 +35,8 @@
  *   demo_halluc_score(&scene, &pair, answer, &r)   parse a generated answer against the scene: object mentions
  *                                            (a shape word with its colour), the ones absent from the scene (CHAIR),
  *                                            and whether it states something false (a wrong colour, shape, count,
- *                                            position or yes/no, or an absent object)
+ *                                            position or existence verdict — "Green present." / "Green absent.", or
+ *                                            yes/no — or an absent object)
  */
 #ifndef ORPO_DEMO_H
 #define ORPO_DEMO_H
