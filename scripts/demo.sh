@@ -12,7 +12,7 @@
 #                    its answers parse), resume to the end, the benchmark again
 #   5. plot          runs/demo/curves.png, when /usr/bin/python3 has h5py and matplotlib
 #
-# Everything is deterministic: a rerun gives the same files and the same numbers. About 6 minutes on 2 cores.
+# Everything is deterministic: a rerun gives the same files and the same numbers. About 5 minutes on 2 cores.
 set -euo pipefail
 bin=${1:-build/release/orpo-hpc}
 show=$bin
