@@ -46,6 +46,9 @@ halluc() { # the benchmark of the newest checkpoint: records it in metrics.h5, r
     sed -n 's/.*"n": \([0-9]*\), "answered": \([0-9]*\),.*"rate": \([0-9.]*\), "chair": \([0-9.]*\).*/\3 \4 \2 \1/p' \
         runs/demo/halluc-$1.json
 }
+coverage() { # "covered of objects" of the descriptions in runs/demo/halluc-$1.json
+    sed -n 's/.*"objects": \([0-9]*\), "covered": \([0-9]*\), "coverage": \([0-9.]*\).*/\3 (\2 of \1)/p' runs/demo/halluc-$1.json
+}
 kinds() { # the rate per question kind of runs/demo/halluc-$1.json, 2 decimals
     sed -n 's/.*"rate_by_kind": {\(.*\)}}.*/\1/p' runs/demo/halluc-$1.json |
         awk -F', ' '{ for (i = 1; i <= NF; i++) { split($i, kv, ": "); gsub(/"/, "", kv[1]);
@@ -87,6 +90,8 @@ cat <<EOF
   reduction:         $(awk -v a="$rate0" -v b="$rate1" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "all gone" }') (rate)
   rate by kind before: $(kinds before)
                after:  $(kinds after)
+  description coverage (objects of the scenes that the descriptions name; saying less would lower it):
+               before $(coverage before), after $(coverage after)
 EOF
 cat <<EOF
 

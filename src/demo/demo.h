@@ -117,6 +117,8 @@ typedef struct demo_halluc_result {
     int false_claim;  /* it states something false */
     int mentions;     /* objects it says are there */
     int absent;       /* of those, not in the scene */
+    int objects;      /* descriptions: the scene's objects (0 for the other kinds) */
+    int covered;      /* descriptions: of those, how many a mention matches */
 } demo_halluc_result;
 
 void demo_halluc_item(uint64_t seed, int64_t i, demo_scene *s, demo_pair *p);

@@ -54,11 +54,17 @@ static const char *count_word(int c) {
     return w[c];
 }
 
-static int has_object(const demo_scene *s, int colour, int shape) {
+/* the scene's objects that match a colour, an outline and a size (-1: any; size 1 big, 0 small), as a bit set */
+static unsigned matching(const demo_scene *s, int colour, int shape, int size) {
+    unsigned m = 0;
     for (int j = 0; j < s->nobj; j++)
-        if ((colour < 0 || s->obj[j].colour == colour) && (shape < 0 || s->obj[j].shape == shape)) return 1;
-    return 0;
+        if ((colour < 0 || s->obj[j].colour == colour) && (shape < 0 || s->obj[j].shape == shape) &&
+            (size < 0 || s->obj[j].big == size))
+            m |= 1u << j;
+    return m;
 }
+
+static int has_object(const demo_scene *s, int colour, int shape) { return matching(s, colour, shape, -1) != 0; }
 
 void demo_halluc_score(const demo_scene *s, const demo_pair *p, const char *answer, demo_halluc_result *r) {
     char w[64][16], q[32][16];
@@ -67,8 +73,11 @@ void demo_halluc_score(const demo_scene *s, const demo_pair *p, const char *answ
     const demo_obj *big = &s->obj[0];
     int negated = n > 0 && !strcmp(w[0], "no");
     /* object mentions: a shape word, with the colour before it ("a red circle") or after "is" ("the circle is
-     * red"); "the big shape is red" names the big object */
+     * red"), or "shape" with a colour before it ("a small blue shape": any outline); a size before the colour
+     * ("big" / "small") must match too, so "a big red shape and a small red shape" names a small red object that
+     * a scene with one red object lacks */
     int first_colour = -1, first_shape = -1, first_pos = -1, count = -1;
+    unsigned named = 0; /* the scene's objects that a mention matches */
     for (int i = 0; i < n; i++) {
         int c = word_index(w[i], demo_colour_name, DEMO_NCOLOURS), sh = word_index(w[i], demo_shape_name, DEMO_NSHAPES);
         if (c >= 0 && first_colour < 0) first_colour = c;
@@ -79,15 +88,20 @@ void demo_halluc_score(const demo_scene *s, const demo_pair *p, const char *answ
         if (count < 0)
             for (int k = 1; k <= 3; k++)
                 if (!strcmp(w[i], count_word(k)) && i + 1 < n && !strncmp(w[i + 1], "shape", 5)) count = k;
-        if (sh < 0) continue;
-        int colour = -1;
-        int j = i - 1;
-        while (j >= 0 && (!strcmp(w[j], "big") || !strcmp(w[j], "small"))) j--;
-        if (j >= 0) colour = word_index(w[j], demo_colour_name, DEMO_NCOLOURS);
+        int j = i - 1, size = -1;
+        while (j >= 0 && (!strcmp(w[j], "big") || !strcmp(w[j], "small"))) size = !strcmp(w[j--], "big");
+        int colour = j >= 0 ? word_index(w[j], demo_colour_name, DEMO_NCOLOURS) : -1;
+        if (colour >= 0 && j > 0 && (!strcmp(w[j - 1], "big") || !strcmp(w[j - 1], "small")))
+            size = !strcmp(w[j - 1], "big"); /* "a small blue square": that size too */
+        /* "a small blue shape" (make-demo's descriptions): an object of that colour, whatever its outline */
+        int generic = sh < 0 && !strcmp(w[i], "shape") && colour >= 0;
+        if (sh < 0 && !generic) continue;
         if (colour < 0 && i + 2 < n && !strcmp(w[i + 1], "is")) colour = word_index(w[i + 2], demo_colour_name, DEMO_NCOLOURS);
         if (negated) continue; /* "No, there is no red circle": claims an absence */
         r->mentions++;
-        if (!has_object(s, colour, sh)) r->absent++;
+        unsigned m = matching(s, colour, sh, size);
+        if (!m) r->absent++;
+        named |= m;
     }
     if (r->absent) r->false_claim = 1;
     /* the asked fact */
@@ -128,6 +142,10 @@ void demo_halluc_score(const demo_scene *s, const demo_pair *p, const char *answ
         break;
     default:
         answered = r->mentions > 0;
+        /* coverage: how many of the scene's objects the description names (a model that names nothing hallucinates
+         * nothing; this shows what it leaves out) */
+        r->objects = s->nobj;
+        for (int k = 0; k < s->nobj; k++) r->covered += named >> k & 1;
         break;
     }
     r->answered = answered || r->mentions > 0;

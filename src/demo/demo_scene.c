@@ -148,11 +148,13 @@ int demo_scene_draw(const demo_scene *s, uint8_t **px) {
 
 static int other(uint64_t *st, int n, int not) { return (not + 1 + demo_below(st, n - 1)) % n; }
 
+/* "A big red shape and a small blue shape on a white background.": each object by its size and colour; an outline
+ * (shape >= 0) only where a rejected answer names one */
 static void describe(const demo_scene *s, const demo_obj *objs, int n, char *out, size_t cap) {
-    size_t k = (size_t)snprintf(out, cap, "A big %s %s", colour_names[objs[0].colour], shape_names[objs[0].shape]);
-    for (int j = 1; j < n && k < cap; j++)
-        k += (size_t)snprintf(out + k, cap - k, " and a small %s %s", colour_names[objs[j].colour],
-                              shape_names[objs[j].shape]);
+    size_t k = 0;
+    for (int j = 0; j < n && k < cap; j++)
+        k += (size_t)snprintf(out + k, cap - k, "%s %s %s %s", j ? " and a" : "A", objs[j].big ? "big" : "small",
+                              colour_names[objs[j].colour], objs[j].shape >= 0 ? shape_names[objs[j].shape] : "shape");
     if (k >= cap) return;
     if (s->split) snprintf(out + k, cap - k, " on a %s and %s background.", bg_names[s->bg[0]], bg_names[s->bg[1]]);
     else snprintf(out + k, cap - k, " on a %s background.", bg_names[s->bg[0]]);
@@ -240,23 +242,27 @@ void demo_pair_make(const demo_scene *s, const demo_opts *opt, int64_t i, demo_p
         snprintf(p->rejected, sizeof p->rejected, "%s %s.", colour_caps[colour], present ? "absent" : "present");
         break;
     }
-    default: { /* describe: the rejected answer gives the big shape another outline (half of them), adds an
-                  object that is not there, or miscolours the big one */
+    default: { /* describe: each object by size and colour, no outline (docs/demo.md, "Why a description names no
+                  outline"); the rejected answer is one of the demo model's own hallucinations */
         snprintf(p->question, sizeof p->question, "Describe the image.");
-        describe(s, s->obj, s->nobj, p->chosen, sizeof p->chosen);
         demo_obj fake[DEMO_MAX_OBJ + 1];
-        memcpy(fake, s->obj, sizeof s->obj[0] * (size_t)s->nobj);
         int n = s->nobj;
-        int v = demo_below(&st, 4);
-        if (v >= 2) { /* the model's commonest error: the right colours, the big shape's outline misread */
-            fake[0].shape = other(&st, DEMO_NSHAPES, fake[0].shape);
-        } else if (n < DEMO_MAX_OBJ && v == 1) {
-            int shape_used = 0, colour_used = 0;
-            for (int j = 0; j < n; j++) shape_used |= 1 << fake[j].shape, colour_used |= 1 << fake[j].colour;
-            do fake[n].shape = demo_below(&st, DEMO_NSHAPES); while (shape_used >> fake[n].shape & 1);
-            do fake[n].colour = demo_below(&st, DEMO_NCOLOURS); while (colour_used >> fake[n].colour & 1);
+        memcpy(fake, s->obj, sizeof s->obj[0] * (size_t)n);
+        for (int j = 0; j < n; j++) fake[j].shape = -1;
+        describe(s, fake, n, p->chosen, sizeof p->chosen);
+        int v = demo_below(&st, 6);
+        if (v < 2) { /* the big shape's outline named, and wrong */
+            fake[0].shape = other(&st, DEMO_NSHAPES, s->obj[0].shape);
+        } else if (v < 4) { /* a small object in the big one's colour: one recoloured, or one added */
+            if (n >= 2) fake[1 + demo_below(&st, n - 1)].colour = fake[0].colour;
+            else fake[n] = fake[0], fake[n].big = 0, n++;
+        } else if (v == 4 && n < DEMO_MAX_OBJ) { /* an object of a colour that nothing in the image has */
+            int used = 0;
+            for (int j = 0; j < n; j++) used |= 1 << fake[j].colour;
+            fake[n] = fake[0], fake[n].big = 0;
+            do fake[n].colour = demo_below(&st, DEMO_NCOLOURS); while (used >> fake[n].colour & 1);
             n++;
-        } else {
+        } else { /* the big one miscoloured */
             fake[0].colour = other(&st, DEMO_NCOLOURS, fake[0].colour);
         }
         describe(s, fake, n, p->rejected, sizeof p->rejected);

@@ -129,6 +129,8 @@ int job_halluc(trainer *t, const job_run_opts *o, int64_t step, job_halluc_resul
         res->false_answers += r.false_claim;
         res->mentions += r.mentions;
         res->absent += r.absent;
+        res->objects += r.objects;
+        res->covered += r.covered;
         by_n[p.kind]++;
         by_false[p.kind] += r.false_claim;
         if (js) {
@@ -138,27 +140,32 @@ int job_halluc(trainer *t, const job_run_opts *o, int64_t step, job_halluc_resul
             json_str(js, answer);
             fputs(", \"truth\": ", js);
             json_str(js, p.chosen);
-            fprintf(js, ", \"false\": %d, \"mentions\": %d, \"absent\": %d}%s\n", r.false_claim, r.mentions, r.absent,
-                    i + 1 < n ? "," : "");
+            fprintf(js, ", \"false\": %d, \"mentions\": %d, \"absent\": %d", r.false_claim, r.mentions, r.absent);
+            if (r.objects) fprintf(js, ", \"objects\": %d, \"covered\": %d", r.objects, r.covered);
+            fprintf(js, "}%s\n", i + 1 < n ? "," : "");
         }
         free(answer);
     }
     if (rc) return rc;
     res->rate = res->answers ? (double)res->false_answers / (double)res->answers : 0;
     res->chair = res->mentions ? (double)res->absent / (double)res->mentions : 0;
+    res->coverage = res->objects ? (double)res->covered / (double)res->objects : 0;
     if (js) {
         fprintf(js, "], \"n\": %lld, \"answered\": %lld, \"false\": %lld, \"mentions\": %lld, \"absent\": %lld, "
-                "\"rate\": %.6f, \"chair\": %.6f, \"rate_by_kind\": {", (long long)res->answers,
-                (long long)res->answered, (long long)res->false_answers, (long long)res->mentions,
-                (long long)res->absent, res->rate, res->chair);
+                "\"rate\": %.6f, \"chair\": %.6f, \"objects\": %lld, \"covered\": %lld, \"coverage\": %.6f, "
+                "\"rate_by_kind\": {", (long long)res->answers, (long long)res->answered, (long long)res->false_answers,
+                (long long)res->mentions, (long long)res->absent, res->rate, res->chair, (long long)res->objects,
+                (long long)res->covered, res->coverage);
         for (int k = 0; k < DEMO_NQ; k++)
             fprintf(js, "%s\"%s\": %.6f", k ? ", " : "", kind_names[k], by_n[k] ? (double)by_false[k] / by_n[k] : 0.0);
         fputs("}}\n", js);
     } else {
         printf("hallucination benchmark at step %lld: %lld held-out demo scenes\n  rate %.4f  (%lld answers state "
-               "something false)\n  chair %.4f  (%lld of %lld objects mentioned are absent)\n  answered %lld\n",
+               "something false)\n  chair %.4f  (%lld of %lld objects mentioned are absent)\n  coverage %.4f  (%lld of "
+               "the %lld objects of the described scenes are named)\n  answered %lld\n",
                (long long)step, (long long)res->answers, res->rate, (long long)res->false_answers, res->chair,
-               (long long)res->absent, (long long)res->mentions, (long long)res->answered);
+               (long long)res->absent, (long long)res->mentions, res->coverage, (long long)res->covered,
+               (long long)res->objects, (long long)res->answered);
         for (int k = 0; k < DEMO_NQ; k++)
             if (by_n[k]) printf("  %-11s %.3f of %d\n", kind_names[k], (double)by_false[k] / by_n[k], by_n[k]);
     }

@@ -55,7 +55,9 @@ typedef struct job_run_opts {
 
 typedef struct job_halluc_result {
     int64_t step, answers, answered, false_answers, mentions, absent;
+    int64_t objects, covered;      /* the described scenes' objects; of those, named by the descriptions */
     double rate, chair;            /* false_answers / answers; absent / mentions */
+    double coverage;               /* covered / objects */
 } job_halluc_result;
 
 /* generate's work once the trainer holds the chosen parameters (src/job/job_generate.c) */

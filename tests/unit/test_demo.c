@@ -235,6 +235,28 @@ static void test_images(const char *dir) {
             snprintf(want_r, sizeof want_r, "%c%s %s.", cw[0] - 'a' + 'A', cw + 1, yes ? "absent" : "present");
             if (strcmp(r->chosen, want_c) || strcmp(r->rejected, want_r)) bad_truth++;
             if (strcmp(art, cw[0] == 'o' ? "an" : "a")) bad_truth++; /* "an orange", "a red" */
+        } else if (!strcmp(r->question, "Describe the image.")) {
+            /* "A big red shape and a small blue shape on a ...": every colour of the image once, the big (commonest)
+             * one first and the only "big"; no outline named (docs/demo.md, "Why a description names no outline") */
+            checked++;
+            int seen = 0, k = 0, bad = 0;
+            char size[8], cw[32];
+            for (const char *q = r->chosen; (q = strstr(q, " shape")) != NULL; q++) {
+                const char *e = q;
+                while (e > r->chosen && e[-1] != ' ') e--; /* the colour word before " shape" */
+                snprintf(cw, sizeof cw, "%.*s", (int)(q - e), e);
+                const char *b = e - 1;
+                while (b > r->chosen && b[-1] != ' ') b--; /* the size word before it */
+                snprintf(size, sizeof size, "%.*s", (int)(e - 1 - b), b);
+                int c = colour_of(cw);
+                if (c < 0 || cnt[c] == 0 || (seen >> c & 1) || strcmp(size, k ? "small" : "big") || (!k && c != top))
+                    bad = 1;
+                if (c >= 0) seen |= 1 << c;
+                k++;
+            }
+            if (k != present || strstr(r->chosen, "circle") || strstr(r->chosen, "square") || strstr(r->chosen, "triangle"))
+                bad = 1;
+            bad_truth += bad;
         }
         if (!strcmp(r->chosen, r->rejected)) bad_truth++;
         img_free(&im);

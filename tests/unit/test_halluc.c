@@ -2,6 +2,8 @@
  *  - on 600 held-out items the scorer agrees with the generator's own labels: the true answer (what make-demo writes
  *    as `chosen`) states nothing false and names no absent object; the hallucinated answer (`rejected`) states
  *    something false; description answers that add an object count it as absent (CHAIR);
+ *  - "a small blue shape" is an object of that colour, whatever its outline; coverage counts the scene's objects a
+ *    description names;
  *  - an answer with no parseable claim is not answered and not false; a fixed scene scores hand-written answers;
  *  - the items are not make-demo's scenes (another index stream) and are the same on every call;
  *  - met_halluc_row + met_close("eval") writes one halluc row that met_read_halluc reads back; a file without the
@@ -61,6 +63,23 @@ int main(void) {
     CHECK_EQ_INT(r.mentions, 3);
     CHECK_EQ_INT(r.absent, 1);
     CHECK_EQ_INT(r.false_claim, 1);
+    CHECK(r.objects == 2 && r.covered == 2); /* red circle, blue square */
+    /* make-demo's descriptions: an object by size and colour ("a small blue shape"), whatever its outline */
+    demo_halluc_score(&s, &q, "A big red shape and a small blue shape on a white background.", &r);
+    CHECK(r.answered && !r.false_claim && r.mentions == 2 && r.absent == 0 && r.covered == 2);
+    demo_halluc_score(&s, &q, "A big red shape on a white background.", &r); /* leaves the blue one out */
+    CHECK(r.answered && !r.false_claim && r.mentions == 1 && r.covered == 1 && r.objects == 2);
+    /* the demo model's error: a second object in the big one's colour; the sizes tell it from the big one */
+    demo_halluc_score(&s, &q, "A big red shape and a small red shape on a white background.", &r);
+    CHECK(r.false_claim && r.mentions == 2 && r.absent == 1 && r.covered == 1);
+    demo_halluc_score(&s, &q, "A small red circle.", &r); /* the red circle is the big one */
+    CHECK(r.false_claim && r.absent == 1);
+    demo_halluc_score(&s, &q, "A red circle and a blue square.", &r); /* no size: any */
+    CHECK(!r.false_claim && r.covered == 2);
+    demo_halluc_score(&s, &q, "A big red shape and a small green shape on a white background.", &r);
+    CHECK(r.false_claim && r.absent == 1 && r.covered == 1);
+    demo_halluc_score(&s, &q, "A big red square and a small blue shape.", &r); /* the outline, named and wrong */
+    CHECK(r.false_claim && r.absent == 1 && r.covered == 1);
     demo_halluc_score(&s, &q, "xq zz ]] [INST", &r);
     CHECK_EQ_INT(r.answered, 0);
     CHECK_EQ_INT(r.false_claim, 0);
@@ -88,6 +107,12 @@ int main(void) {
     CHECK(r.answered && !r.false_claim);
     demo_halluc_score(&s, &q, "There are three shapes.", &r);
     CHECK(r.false_claim);
+    CHECK(r.objects == 0 && r.covered == 0); /* coverage is of descriptions only */
+    /* "The big shape is red" names no object by outline; "the big shape" is not "a ... shape" */
+    q.kind = DEMO_Q_COLOUR;
+    snprintf(q.question, sizeof q.question, "What color is the big shape?");
+    demo_halluc_score(&s, &q, "The big shape is red.", &r);
+    CHECK(r.answered && !r.false_claim && r.mentions == 0);
 
     /* the halluc table */
     const char *dir = test_tmpdir();
